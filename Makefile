@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch is pinned to the CPU wheel that lies on this machine's disk; a looser spec
+# could pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+export BAYESDROP_DATA ?= $(abspath ../shared/data)
+
+.PHONY: demo test docs bench lint install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m bayesdrop.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2
+
+docs: $(STAMP)
+	BAYESDROP_SMOKE=1 $(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/concrete_synthetic.py --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) docs/_build docs/auto_tutorials docs/api/generated

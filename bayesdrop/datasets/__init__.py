@@ -1,0 +1,15 @@
+"""Data-set loaders. Data are read by path (``root`` or ``BAYESDROP_DATA``), never bundled."""
+
+from bayesdrop.datasets._root import DATA_ENV, SMOKE_ENV, data_root, smoke_mode
+from bayesdrop.datasets.images import load_fashion_mnist, load_mnist, load_notmnist, read_idx
+
+__all__ = [
+    "DATA_ENV",
+    "SMOKE_ENV",
+    "data_root",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_notmnist",
+    "read_idx",
+    "smoke_mode",
+]

@@ -1,0 +1,60 @@
+"""Where data sets live, and the smoke-mode switch of tutorials and benchmarks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bayesdrop._validation import fail
+
+__all__ = ["DATA_ENV", "SMOKE_ENV", "data_root", "require_file", "smoke_mode"]
+
+DATA_ENV = "BAYESDROP_DATA"
+SMOKE_ENV = "BAYESDROP_SMOKE"
+
+
+def smoke_mode() -> bool:
+    """True when ``BAYESDROP_SMOKE`` is set to a true value (tutorials then train briefly).
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["BAYESDROP_SMOKE"] = "0"
+    >>> smoke_mode()
+    False
+    """
+    return os.environ.get(SMOKE_ENV, "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def data_root(root: str | os.PathLike[str] | None = None, name: str | None = None) -> Path:
+    """Resolve the folder of a data set.
+
+    ``root`` wins; else the ``BAYESDROP_DATA`` environment variable. With ``name``, the
+    sub-folder ``root/name`` is returned when it exists, else ``root`` itself (so ``root`` may
+    point at the data set's own folder).
+
+    Raises
+    ------
+    ValueError
+        If neither is given, or the folder does not exist.
+    """
+    if root is None:
+        root = os.environ.get(DATA_ENV)
+        if not root:
+            fail("root", "a data folder (argument or the BAYESDROP_DATA environment variable)",
+                 "neither", "Pass root=... or export BAYESDROP_DATA=/path/to/data.")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        fail("root", "an existing folder", str(path))
+    if name is not None and (path / name).is_dir():
+        path = path / name
+    return path
+
+
+def require_file(folder: Path, filename: str) -> Path:
+    """``folder / filename``, or a ValueError that names the missing file."""
+    path = folder / filename
+    if not path.is_file():
+        fail("root", f"a folder containing {filename!r}", f"{folder} without it",
+             "Point root (or BAYESDROP_DATA) at the folder that holds the data set's files.")
+    return path

@@ -1,0 +1,37 @@
+"""Pure functions holding bayesdrop's math; modules only hold parameters and call these."""
+
+from bayesdrop.functional.dropout import (
+    CONCRETE_EPS,
+    bernoulli_dropout,
+    bernoulli_mask,
+    concrete_drop_mask,
+    concrete_dropout,
+    spatial_mask_shape,
+)
+from bayesdrop.functional.kl import (
+    RegularizerConstants,
+    bernoulli_entropy,
+    concrete_dropout_kl,
+    concrete_regularization,
+    mc_dropout_kl,
+    regularizer_constants,
+)
+from bayesdrop.functional.likelihood import categorical_nll, gaussian_nll, heteroscedastic_nll
+
+__all__ = [
+    "CONCRETE_EPS",
+    "RegularizerConstants",
+    "bernoulli_dropout",
+    "bernoulli_entropy",
+    "bernoulli_mask",
+    "categorical_nll",
+    "concrete_drop_mask",
+    "concrete_dropout",
+    "concrete_dropout_kl",
+    "concrete_regularization",
+    "gaussian_nll",
+    "heteroscedastic_nll",
+    "mc_dropout_kl",
+    "regularizer_constants",
+    "spatial_mask_shape",
+]

@@ -1,0 +1,21 @@
+"""bayesdrop's layers: dropout posteriors with explicit KL terms."""
+
+from bayesdrop.nn.base import StochasticModule
+from bayesdrop.nn.concrete import ConcreteDropout, SpatialConcreteDropout
+from bayesdrop.nn.convert import ConversionReport, convert
+from bayesdrop.nn.mc_dropout import MCDropout, SpatialMCDropout
+from bayesdrop.nn.sampling import find_functional_dropout, is_stochastic, sampling, stochastic_modules
+
+__all__ = [
+    "ConcreteDropout",
+    "ConversionReport",
+    "MCDropout",
+    "SpatialConcreteDropout",
+    "SpatialMCDropout",
+    "StochasticModule",
+    "convert",
+    "find_functional_dropout",
+    "is_stochastic",
+    "sampling",
+    "stochastic_modules",
+]
