@@ -72,11 +72,15 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     x_tr, y_tr, x_te, y_te = load_data(args.seed)
     model = build_model(x_tr.shape[1], 10)
-    print(f"bayesdrop {bayesdrop.__version__} demo: Concrete Dropout MLP on scikit-learn digits "
-          f"({len(x_tr)} train / {len(x_te)} test points)")
+    print(
+        f"bayesdrop {bayesdrop.__version__} demo: Concrete Dropout MLP on scikit-learn digits "
+        f"({len(x_tr)} train / {len(x_te)} test points)"
+    )
     terms = train(model, x_tr, y_tr, epochs=args.epochs, seed=args.seed)
-    print(f"trained {args.epochs} epochs: final minibatch nll {terms.nll.item():.4f}, "
-          f"KL/N {terms.kl.item() / len(x_tr):.4f}")
+    print(
+        f"trained {args.epochs} epochs: final minibatch nll {terms.nll.item():.4f}, "
+        f"KL/N {terms.kl.item() / len(x_tr):.4f}"
+    )
     print("learned drop rates:")
     for name, module in model.named_modules():
         if isinstance(module, bayesdrop.ConcreteDropout):

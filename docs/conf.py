@@ -10,7 +10,7 @@ os.environ.setdefault("BAYESDROP_SMOKE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("BAYESDROP_DATA", os.path.abspath(os.path.join("..", "..", "shared", "data")))
 
-import bayesdrop  # noqa: E402
+import bayesdrop
 
 project = "bayesdrop"
 author = "bayesdrop developers"
@@ -48,7 +48,8 @@ html_title = "bayesdrop"
 sphinx_gallery_conf = {
     "examples_dirs": ["../tutorials"],
     "gallery_dirs": ["auto_tutorials"],
-    "filename_pattern": r"/plot_",
+    # BAYESDROP_GALLERY_PATTERN runs a subset of the tutorials while writing one.
+    "filename_pattern": os.environ.get("BAYESDROP_GALLERY_PATTERN", r"/plot_"),
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
     "remove_config_comments": True,

@@ -41,8 +41,12 @@ def data_root(root: str | os.PathLike[str] | None = None, name: str | None = Non
     if root is None:
         root = os.environ.get(DATA_ENV)
         if not root:
-            fail("root", "a data folder (argument or the BAYESDROP_DATA environment variable)",
-                 "neither", "Pass root=... or export BAYESDROP_DATA=/path/to/data.")
+            fail(
+                "root",
+                "a data folder (argument or the BAYESDROP_DATA environment variable)",
+                "neither",
+                "Pass root=... or export BAYESDROP_DATA=/path/to/data.",
+            )
     path = Path(root).expanduser()
     if not path.is_dir():
         fail("root", "an existing folder", str(path))
@@ -55,6 +59,10 @@ def require_file(folder: Path, filename: str) -> Path:
     """``folder / filename``, or a ValueError that names the missing file."""
     path = folder / filename
     if not path.is_file():
-        fail("root", f"a folder containing {filename!r}", f"{folder} without it",
-             "Point root (or BAYESDROP_DATA) at the folder that holds the data set's files.")
+        fail(
+            "root",
+            f"a folder containing {filename!r}",
+            f"{folder} without it",
+            "Point root (or BAYESDROP_DATA) at the folder that holds the data set's files.",
+        )
     return path

@@ -17,6 +17,13 @@ from bayesdrop.functional.kl import (
     regularizer_constants,
 )
 from bayesdrop.functional.likelihood import categorical_nll, gaussian_nll, heteroscedastic_nll
+from bayesdrop.functional.uncertainty import (
+    entropy,
+    expected_entropy,
+    mutual_information,
+    predictive_entropy,
+    variation_ratio,
+)
 
 __all__ = [
     "CONCRETE_EPS",
@@ -29,9 +36,14 @@ __all__ = [
     "concrete_dropout",
     "concrete_dropout_kl",
     "concrete_regularization",
+    "entropy",
+    "expected_entropy",
     "gaussian_nll",
     "heteroscedastic_nll",
     "mc_dropout_kl",
+    "mutual_information",
+    "predictive_entropy",
     "regularizer_constants",
     "spatial_mask_shape",
+    "variation_ratio",
 ]

@@ -71,7 +71,10 @@ def bernoulli_mask(
 
 
 def bernoulli_dropout(
-    x: Tensor, p: float, *, mask_shape: tuple[int, ...] | None = None,
+    x: Tensor,
+    p: float,
+    *,
+    mask_shape: tuple[int, ...] | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     r"""Inverted Bernoulli dropout, :math:`\tilde x = x \cdot z / (1 - p)`.

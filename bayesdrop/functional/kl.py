@@ -84,7 +84,8 @@ def mc_dropout_kl(
     -0.386294
     """
     p_t = torch.as_tensor(p, dtype=weight_sq_norm.dtype, device=weight_sq_norm.device)
-    return 0.5 * length_scale**2 * (1.0 - p_t) * weight_sq_norm - num_inputs * bernoulli_entropy(p_t)
+    weight_term = 0.5 * length_scale**2 * (1.0 - p_t) * weight_sq_norm
+    return weight_term - num_inputs * bernoulli_entropy(p_t)
 
 
 def concrete_dropout_kl(

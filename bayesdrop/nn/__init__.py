@@ -4,7 +4,12 @@ from bayesdrop.nn.base import StochasticModule
 from bayesdrop.nn.concrete import ConcreteDropout, SpatialConcreteDropout
 from bayesdrop.nn.convert import ConversionReport, convert
 from bayesdrop.nn.mc_dropout import MCDropout, SpatialMCDropout
-from bayesdrop.nn.sampling import find_functional_dropout, is_stochastic, sampling, stochastic_modules
+from bayesdrop.nn.sampling import (
+    find_functional_dropout,
+    is_stochastic,
+    sampling,
+    stochastic_modules,
+)
 
 __all__ = [
     "ConcreteDropout",

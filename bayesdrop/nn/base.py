@@ -45,23 +45,34 @@ def input_features(layer: nn.Module) -> int:
     weight = getattr(layer, "weight", None)
     if isinstance(weight, Tensor) and weight.dim() >= 2:
         return int(weight.shape[1])
-    fail("layer", "a module with input features (in_features / in_channels)",
-         type(layer).__name__, type_error=True)
+    fail(
+        "layer",
+        "a module with input features (in_features / in_channels)",
+        type(layer).__name__,
+        type_error=True,
+    )
     raise AssertionError  # unreachable
 
 
 def check_weighted(layer: nn.Module, who: str) -> nn.Module:
     """Check that ``layer`` is a module with a ``weight`` parameter (to compute its KL)."""
     if not isinstance(layer, nn.Module):
-        fail("layer", "a torch.nn.Module with a weight", type(layer).__name__,
-             f"{who} wraps the layer whose input it drops, e.g. {who}(nn.Linear(50, 1), p=0.1).",
-             type_error=True)
+        fail(
+            "layer",
+            "a torch.nn.Module with a weight",
+            type(layer).__name__,
+            f"{who} wraps the layer whose input it drops, e.g. {who}(nn.Linear(50, 1), p=0.1).",
+            type_error=True,
+        )
     weight = getattr(layer, "weight", None)
     if not isinstance(weight, Tensor):
-        fail("layer", "a module with a `weight` tensor (Linear, ConvNd, ...)",
-             f"{type(layer).__name__} without one",
-             "Wrap the weighted layer that follows the dropout, not an activation or container.",
-             type_error=True)
+        fail(
+            "layer",
+            "a module with a `weight` tensor (Linear, ConvNd, ...)",
+            f"{type(layer).__name__} without one",
+            "Wrap the weighted layer that follows the dropout, not an activation or container.",
+            type_error=True,
+        )
     return layer
 
 

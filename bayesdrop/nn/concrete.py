@@ -86,18 +86,21 @@ class ConcreteDropout(StochasticModule):
         super().__init__()
         check_weighted(layer, type(self).__name__)
         self.layer = layer
-        self.weight_regularizer = check_positive("weight_regularizer", weight_regularizer,
-                                                 allow_zero=True)
-        self.dropout_regularizer = check_positive("dropout_regularizer", dropout_regularizer,
-                                                  allow_zero=True)
+        self.weight_regularizer = check_positive(
+            "weight_regularizer", weight_regularizer, allow_zero=True
+        )
+        self.dropout_regularizer = check_positive(
+            "dropout_regularizer", dropout_regularizer, allow_zero=True
+        )
         self.length_scale = check_positive("length_scale", length_scale)
         lo = check_probability("init_min", init_min)
         hi = check_probability("init_max", init_max)
         if lo <= 0.0 or hi < lo:
             fail("init_min, init_max", "0 < init_min <= init_max < 1", (init_min, init_max))
         default_t = 2.0 / 3.0 if self.spatial else 0.1
-        self.temperature = check_positive("temperature", default_t if temperature is None
-                                          else temperature)
+        self.temperature = check_positive(
+            "temperature", default_t if temperature is None else temperature
+        )
         self.include_bias = bool(include_bias)
         weight = layer.weight
         logit = torch.empty((), dtype=weight.dtype, device=weight.device)
@@ -129,8 +132,13 @@ class ConcreteDropout(StochasticModule):
 
     def regularization(self) -> Tensor:
         """The reference regulariser :math:`R` (see the class docstring)."""
-        return BF.concrete_regularization(self._sq_norm(), self.p, self.num_inputs,
-                                          self.weight_regularizer, self.dropout_regularizer)
+        return BF.concrete_regularization(
+            self._sq_norm(),
+            self.p,
+            self.num_inputs,
+            self.weight_regularizer,
+            self.dropout_regularizer,
+        )
 
     def kl(self) -> Tensor:
         return BF.concrete_dropout_kl(self._sq_norm(), self.p, self.num_inputs, self.length_scale)

@@ -52,12 +52,24 @@ def _next_weighted(parent: nn.Module, key: str) -> tuple[str, nn.Module] | None:
     return None
 
 
-def _convert_one(parent: nn.Module, key: str, module: _DropoutNd, to: str, kwargs: dict,
-                 prefix: str, report: ConversionReport) -> None:
+def _convert_one(
+    parent: nn.Module,
+    key: str,
+    module: _DropoutNd,
+    to: str,
+    kwargs: dict,
+    prefix: str,
+    report: ConversionReport,
+) -> None:
     old = type(module).__name__
     if isinstance(module, _ALPHA):
-        report.skipped.append((prefix + key, f"{old} keeps SELU statistics; bayesdrop has no "
-                               "variational counterpart. It still samples under sampling()."))
+        report.skipped.append(
+            (
+                prefix + key,
+                f"{old} keeps SELU statistics; bayesdrop has no "
+                "variational counterpart. It still samples under sampling().",
+            )
+        )
         return
     spatial = isinstance(module, _SPATIAL)
     if to == "mc":
@@ -68,9 +80,14 @@ def _convert_one(parent: nn.Module, key: str, module: _DropoutNd, to: str, kwarg
     target = _next_weighted(parent, key)
     wanted = _CONV if spatial else (nn.Linear,)
     if target is None or not isinstance(target[1], wanted):
-        report.skipped.append((prefix + key, "Concrete Dropout wraps the weighted layer it feeds; "
-                               f"no {'/'.join(w.__name__ for w in wanted)} follows it in an "
-                               "nn.Sequential. Wrap that layer by hand."))
+        report.skipped.append(
+            (
+                prefix + key,
+                "Concrete Dropout wraps the weighted layer it feeds; "
+                f"no {'/'.join(w.__name__ for w in wanted)} follows it in an "
+                "nn.Sequential. Wrap that layer by hand.",
+            )
+        )
         return
     cls = SpatialConcreteDropout if spatial else ConcreteDropout
     parent._modules[key] = nn.Identity()
@@ -122,11 +139,12 @@ def convert(
     for prefix, parent in list(model.named_modules()):
         for key, child in list(parent._modules.items()):
             if isinstance(child, _DropoutNd):
-                _convert_one(parent, key, child, to, kwargs, f"{prefix}." if prefix else "",
-                             report)
+                _convert_one(parent, key, child, to, kwargs, f"{prefix}." if prefix else "", report)
     if report.functional:
         warnings.warn(
             "These modules call functional dropout in forward, which convert() cannot replace: "
             f"{', '.join(report.functional)}. Use modules (nn.Dropout or bayesdrop layers) there.",
-            UserWarning, stacklevel=2)
+            UserWarning,
+            stacklevel=2,
+        )
     return report

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-
 from torch import Tensor, nn
 
 from bayesdrop import functional as BF
@@ -93,21 +92,31 @@ class ELBO(nn.Module):
         target = check_tensor("target", target)
         if self.likelihood == "heteroscedastic":
             if not (isinstance(output, (tuple, list)) and len(output) == 2):
-                fail("output", "a pair (mean, log_variance) for the heteroscedastic likelihood",
-                     type(output).__name__, type_error=True)
+                fail(
+                    "output",
+                    "a pair (mean, log_variance) for the heteroscedastic likelihood",
+                    type(output).__name__,
+                    type_error=True,
+                )
             mean, log_var = output
             per_point = BF.heteroscedastic_nll(mean, log_var, target.reshape(mean.shape))
         else:
             output = check_tensor("output", output)
             if self.likelihood == "categorical":
                 if output.dim() != 2 or target.shape != output.shape[:1]:
-                    fail("output, target", "logits (N, C) and class indices (N,)",
-                         f"{tuple(output.shape)} and {tuple(target.shape)}")
+                    fail(
+                        "output, target",
+                        "logits (N, C) and class indices (N,)",
+                        f"{tuple(output.shape)} and {tuple(target.shape)}",
+                    )
                 per_point = BF.categorical_nll(output, target)
             else:
                 if target.numel() != output.numel():
-                    fail("target", f"as many values as output {tuple(output.shape)}",
-                         tuple(target.shape))
+                    fail(
+                        "target",
+                        f"as many values as output {tuple(output.shape)}",
+                        tuple(target.shape),
+                    )
                 per_point = BF.gaussian_nll(output, target.reshape(output.shape), self.tau)
         return per_point.mean()
 
@@ -122,7 +131,7 @@ class ELBO(nn.Module):
         return ELBOTerms(nll=nll, kl=kl, loss=nll + self.beta * kl / self.num_data)
 
     def extra_repr(self) -> str:
-        return (f"num_data={self.num_data:g}, likelihood={self.likelihood!r}, tau={self.tau:g}, "
-                f"beta={self.beta:g}")
-
-
+        return (
+            f"num_data={self.num_data:g}, likelihood={self.likelihood!r}, tau={self.tau:g}, "
+            f"beta={self.beta:g}"
+        )

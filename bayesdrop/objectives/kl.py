@@ -45,9 +45,13 @@ def kl_divergence(model: nn.Module) -> Tensor:
     check_module("model", model)
     terms = [m.kl() for m in model.modules() if isinstance(m, StochasticModule)]
     if not terms:
-        fail("model", "a model with at least one bayesdrop layer", "none",
-             "Wrap weighted layers, e.g. bayesdrop.MCDropout(nn.Linear(50, 1), p=0.1), or "
-             "bayesdrop.convert(model, to='concrete') to replace torch dropout modules.")
+        fail(
+            "model",
+            "a model with at least one bayesdrop layer",
+            "none",
+            "Wrap weighted layers, e.g. bayesdrop.MCDropout(nn.Linear(50, 1), p=0.1), or "
+            "bayesdrop.convert(model, to='concrete') to replace torch dropout modules.",
+        )
     device = next((t.device for t in terms if t.dim() == 0 and t.requires_grad), None)
     if device is None:
         param = next(model.parameters(), None)
