@@ -74,7 +74,7 @@ def _convert_one(
     spatial = isinstance(module, _SPATIAL)
     if to == "mc":
         new: nn.Module = (SpatialMCDropout if spatial else MCDropout)(float(module.p), **kwargs)
-        parent._modules[key] = new
+        parent._modules[key] = new.train(module.training)
         report.replaced.append((prefix + key, old, type(new).__name__))
         return
     target = _next_weighted(parent, key)
@@ -90,8 +90,8 @@ def _convert_one(
         )
         return
     cls = SpatialConcreteDropout if spatial else ConcreteDropout
-    parent._modules[key] = nn.Identity()
-    parent._modules[target[0]] = cls(target[1], **kwargs)
+    parent._modules[key] = nn.Identity().train(module.training)
+    parent._modules[target[0]] = cls(target[1], **kwargs).train(target[1].training)
     report.replaced.append((prefix + key, old, f"{cls.__name__} around {prefix}{target[0]}"))
 
 
@@ -107,6 +107,8 @@ def convert(
       layer is wrapped in :class:`bayesdrop.ConcreteDropout` (:class:`SpatialConcreteDropout`),
       whose regulariser needs that layer's weights. Its parameters move under ``.layer``.
       Others are skipped, with the reason.
+
+    New layers take the train/eval mode of the modules they replace.
 
     ``AlphaDropout`` and ``FeatureAlphaDropout`` are skipped (they still sample under
     :func:`bayesdrop.sampling`). A warning names the modules that call functional dropout.

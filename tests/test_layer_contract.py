@@ -1,0 +1,99 @@
+"""The contract every bayesdrop dropout layer honours (see CONTRIBUTING.md)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+import bayesdrop
+from bayesdrop.nn import SpatialMCDropout
+
+# (factory, input shape) for every layer of the foundation.
+LAYERS = {
+    "MCDropout-bare": (lambda: bayesdrop.MCDropout(0.3), (6, 5)),
+    "MCDropout-linear": (lambda: bayesdrop.MCDropout(nn.Linear(5, 3), p=0.3), (6, 5)),
+    "SpatialMCDropout-conv": (lambda: SpatialMCDropout(nn.Conv2d(3, 4, 3), p=0.3), (2, 3, 6, 6)),
+    "ConcreteDropout": (lambda: bayesdrop.ConcreteDropout(nn.Linear(5, 3)), (6, 5)),
+    "SpatialConcreteDropout-1d": (
+        lambda: bayesdrop.SpatialConcreteDropout(nn.Conv1d(3, 2, 3)),
+        (2, 3, 9),
+    ),
+    "SpatialConcreteDropout-2d": (
+        lambda: bayesdrop.SpatialConcreteDropout(nn.Conv2d(3, 4, 3)),
+        (2, 3, 6, 6),
+    ),
+    "SpatialConcreteDropout-3d": (
+        lambda: bayesdrop.SpatialConcreteDropout(nn.Conv3d(3, 2, 3)),
+        (2, 3, 5, 5, 5),
+    ),
+}
+IDS = list(LAYERS)
+
+
+def make(name, dtype=torch.float32):
+    torch.manual_seed(0)
+    factory, shape = LAYERS[name]
+    layer = factory().to(dtype)
+    return layer, torch.randn(shape, dtype=dtype)
+
+
+def reference(layer, x):
+    """The deterministic output: the wrapped layer applied to the undropped input."""
+    inner = getattr(layer, "layer", None)
+    return x if inner is None else inner(x)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_identity_when_not_sampling(name):
+    layer, x = make(name)
+    layer.eval()
+    torch.testing.assert_close(layer(x), reference(layer, x), rtol=0, atol=0)
+    with bayesdrop.sampling(layer, enabled=False):
+        layer.train()
+        torch.testing.assert_close(layer(x), reference(layer, x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_stochastic_when_sampling(name):
+    layer, x = make(name)
+    layer.eval()
+    with bayesdrop.sampling(layer):
+        a, b = layer(x), layer(x)
+    assert not torch.equal(a, b)
+    assert a.shape == reference(layer, x).shape
+    assert layer.mc is None  # restored
+
+
+@pytest.mark.parametrize("name", IDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shapes_dtypes_and_kl(name, dtype):
+    layer, x = make(name, dtype)
+    layer.train()
+    y = layer(x)
+    assert y.dtype == dtype and y.shape == reference(layer, x).shape
+    kl = layer.kl()
+    assert kl.dim() == 0 and torch.isfinite(kl)
+    if getattr(layer, "layer", None) is not None:
+        assert kl.dtype == dtype
+        kl.backward()
+        # the kernel (biases are excluded by default) and the learned rate get gradients
+        wanted = [layer.layer.weight] + list(getattr(layer, "dropout_parameters", list)())
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in wanted)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_state_dict_round_trip(name):
+    layer, x = make(name)
+    buffer = io.BytesIO()
+    torch.save(layer.state_dict(), buffer)
+    buffer.seek(0)
+    other, _ = make(name)
+    for p in other.parameters():
+        nn.init.normal_(p)
+    other.load_state_dict(torch.load(buffer))
+    layer.eval(), other.eval()
+    torch.testing.assert_close(layer(x), other(x))
+    torch.testing.assert_close(layer.kl(), other.kl())
