@@ -80,7 +80,7 @@ def test_shapes_dtypes_and_kl(name, dtype):
         assert kl.dtype == dtype
         kl.backward()
         # the kernel (biases are excluded by default) and the learned rate get gradients
-        wanted = [layer.layer.weight] + list(getattr(layer, "dropout_parameters", list)())
+        wanted = [layer.layer.weight, *getattr(layer, "dropout_parameters", list)()]
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in wanted)
 
 

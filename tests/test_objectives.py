@@ -87,7 +87,7 @@ def test_elbo_gradient_equals_reference_loss_gradient_for_concrete():
     g_elbo = torch.autograd.grad(loss, list(net.parameters()))
     ref = (forward() - y).pow(2).mean() + net[0].regularization()
     g_ref = torch.autograd.grad(ref, list(net.parameters()))
-    for a, b in zip(g_elbo, g_ref):
+    for a, b in zip(g_elbo, g_ref, strict=True):
         torch.testing.assert_close(a * (2 / tau), b)
 
 

@@ -74,7 +74,7 @@ def test_sampling_reaches_attention_dropout_in_transformer_layers():
 
 def test_sampling_rejects_non_modules():
     with (
-        pytest.raises(TypeError, match="Expected `model` to be a torch.nn.Module"),
+        pytest.raises(TypeError, match=r"Expected `model` to be a torch\.nn\.Module"),
         bayesdrop.sampling("model"),
     ):
         pass
