@@ -22,8 +22,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m bayesdrop.demo
 
+# One BLAS/OpenMP thread per pytest worker: two workers on two cores, no oversubscription.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
 docs: $(STAMP)
 	BAYESDROP_SMOKE=1 $(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html

@@ -165,12 +165,12 @@ def regularizer_constants(
     :math:`s` (so that its data term is the plain MSE or cross-entropy), and
     :math:`\lambda_w = s\,l^2/2`, :math:`\lambda_p = s`:
 
-    ================  =====================  ==========================  ====================
-    likelihood        data term              :math:`\lambda_w`           :math:`\lambda_p`
-    ================  =====================  ==========================  ====================
-    ``"gaussian"``    mean squared error     :math:`l^2 / (\tau N)`      :math:`2 / (\tau N)`
-    ``"categorical"`` mean cross-entropy     :math:`l^2 / (2N)`          :math:`1 / N`
-    ================  =====================  ==========================  ====================
+    =================  ===================  ======================  ======================
+    likelihood         data term            :math:`\lambda_w`       :math:`\lambda_p`
+    =================  ===================  ======================  ======================
+    ``"gaussian"``     mean squared error   :math:`l^2 / (\tau N)`  :math:`2 / (\tau N)`
+    ``"categorical"``  mean cross-entropy   :math:`l^2 / (2N)`      :math:`1 / N`
+    =================  ===================  ======================  ======================
 
     For the heteroscedastic loss :math:`e^{-s}(y-\mu)^2 + s` (twice the Gaussian NLL) use
     ``"gaussian"`` with ``tau=1``.
