@@ -13,8 +13,10 @@ def test_predictive_variance_grows_away_from_the_data():
     x = torch.empty(128, 1).uniform_(-1, 1)
     y = x.pow(3) + 0.05 * torch.randn_like(x)
     model = nn.Sequential(
-        nn.Linear(1, 64), nn.ReLU(),
-        bayesdrop.MCDropout(nn.Linear(64, 64), p=0.1), nn.ReLU(),
+        nn.Linear(1, 64),
+        nn.ReLU(),
+        bayesdrop.MCDropout(nn.Linear(64, 64), p=0.1),
+        nn.ReLU(),
         bayesdrop.MCDropout(nn.Linear(64, 1), p=0.1),
     )
     elbo = bayesdrop.ELBO(num_data=128, likelihood="gaussian", tau=100.0)

@@ -20,8 +20,9 @@ from bayesdrop.datasets import smoke_mode
 
 torch.manual_seed(0)
 num_data = 200
-x = torch.cat([torch.empty(num_data // 2).uniform_(-3, -1),
-               torch.empty(num_data // 2).uniform_(1, 3)])[:, None]
+x = torch.cat(
+    [torch.empty(num_data // 2).uniform_(-3, -1), torch.empty(num_data // 2).uniform_(1, 3)]
+)[:, None]
 noise_std = 0.15
 y = torch.sin(2 * x) + noise_std * torch.randn_like(x)
 
@@ -33,8 +34,10 @@ y = torch.sin(2 * x) + noise_std * torch.randn_like(x)
 # noise precision.
 hidden = 128
 model = nn.Sequential(
-    bayesdrop.ConcreteDropout(nn.Linear(1, hidden)), nn.ReLU(),
-    bayesdrop.ConcreteDropout(nn.Linear(hidden, hidden)), nn.ReLU(),
+    bayesdrop.ConcreteDropout(nn.Linear(1, hidden)),
+    nn.ReLU(),
+    bayesdrop.ConcreteDropout(nn.Linear(hidden, hidden)),
+    nn.ReLU(),
     bayesdrop.ConcreteDropout(nn.Linear(hidden, 1)),
 )
 tau = 1 / noise_std**2
@@ -44,7 +47,7 @@ optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 epochs = 150 if smoke_mode() else 1500
 history = []
 model.train()
-for epoch in range(epochs):
+for _ in range(epochs):
     for idx in torch.randperm(num_data).split(50):
         terms = elbo(model(x[idx]), y[idx], model)
         optimizer.zero_grad()
@@ -80,8 +83,9 @@ fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.scatter(x, y, s=6, c="k", label="data")
 ax.plot(grid, torch.sin(2 * grid), "g--", lw=1, label="truth")
 ax.plot(grid, mean, "C0", label="MC mean")
-ax.fill_between(grid.squeeze(), mean - 2 * total_std, mean + 2 * total_std, alpha=0.3,
-                label="±2 predictive sd")
+ax.fill_between(
+    grid.squeeze(), mean - 2 * total_std, mean + 2 * total_std, alpha=0.3, label="±2 predictive sd"
+)
 ax.set(ylim=(-3, 3), xlabel="x", ylabel="y")
 ax.legend(loc="lower left", fontsize=8)
 fig.tight_layout()
@@ -90,8 +94,10 @@ fig.tight_layout()
 # Epistemic uncertainty grows away from the data
 # ----------------------------------------------
 inside = ((grid.abs() > 1) & (grid.abs() < 3)).squeeze()
-print(f"epistemic sd where data lie: {epistemic[inside].sqrt().mean():.3f}, "
-      f"elsewhere: {epistemic[~inside].sqrt().mean():.3f}")
+print(
+    f"epistemic sd where data lie: {epistemic[inside].sqrt().mean():.3f}, "
+    f"elsewhere: {epistemic[~inside].sqrt().mean():.3f}"
+)
 fig, ax = plt.subplots(figsize=(7, 2.5))
 ax.plot(grid, epistemic.sqrt())
 ax.axvspan(-3, -1, color="k", alpha=0.1)

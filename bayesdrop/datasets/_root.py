@@ -39,14 +39,14 @@ def data_root(root: str | os.PathLike[str] | None = None, name: str | None = Non
         If neither is given, or the folder does not exist.
     """
     if root is None:
-        root = os.environ.get(DATA_ENV)
-        if not root:
-            fail(
-                "root",
-                "a data folder (argument or the BAYESDROP_DATA environment variable)",
-                "neither",
-                "Pass root=... or export BAYESDROP_DATA=/path/to/data.",
-            )
+        root = os.environ.get(DATA_ENV) or None
+    if root is None:
+        fail(
+            "root",
+            "a data folder (argument or the BAYESDROP_DATA environment variable)",
+            "neither",
+            "Pass root=... or export BAYESDROP_DATA=/path/to/data.",
+        )
     path = Path(root).expanduser()
     if not path.is_dir():
         fail("root", "an existing folder", str(path))

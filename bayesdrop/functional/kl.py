@@ -184,10 +184,10 @@ def regularizer_constants(
     0.001
     """
     length_scale = check_positive("length_scale", length_scale)
-    num_data = check_positive("num_data", num_data)
+    n = check_positive("num_data", num_data)
     tau = check_positive("tau", tau)
     check_choice("likelihood", likelihood, ("gaussian", "categorical"))
-    scale = 2.0 / (tau * num_data) if likelihood == "gaussian" else 1.0 / num_data
+    scale = 2.0 / (tau * n) if likelihood == "gaussian" else 1.0 / n
     return RegularizerConstants(
         weight_regularizer=scale * length_scale**2 / 2.0, dropout_regularizer=scale
     )

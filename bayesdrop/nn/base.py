@@ -51,7 +51,6 @@ def input_features(layer: nn.Module) -> int:
         type(layer).__name__,
         type_error=True,
     )
-    raise AssertionError  # unreachable
 
 
 def check_weighted(layer: nn.Module, who: str) -> nn.Module:
@@ -78,7 +77,8 @@ def check_weighted(layer: nn.Module, who: str) -> nn.Module:
 
 def weight_sq_norm(layer: nn.Module, *, include_bias: bool = False) -> Tensor:
     """:math:`\\lVert W \\rVert^2` of ``layer`` (kernel only unless ``include_bias``)."""
-    total = layer.weight.pow(2).sum()
+    weight: Tensor = layer.weight  # type: ignore[assignment]
+    total = weight.pow(2).sum()
     bias = getattr(layer, "bias", None)
     if include_bias and isinstance(bias, torch.Tensor):
         total = total + bias.pow(2).sum()

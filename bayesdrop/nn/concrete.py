@@ -102,7 +102,7 @@ class ConcreteDropout(StochasticModule):
             "temperature", default_t if temperature is None else temperature
         )
         self.include_bias = bool(include_bias)
-        weight = layer.weight
+        weight: Tensor = layer.weight  # type: ignore[assignment]
         logit = torch.empty((), dtype=weight.dtype, device=weight.device)
         nn.init.uniform_(logit, math.log(lo / (1 - lo)), math.log(hi / (1 - hi)))
         self.p_logit = nn.Parameter(logit)

@@ -64,13 +64,14 @@ class MCDropout(StochasticModule):
         include_bias: bool = False,
     ) -> None:
         super().__init__()
+        module: nn.Module | None = None
         if isinstance(layer, Real) and not isinstance(layer, bool):
             if p is not None:
                 fail("p", "given once", f"p={layer!r} positionally and p={p!r}")
-            layer, p = None, float(layer)
-        if layer is not None:
-            check_weighted(layer, type(self).__name__)
-        self.layer = layer
+            p = float(layer)
+        elif layer is not None:
+            module = check_weighted(layer, type(self).__name__)  # type: ignore[arg-type]
+        self.layer = module
         self.p = 0.5 if p is None else p
         self.length_scale = check_positive("length_scale", length_scale)
         self.include_bias = bool(include_bias)
