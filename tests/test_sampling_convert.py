@@ -72,6 +72,18 @@ def test_sampling_reaches_attention_dropout_in_transformer_layers():
     assert {"", "self_attn", "dropout", "dropout1", "dropout2"} <= names
 
 
+def test_sampling_reaches_dropout_between_lstm_layers():
+    torch.manual_seed(2)
+    lstm = nn.LSTM(3, 4, num_layers=2, dropout=0.5).eval()
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(lstm(x)[0], lstm(x)[0], rtol=0, atol=0)
+        with bayesdrop.sampling(lstm):
+            assert not torch.equal(lstm(x)[0], lstm(x)[0])
+    assert not lstm.training
+    assert not bayesdrop.nn.is_stochastic(nn.LSTM(3, 4, num_layers=2))
+
+
 def test_sampling_rejects_non_modules():
     with (
         pytest.raises(TypeError, match=r"Expected `model` to be a torch\.nn\.Module"),

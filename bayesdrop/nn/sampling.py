@@ -15,17 +15,18 @@ from bayesdrop.nn.base import StochasticModule
 
 __all__ = ["find_functional_dropout", "is_stochastic", "sampling", "stochastic_modules"]
 
-# torch modules whose `training` flag only switches attention dropout (and disables the
-# inference fast path that would skip it).
-_ATTENTION_TYPES: tuple[type[nn.Module], ...] = (
+# torch modules that keep their dropout rate as a float and whose `training` flag only switches
+# that dropout (and, for attention, disables the inference fast path that would skip it).
+_FLOAT_DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
     nn.MultiheadAttention,
     nn.TransformerEncoderLayer,
     nn.TransformerDecoderLayer,
+    nn.RNNBase,
 )
 
 
-def _attention_dropout(module: nn.Module) -> float:
-    if isinstance(module, nn.MultiheadAttention):
+def _float_dropout(module: nn.Module) -> float:
+    if isinstance(module, (nn.MultiheadAttention, nn.RNNBase)):
         return float(module.dropout)
     if isinstance(module, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
         return float(module.self_attn.dropout)
@@ -36,7 +37,9 @@ def is_stochastic(module: nn.Module) -> bool:
     """Whether ``module`` draws dropout noise when sampling.
 
     True for bayesdrop's layers, torch's ``_DropoutNd`` family (``Dropout``, ``Dropout1d/2d/3d``,
-    ``AlphaDropout``, ``FeatureAlphaDropout``) and attention modules with a non-zero dropout.
+    ``AlphaDropout``, ``FeatureAlphaDropout``), and the torch modules that keep a dropout rate as
+    a float when it is non-zero: ``MultiheadAttention``, ``TransformerEncoderLayer``,
+    ``TransformerDecoderLayer`` and ``RNN``/``LSTM``/``GRU`` (dropout between layers).
 
     Examples
     --------
@@ -45,7 +48,7 @@ def is_stochastic(module: nn.Module) -> bool:
     """
     if isinstance(module, (StochasticModule, _DropoutNd)):
         return True
-    return isinstance(module, _ATTENTION_TYPES) and _attention_dropout(module) > 0.0
+    return isinstance(module, _FLOAT_DROPOUT_TYPES) and _float_dropout(module) > 0.0
 
 
 def stochastic_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -58,10 +61,12 @@ def sampling(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     """Make every dropout in ``model`` sample (or, with ``enabled=False``, not sample).
 
     Inside the block, bayesdrop layers have ``mc = enabled``, and torch's dropout modules (and
-    attention modules with dropout) have ``training = enabled``. Nothing else changes:
-    BatchNorm stays in eval mode, so MC predictions do not update running statistics. Every
-    flag is restored on exit, also when the block raises. This is the way to draw Monte-Carlo
-    dropout samples; ``model.train()`` would also switch BatchNorm to batch statistics.
+    the attention and recurrent modules with a dropout rate, see :func:`is_stochastic`) have
+    ``training = enabled``; for those modules PyTorch reads ``training`` only to switch dropout.
+    Nothing else changes: BatchNorm stays in eval mode, so MC predictions do not update running
+    statistics. Every flag is restored on exit, also when the block raises. This is the way to
+    draw Monte-Carlo dropout samples; ``model.train()`` would also switch BatchNorm to batch
+    statistics.
 
     Parameters
     ----------
