@@ -83,7 +83,7 @@ def _reduce(per_token: Tensor, valid: Tensor, reduction: str) -> Tensor:
     if count == 0:
         fail(
             "target",
-            "to contain at least one entry not equal to `ignore_index`",
+            "a target with at least one entry not equal to `ignore_index`",
             "only ignored entries",
             "A mean over zero tokens is undefined; use reduction='sum' or skip the batch.",
         )

@@ -137,7 +137,8 @@ class RDrop(nn.Module):
         out = self.model(*doubled)
         if not isinstance(out, Tensor) or out.dim() == 0 or out.shape[0] != 2 * batch:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            fail("model", f"to return a tensor with {2 * batch} rows for {2 * batch} inputs", got)
+            rows = 2 * batch
+            fail("model", f"a model returning a tensor with {rows} rows for {rows} inputs", got)
         out1, out2 = out[:batch], out[batch:]
         if self.task == "regression":
             data = rdrop_mse_loss(out1, out2, target, alpha=0.0)

@@ -19,6 +19,7 @@ __all__ = ["DropoutScheduler"]
 
 Target = Literal["dropout", "drop_path"]
 DepthRule = Literal["linear", "uniform"]
+_TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 
 
 def _settable_p(module: nn.Module) -> bool:
@@ -153,13 +154,15 @@ class DropoutScheduler:
                 if target == "dropout"
                 else "a bayesdrop.nn.DropPath (or a module with a float `drop_prob`)"
             )
-            fail("model", f"to contain {kinds}", "none", "There is nothing to schedule.")
+            fail("model", f"a model containing {kinds}", "none", "There is nothing to schedule.")
         reached = {id(m) for _, m, _ in self._targets}
         self.targets = [name for name, _, _ in self._targets]
         self.skipped = [
             name
             for name, m in model.named_modules()
-            if id(m) not in reached and (is_stochastic(m) or isinstance(m, StochasticModule))
+            if id(m) not in reached
+            and not isinstance(m, _TRANSFORMER_LAYERS)  # reached through their children
+            and (is_stochastic(m) or isinstance(m, StochasticModule))
         ]
         self._step = 0
         self._apply(self.last_rate)
