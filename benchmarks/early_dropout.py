@@ -16,7 +16,7 @@ claim is that early dropout ends LOWER than no dropout for underfitting models) 
 accuracy, mean ± std over seeds, and the paired difference of the final training loss to
 ``none``.
 
-Run (about 3-4 minutes on one free core)::
+Run (about 5 minutes on one free core; the README figures use --train-size 60000)::
 
     BAYESDROP_DATA=../shared/data python benchmarks/early_dropout.py
     python benchmarks/early_dropout.py --quick      # a smoke run
@@ -42,7 +42,7 @@ METHODS = ("none", "standard", "early", "late")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=None, help="data folder (default: $BAYESDROP_DATA)")
-    parser.add_argument("--train-size", type=int, default=60000)
+    parser.add_argument("--train-size", type=int, default=30000)
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--cutoff-epoch", type=int, default=3)
