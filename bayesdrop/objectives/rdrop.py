@@ -53,14 +53,14 @@ def _duplicate(inputs: Tensor | Sequence[Tensor]) -> tuple[tuple[Tensor, ...], i
     if not isinstance(inputs, (tuple, list)) or not inputs:
         got = type(inputs).__name__
         fail("x", "a tensor or a non-empty tuple of tensors", got, type_error=True)
-    batch = None
+    batch = -1
     for t in inputs:
         if not isinstance(t, Tensor) or t.dim() == 0:
             fail("x", "tensors with a batch dimension", type(t).__name__, type_error=True)
-        if batch is not None and t.shape[0] != batch:
+        if batch >= 0 and t.shape[0] != batch:
             fail("x", f"tensors with the same batch size {batch}", f"batch size {t.shape[0]}")
-        batch = t.shape[0]
-    return tuple(torch.cat([t, t], dim=0) for t in inputs), int(batch)
+        batch = int(t.shape[0])
+    return tuple(torch.cat([t, t], dim=0) for t in inputs), batch
 
 
 class RDrop(nn.Module):

@@ -31,7 +31,7 @@ def _settable_p(module: nn.Module) -> bool:
 
 
 def _dropout_targets(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
-    found = []
+    found: list[tuple[str, nn.Module, str]] = []
     for name, module in model.named_modules():
         if isinstance(module, nn.MultiheadAttention):
             found.append((name, module, "dropout"))
@@ -47,7 +47,7 @@ def _dropout_targets(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
 
 
 def _drop_path_targets(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
-    found = []
+    found: list[tuple[str, nn.Module, str]] = []
     for name, module in model.named_modules():
         if isinstance(module, DropPath):
             found.append((name, module, "p"))
