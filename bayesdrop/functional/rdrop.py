@@ -121,7 +121,8 @@ def rdrop_loss(
          - its loss
          - this ``alpha``
        * - fairseq ``reg_label_smoothed_cross_entropy`` and ``reg_cross_entropy``
-           (``--reg-alpha``: translation 5, summarisation 0.7, language modelling 1.0)
+           (``--reg-alpha``: translation 5, summarisation 0.7, language modelling 1.0);
+           upstream fairseq's ``label_smoothed_cross_entropy_with_rdrop`` (``--rdrop-alpha``)
          - token sums of CE1 + CE2 + :math:`\alpha_f \cdot \frac12` (KL sums); the trainer
            divides the gradient by the token count
          - :math:`\alpha_f`
