@@ -267,3 +267,16 @@ def test_load_state_dict_errors_leave_state_unchanged():
     with pytest.raises(ValueError, match=r"`state_dict\['step'\]` to be a non-negative integer"):
         sched.load_state_dict(bad)
     assert sched.step_count == 1 and net[0].p == 0.2
+
+
+def test_warns_about_functional_dropout():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(0.1)
+
+        def forward(self, x):
+            return nn.functional.dropout(self.drop(x), 0.5, training=self.training)
+
+    with pytest.warns(UserWarning, match=r"call functional dropout"):
+        DropoutScheduler(nn.Sequential(Functional()), [0.2])

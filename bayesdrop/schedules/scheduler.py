@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -13,7 +14,7 @@ from torch.nn.modules.dropout import _DropoutNd
 from bayesdrop._validation import check_choice, check_module, fail
 from bayesdrop.nn.base import StochasticModule
 from bayesdrop.nn.drop_path import DropPath
-from bayesdrop.nn.sampling import is_stochastic
+from bayesdrop.nn.sampling import find_functional_dropout, is_stochastic
 
 __all__ = ["DropoutScheduler"]
 
@@ -89,7 +90,9 @@ class DropoutScheduler:
     bayesdrop layers with a settable ``p`` (:class:`bayesdrop.MCDropout`,
     :class:`bayesdrop.nn.SpatialMCDropout`). Layers that *learn* their rate
     (:class:`bayesdrop.ConcreteDropout`) are left alone and listed in :attr:`skipped`, as are
-    other stochastic modules without a settable ``p``. :class:`bayesdrop.nn.DropPath` belongs
+    other stochastic modules without a settable ``p``; a ``UserWarning`` names modules whose
+    ``forward`` calls functional dropout, which no scheduler can reach.
+    :class:`bayesdrop.nn.DropPath` belongs
     to ``target="drop_path"``, as in the reference code, which schedules the two separately.
 
     ``target="drop_path"`` sets stochastic-depth rates with the linear depth rule of the
@@ -164,6 +167,14 @@ class DropoutScheduler:
             and not isinstance(m, _TRANSFORMER_LAYERS)  # reached through their children
             and (is_stochastic(m) or isinstance(m, StochasticModule))
         ]
+        functional = find_functional_dropout(model)
+        if target == "dropout" and functional:
+            warnings.warn(
+                f"Modules {functional} call functional dropout (F.dropout) in forward; "
+                "DropoutScheduler cannot change those rates. Use nn.Dropout modules instead.",
+                UserWarning,
+                stacklevel=2,
+            )
         self._step = 0
         self._apply(self.last_rate)
 
