@@ -248,6 +248,8 @@ def test_scheduler_errors():
         DropoutScheduler(nn.Dropout(), [])
     with pytest.raises(TypeError, match=r"`schedule` to be a 1-D array of rates"):
         DropoutScheduler(nn.Dropout(), 0.1)
+    with pytest.raises(TypeError, match=r"`schedule` to be a 1-D array of rates, but got str"):
+        DropoutScheduler(nn.Dropout(), "0.1")
     with pytest.raises(ValueError, match=r"`target` to be one of 'dropout', 'drop_path'"):
         DropoutScheduler(nn.Dropout(), [0.1], target="attention")
     with pytest.raises(TypeError, match=r"`model` to be a torch.nn.Module"):

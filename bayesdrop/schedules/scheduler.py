@@ -60,7 +60,7 @@ def _drop_path_targets(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
 def _as_schedule(schedule: Any) -> np.ndarray:
     if isinstance(schedule, torch.Tensor):
         schedule = schedule.detach().cpu().double().numpy()
-    elif not isinstance(schedule, (np.ndarray, Sequence)):
+    elif isinstance(schedule, (str, bytes)) or not isinstance(schedule, (np.ndarray, Sequence)):
         fail("schedule", "a 1-D array of rates", type(schedule).__name__, type_error=True)
     values = np.asarray(schedule, dtype=np.float64)
     if values.ndim != 1 or values.size == 0:
@@ -92,8 +92,8 @@ class DropoutScheduler:
     (:class:`bayesdrop.ConcreteDropout`) are left alone and listed in :attr:`skipped`, as are
     other stochastic modules without a settable ``p``; a ``UserWarning`` names modules whose
     ``forward`` calls functional dropout, which no scheduler can reach.
-    :class:`bayesdrop.nn.DropPath` belongs
-    to ``target="drop_path"``, as in the reference code, which schedules the two separately.
+    :class:`~bayesdrop.nn.DropPath` belongs to ``target="drop_path"``, as in the reference
+    code, which schedules the two separately.
 
     ``target="drop_path"`` sets stochastic-depth rates with the linear depth rule of the
     reference code: the :math:`D` drop-path modules, in ``model.modules()`` order, get
