@@ -42,7 +42,7 @@ for alpha in (0.0, 1.0, 5.0):
 # (alpha = 1). ``RDrop`` returns a frozen dataclass with the loss, its two terms and the
 # averaged logits.
 smoke = smoke_mode()
-num_train, epochs = (2000, 3) if smoke else (10000, 10)
+num_train, epochs = (1500, 2) if smoke else (10000, 10)
 x, y = load_fashion_mnist(split="train")
 x_test, y_test = load_fashion_mnist(split="test")
 subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:num_train]
