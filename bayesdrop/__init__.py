@@ -1,8 +1,9 @@
 """bayesdrop: dropout as a practical Bayesian uncertainty toolkit for PyTorch."""
 
-from bayesdrop import functional, nn
+from bayesdrop import functional, nn, schedules
 from bayesdrop.exceptions import BayesdropError, BayesdropTypeError, BayesdropValueError
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
+from bayesdrop.functional.rdrop import rdrop_loss
 from bayesdrop.nn import (
     ConcreteDropout,
     ConversionReport,
@@ -11,7 +12,7 @@ from bayesdrop.nn import (
     convert,
     sampling,
 )
-from bayesdrop.objectives import ELBO, ELBOTerms, kl_divergence
+from bayesdrop.objectives import ELBO, ELBOTerms, RDrop, RDropOutput, kl_divergence
 
 __version__ = "0.1.0.dev0"
 
@@ -24,12 +25,16 @@ __all__ = [
     "ConversionReport",
     "ELBOTerms",
     "MCDropout",
+    "RDrop",
+    "RDropOutput",
     "RegularizerConstants",
     "SpatialConcreteDropout",
     "convert",
     "functional",
     "kl_divergence",
     "nn",
+    "rdrop_loss",
     "regularizer_constants",
     "sampling",
+    "schedules",
 ]

@@ -1,5 +1,6 @@
 """Pure functions holding bayesdrop's math; modules only hold parameters and call these."""
 
+from bayesdrop.functional.drop_path import drop_path, drop_path_mask_shape
 from bayesdrop.functional.dropout import (
     CONCRETE_EPS,
     bernoulli_dropout,
@@ -17,6 +18,7 @@ from bayesdrop.functional.kl import (
     regularizer_constants,
 )
 from bayesdrop.functional.likelihood import categorical_nll, gaussian_nll, heteroscedastic_nll
+from bayesdrop.functional.rdrop import rdrop_loss, rdrop_mse_loss, symmetric_kl
 from bayesdrop.functional.uncertainty import (
     entropy,
     expected_entropy,
@@ -36,6 +38,8 @@ __all__ = [
     "concrete_dropout",
     "concrete_dropout_kl",
     "concrete_regularization",
+    "drop_path",
+    "drop_path_mask_shape",
     "entropy",
     "expected_entropy",
     "gaussian_nll",
@@ -43,7 +47,10 @@ __all__ = [
     "mc_dropout_kl",
     "mutual_information",
     "predictive_entropy",
+    "rdrop_loss",
+    "rdrop_mse_loss",
     "regularizer_constants",
     "spatial_mask_shape",
+    "symmetric_kl",
     "variation_ratio",
 ]

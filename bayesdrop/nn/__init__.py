@@ -3,6 +3,7 @@
 from bayesdrop.nn.base import StochasticModule
 from bayesdrop.nn.concrete import ConcreteDropout, SpatialConcreteDropout
 from bayesdrop.nn.convert import ConversionReport, convert
+from bayesdrop.nn.drop_path import DropPath
 from bayesdrop.nn.mc_dropout import MCDropout, SpatialMCDropout
 from bayesdrop.nn.sampling import (
     find_functional_dropout,
@@ -14,6 +15,7 @@ from bayesdrop.nn.sampling import (
 __all__ = [
     "ConcreteDropout",
     "ConversionReport",
+    "DropPath",
     "MCDropout",
     "SpatialConcreteDropout",
     "SpatialMCDropout",
