@@ -12,6 +12,12 @@ from bayesdrop.nn import (
     sampling,
 )
 from bayesdrop.objectives import ELBO, ELBOTerms, kl_divergence
+from bayesdrop.predict import (
+    ClassificationPrediction,
+    MCPredictor,
+    RegressionPrediction,
+    mc_predict,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -20,15 +26,19 @@ __all__ = [
     "BayesdropError",
     "BayesdropTypeError",
     "BayesdropValueError",
+    "ClassificationPrediction",
     "ConcreteDropout",
     "ConversionReport",
     "ELBOTerms",
     "MCDropout",
+    "MCPredictor",
+    "RegressionPrediction",
     "RegularizerConstants",
     "SpatialConcreteDropout",
     "convert",
     "functional",
     "kl_divergence",
+    "mc_predict",
     "nn",
     "regularizer_constants",
     "sampling",
