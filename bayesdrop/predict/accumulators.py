@@ -62,7 +62,7 @@ class ClassificationAccumulator:
         self.votes: Tensor | None = None
         self.group_probs: Tensor | None = None
         self.group_entropy: Tensor | None = None
-        self.group_counts = torch.zeros(NUM_GROUPS)
+        self.group_counts: Tensor | None = None
         self.samples: list[Tensor] = []
 
     def update(self, logits: object) -> None:
@@ -92,6 +92,7 @@ class ClassificationAccumulator:
         if self.group_probs is None or self.group_entropy is None:
             self.group_probs = probs.new_zeros((NUM_GROUPS, *probs.shape[1:]))
             self.group_entropy = ent.new_zeros((NUM_GROUPS, *ent.shape[1:]))
+            self.group_counts = torch.zeros(NUM_GROUPS)
         self.group_probs.index_add_(0, index, probs)
         self.group_entropy.index_add_(0, index, ent)
         self.group_counts += torch.bincount(index.cpu(), minlength=NUM_GROUPS)
@@ -102,7 +103,7 @@ class ClassificationAccumulator:
         probs_se = BF.mean_std_error(self.moments.m2, count)  # type: ignore[arg-type]
         if count < NUM_GROUPS or self.group_probs is None or self.group_entropy is None:
             return probs_se, torch.full_like(probs_se[..., 0], float("inf"))
-        counts = self.group_counts.to(self.group_probs.device)
+        counts = self.group_counts.to(self.group_probs.device)  # type: ignore[union-attr]
         mi_se = BF.jackknife_mutual_information_std_error(
             self.group_probs, self.group_entropy, counts
         )

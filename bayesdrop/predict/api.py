@@ -7,8 +7,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from bayesdrop._validation import check_tensor
-from bayesdrop.predict.engines import PlanSource
+from bayesdrop._validation import check_module, check_tensor
+from bayesdrop.predict.engines import plan_source
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
 from bayesdrop.predict.runner import (
     SeedStream,
@@ -130,10 +130,14 @@ def mc_predict(
         max_samples=max_samples,
         autocast=autocast,
     )
-    check_model(model)
+    check_module("model", model)
+    plans = plan_source(model)
+    if not plans.checked:  # once per model (and per change of its modules)
+        check_model(model)
+        plans.checked = True
     device = model_device(model)
     x = check_input(x, device)
     if target is not None:
         target = check_tensor("target", target).to(x.device)
     with SeedStream(seed, device or x.device).active():
-        return predict_batch(model, x, settings, PlanSource(model), target)
+        return predict_batch(model, x, settings, plans, target)

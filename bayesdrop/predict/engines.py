@@ -8,6 +8,7 @@ dimension 0 of ``x`` and of every output is the data dimension.
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +23,7 @@ __all__ = [
     "LoopEngine",
     "PlanSource",
     "choose_engine",
+    "plan_source",
     "repeat_batch",
     "split_samples",
 ]
@@ -138,6 +140,7 @@ class PlanSource:
         self._plan: CachedPlan | None = None
         self._error: CacheUnavailable | None = None
         self.validated = False
+        self.checked = False  # the model passed check_model (it has dropout)
 
     def get(self) -> CachedPlan:
         if self._plan is None and self._error is None:
@@ -151,6 +154,23 @@ class PlanSource:
 
     def invalidate(self, error: CacheUnavailable) -> None:
         self._plan, self._error = None, error
+
+
+_PLAN_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    return tuple((name, id(m), type(m).forward) for name, m in model.named_modules())
+
+
+def plan_source(model: nn.Module) -> PlanSource:
+    """The model's :class:`PlanSource`, reused while its modules stay the same objects."""
+    key = _fingerprint(model)
+    cached = _PLAN_SOURCES.get(model)
+    if cached is None or cached[0] != key:
+        cached = (key, PlanSource(model))
+        _PLAN_SOURCES[model] = cached
+    return cached[1]
 
 
 def _cached_or_batched(

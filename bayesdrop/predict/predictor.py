@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from bayesdrop._validation import fail
-from bayesdrop.predict.engines import PlanSource
+from bayesdrop.predict.engines import plan_source
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
 from bayesdrop.predict.runner import (
     SeedStream,
@@ -93,7 +93,7 @@ class MCPredictor:
         )
         check_model(model)
         self.model, self.seed, self.progress = model, seed, bool(progress)
-        self._plans = PlanSource(model)
+        self._plans = plan_source(model)
 
     def _split(self, batch: object) -> tuple[Tensor, Tensor | None]:
         if isinstance(batch, Tensor):

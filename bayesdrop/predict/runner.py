@@ -153,14 +153,15 @@ def check_input(x: object, device: torch.device | None) -> Tensor:
 @contextmanager
 def prediction_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode with only the dropouts sampling; every flag restored afterwards."""
-    saved = [(m, m.training) for m in model.modules()]
+    switched = [m for m in model.modules() if m.training]
     try:
-        model.eval()
+        for module in switched:
+            module.training = False
         with sampling(model):
             yield
     finally:
-        for module, flag in saved:
-            module.training = flag
+        for module in switched:
+            module.training = True
 
 
 def _fork(device: torch.device | None):
