@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -23,7 +23,9 @@ def _fmt(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def fail(name: str, constraint: str, got: Any, fix: str = "", *, type_error: bool = False) -> None:
+def fail(
+    name: str, constraint: str, got: Any, fix: str = "", *, type_error: bool = False
+) -> NoReturn:
     """Raise the package's error for argument ``name``."""
     msg = f"Expected `{name}` to be {constraint}, but got {got}."
     if fix:

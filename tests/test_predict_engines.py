@@ -208,3 +208,32 @@ def test_chunking_and_memory_budget_draw_the_requested_samples():
         assert pred.num_samples == 20
         # one dropout layer, sample-major draws: chunking does not change the masks
         torch.testing.assert_close(pred.probs, full.probs)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(3, 8)
+        self.attn = nn.MultiheadAttention(8, 2, dropout=0.0, batch_first=True)
+        self.drop, self.out = nn.Dropout(0.3), nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = self.embed(x)
+        h, _ = self.attn(h, h, h, need_weights=False)
+        return self.out(self.drop(h.mean(1)))
+
+
+def test_plan_follows_a_change_of_attention_dropout():
+    from bayesdrop.predict.engines import plan_source
+
+    model, x = SelfAttention().eval(), torch.randn(4, 5, 3)
+
+    def head_modules():
+        plan = plan_source(model).get()
+        return {n.target for n in plan.head.graph.nodes if n.op == "call_module"}
+
+    bayesdrop.mc_predict(model, x, num_samples=4)
+    assert "attn" not in head_modules()  # no attention dropout: computed once in the trunk
+    model.attn.dropout = 0.3
+    pred = bayesdrop.mc_predict(model, x, num_samples=4)
+    assert pred.engine == "cached" and "attn" in head_modules()

@@ -27,6 +27,17 @@ def _float(t: Tensor) -> Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
+def _get(value: Tensor | None) -> Tensor:
+    """A running sum that must exist by now (at least one chunk was added)."""
+    if value is None:
+        raise RuntimeError("bayesdrop: no samples were accumulated")
+    return value
+
+
+def _add(total: Tensor | None, chunk: Tensor) -> Tensor:
+    return chunk if total is None else total + chunk
+
+
 def _describe(output: object) -> str:
     if isinstance(output, Tensor):
         return f"a tensor of shape {tuple(output.shape[1:])} per pass"
@@ -73,14 +84,11 @@ class ClassificationAccumulator:
                 _describe(logits),
                 "For mean and log-variance heads use task='heteroscedastic'.",
             )
-        probs = _float(logits).softmax(-1)  # type: ignore[union-attr]
+        probs = _float(logits).softmax(-1)
         first = self.moments.count
         ent = BF.entropy(probs)
         votes = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).sum(0)
-        if self.entropy_sum is None or self.votes is None:
-            self.entropy_sum, self.votes = ent.sum(0), votes
-        else:
-            self.entropy_sum, self.votes = self.entropy_sum + ent.sum(0), self.votes + votes
+        self.entropy_sum, self.votes = _add(self.entropy_sum, ent.sum(0)), _add(self.votes, votes)
         self.moments.update(probs)
         if self.std_errors:
             self._update_groups(first, probs, ent)
@@ -89,21 +97,21 @@ class ClassificationAccumulator:
 
     def _update_groups(self, first: int, probs: Tensor, ent: Tensor) -> None:
         index = torch.arange(first, first + probs.shape[0], device=probs.device) % NUM_GROUPS
-        if self.group_probs is None or self.group_entropy is None:
+        if self.group_probs is None or self.group_entropy is None or self.group_counts is None:
             self.group_probs = probs.new_zeros((NUM_GROUPS, *probs.shape[1:]))
             self.group_entropy = ent.new_zeros((NUM_GROUPS, *ent.shape[1:]))
             self.group_counts = torch.zeros(NUM_GROUPS)
         self.group_probs.index_add_(0, index, probs)
         self.group_entropy.index_add_(0, index, ent)
-        self.group_counts += torch.bincount(index.cpu(), minlength=NUM_GROUPS)
+        self.group_counts.add_(torch.bincount(index.cpu(), minlength=NUM_GROUPS))
 
     def std_error(self) -> tuple[Tensor, Tensor]:
         """Standard errors of the mean probabilities and of the mutual information."""
         count = self.moments.count
-        probs_se = BF.mean_std_error(self.moments.m2, count)  # type: ignore[arg-type]
+        probs_se = BF.mean_std_error(_get(self.moments.m2), count)
         if count < NUM_GROUPS or self.group_probs is None or self.group_entropy is None:
             return probs_se, torch.full_like(probs_se[..., 0], float("inf"))
-        counts = self.group_counts.to(self.group_probs.device)  # type: ignore[union-attr]
+        counts = _get(self.group_counts).to(self.group_probs.device)
         mi_se = BF.jackknife_mutual_information_std_error(
             self.group_probs, self.group_entropy, counts
         )
@@ -114,13 +122,13 @@ class ClassificationAccumulator:
         return bool(probs_se.max() <= tolerance) and bool(mi_se.max() <= tolerance)
 
     def result(self, engine: str, reason: str) -> ClassificationPrediction:
-        count, probs = self.moments.count, self.moments.mean
-        predictive = BF.entropy(probs)  # type: ignore[arg-type]
-        expected = self.entropy_sum / count  # type: ignore[operator]
-        ratio = 1.0 - self.votes.amax(-1).to(probs.dtype) / count  # type: ignore[union-attr]
+        count, probs = self.moments.count, _get(self.moments.mean)
+        predictive = BF.entropy(probs)
+        expected = _get(self.entropy_sum) / count
+        ratio = 1.0 - _get(self.votes).amax(-1).to(probs.dtype) / count
         probs_se, mi_se = self.std_error() if self.std_errors else (None, None)
         return ClassificationPrediction(
-            probs=probs,  # type: ignore[arg-type]
+            probs=probs,
             predictive_entropy=predictive,
             expected_entropy=expected,
             mutual_information=(predictive - expected).clamp_min(0.0),
@@ -157,15 +165,16 @@ class RegressionAccumulator:
         if self.tau is not None:
             if not isinstance(output, Tensor) or output.dim() < 2:
                 fail("model", "a regression model returning one tensor (N, ...)", _describe(output))
-            return _float(output), None  # type: ignore[arg-type]
-        ok = isinstance(output, (tuple, list)) and len(output) == 2
-        if not ok or not all(isinstance(o, Tensor) for o in output):  # type: ignore[union-attr]
+            return _float(output), None
+        if not isinstance(output, (tuple, list)) or len(output) != 2:
             fail(
                 "model",
                 "a model returning (mean, log_variance) for task='heteroscedastic'",
                 _describe(output),
             )
-        mean, log_var = output  # type: ignore[misc]
+        mean, log_var = output[0], output[1]
+        if not isinstance(mean, Tensor) or not isinstance(log_var, Tensor):
+            fail("model", "returning two tensors (mean, log_variance)", _describe(output))
         if mean.shape != log_var.shape:
             fail("model", "returning mean and log_variance of one shape", "different shapes")
         return _float(mean), _float(log_var)
@@ -174,10 +183,7 @@ class RegressionAccumulator:
         mean, log_var = self._split(output)
         self.moments.update(mean)
         if log_var is not None:
-            chunk = log_var.sum(0)
-            self.log_variance_sum = (
-                chunk if self.log_variance_sum is None else (self.log_variance_sum + chunk)
-            )
+            self.log_variance_sum = _add(self.log_variance_sum, log_var.sum(0))
         if self.target is not None:
             self._update_log_likelihood(mean, log_var)
         if self.keep_samples:
@@ -186,7 +192,7 @@ class RegressionAccumulator:
                 self.log_variance_samples.append(log_var)
 
     def _update_log_likelihood(self, mean: Tensor, log_var: Tensor | None) -> None:
-        target = self.target.to(mean)  # type: ignore[union-attr]
+        target = _get(self.target).to(mean)
         if target.shape != mean.shape[1:]:
             fail(
                 "target",
@@ -194,7 +200,8 @@ class RegressionAccumulator:
                 f"a tensor of shape {tuple(target.shape)}",
             )
         if log_var is None:
-            nll = [BF.gaussian_nll(m, target, self.tau) for m in mean]  # type: ignore[arg-type]
+            tau = float(self.tau or 1.0)  # task="regression" always has tau
+            nll = [BF.gaussian_nll(m, target, tau) for m in mean]
         else:
             nll = [BF.heteroscedastic_nll(m, s, target) for m, s in zip(mean, log_var, strict=True)]
         chunk = torch.logsumexp(-torch.stack(nll), 0)
@@ -202,26 +209,26 @@ class RegressionAccumulator:
         self.log_likelihood = chunk if previous is None else torch.logaddexp(previous, chunk)
 
     def std_error(self) -> Tensor:
-        return BF.mean_std_error(self.moments.m2, self.moments.count)  # type: ignore[arg-type]
+        return BF.mean_std_error(_get(self.moments.m2), self.moments.count)
 
     def _aleatoric(self) -> Tensor:
-        mean, count = self.moments.mean, self.moments.count
+        mean, count = _get(self.moments.mean), self.moments.count
         if self.log_variance_sum is not None:
             return (self.log_variance_sum / count).exp()
-        return torch.full_like(mean, 1.0 / self.tau)  # type: ignore[arg-type, operator]
+        return torch.full_like(mean, 1.0 / float(self.tau or 1.0))
 
     def converged(self, tolerance: float) -> bool:
-        epistemic = self.moments.m2 / self.moments.count  # type: ignore[operator]
+        epistemic = _get(self.moments.m2) / self.moments.count
         total = epistemic + self._aleatoric()
         return bool((self.std_error() / total.sqrt()).max() <= tolerance)
 
     def result(self, engine: str, reason: str) -> RegressionPrediction:
         count = self.moments.count
-        epistemic = self.moments.m2 / count  # type: ignore[operator]
+        epistemic = _get(self.moments.m2) / count
         aleatoric = self._aleatoric()
         ll = self.log_likelihood
         return RegressionPrediction(
-            mean=self.moments.mean,  # type: ignore[arg-type]
+            mean=_get(self.moments.mean),
             epistemic_variance=epistemic,
             aleatoric_variance=aleatoric,
             total_variance=epistemic + aleatoric,

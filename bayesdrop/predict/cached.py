@@ -116,12 +116,12 @@ def build_plan(model: nn.Module) -> CachedPlan:
         and n not in stochastic
         and any(u in stochastic or u.op == "output" for u in n.users)
     ]
-    trunk_graph, env = fx.Graph(), {}
+    trunk_graph, env = fx.Graph(), dict[fx.Node, fx.Node]()
     for node in graph.nodes:
         if node.op != "output" and node not in stochastic:
             env[node] = trunk_graph.node_copy(node, lambda n: env[n])
     trunk_graph.output(tuple(env[n] for n in boundary))
-    head_graph, head_env = fx.Graph(), {}
+    head_graph, head_env = fx.Graph(), dict[fx.Node, fx.Node]()
     for node in boundary:
         head_env[node] = head_graph.placeholder(node.name)
     for node in graph.nodes:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesdrop._validation import fail
-from bayesdrop.nn.sampling import sampling
+from bayesdrop.nn.sampling import is_stochastic, sampling
 from bayesdrop.predict.cached import CachedPlan, CacheUnavailable, build_plan, contains_size
 
 __all__ = [
@@ -41,7 +41,11 @@ def repeat_batch(t: Tensor, k: int) -> Tensor:
 def split_samples(output: object, k: int, n: int) -> Output:
     """``(k * N, ...) -> (k, N, ...)`` for a tensor or each tensor of a tuple."""
     if isinstance(output, (tuple, list)):
-        return tuple(split_samples(o, k, n) for o in output)  # type: ignore[misc]
+        return tuple(_split_one(o, k, n) for o in output)
+    return _split_one(output, k, n)
+
+
+def _split_one(output: object, k: int, n: int) -> Tensor:
     if not isinstance(output, Tensor) or output.dim() == 0 or output.shape[0] != k * n:
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         fail(
@@ -51,7 +55,7 @@ def split_samples(output: object, k: int, n: int) -> Output:
             "Repeating the batch needs outputs whose first dimension is the batch; "
             "use engine='loop' for other models.",
         )
-    return output.view(k, n, *output.shape[1:])  # type: ignore[union-attr]
+    return output.view(k, n, *output.shape[1:])
 
 
 def _stack(outputs: list[object]) -> Output:
@@ -94,7 +98,10 @@ class CachedEngine:
         self, model: nn.Module, plan: CachedPlan, x: Tensor, reason: str = "", validate: bool = True
     ) -> None:
         self.model, self.plan, self.n, self.reason = model, plan, x.shape[0], reason
-        values = plan.trunk(x)
+        try:
+            values = plan.trunk(x)
+        except Exception as exc:  # the model's own errors resurface in the fallback engine
+            raise CacheUnavailable(f"the trunk failed ({type(exc).__name__}: {exc})") from exc
         self.values = values if isinstance(values, tuple) else (values,)
         self.repeat = []
         for name, value in zip(plan.boundary, self.values, strict=True):
@@ -160,7 +167,11 @@ _PLAN_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _fingerprint(model: nn.Module) -> tuple:
-    return tuple((name, id(m), type(m).forward) for name, m in model.named_modules())
+    # a module that starts or stops being stochastic (attention dropout set to 0) changes the
+    # split, so it is part of the key
+    return tuple(
+        (name, id(m), type(m).forward, is_stochastic(m)) for name, m in model.named_modules()
+    )
 
 
 def plan_source(model: nn.Module) -> PlanSource:

@@ -63,7 +63,7 @@ class Settings:
     return_samples: bool
     tolerance: float
     max_samples: int
-    autocast: torch.dtype | None
+    autocast: torch.dtype | bool | None
 
 
 def make_settings(
@@ -250,9 +250,9 @@ def _probe(model: nn.Module, engine) -> tuple[object, int]:
 
 
 def _autocast(settings: Settings, device: torch.device):
-    if settings.autocast is None:
+    if settings.autocast is None or settings.autocast is False:
         return nullcontext()
-    dtype = None if settings.autocast is True else settings.autocast
+    dtype = settings.autocast if isinstance(settings.autocast, torch.dtype) else None
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
