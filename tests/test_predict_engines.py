@@ -237,3 +237,71 @@ def test_plan_follows_a_change_of_attention_dropout():
     model.attn.dropout = 0.3
     pred = bayesdrop.mc_predict(model, x, num_samples=4)
     assert pred.engine == "cached" and "attn" in head_modules()
+
+
+class InPlaceTrunk(nn.Module):
+    """Zeroes, in place, a value the dropout has already read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.drop, self.out = nn.Linear(5, 4), nn.Dropout(0.5), nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.fc(x)
+        y = self.drop(h)
+        h.mul_(0.0)
+        return self.out(y + h)
+
+
+class InPlaceHead(nn.Module):
+    """Adds, in place, the dropped value to the value computed before the dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.drop, self.out = nn.Linear(5, 4), nn.Dropout(0.5), nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.fc(x)
+        h.add_(self.drop(h))
+        return self.out(h)
+
+
+def test_in_place_change_after_the_read_falls_back():
+    model, x = InPlaceTrunk().eval(), torch.randn(4, 5)
+    kwargs = dict(num_samples=6, seed=0, return_samples=True)
+    with pytest.warns(UserWarning, match="changes `fc` in place after the stochastic part"):
+        cached = bayesdrop.mc_predict(model, x, engine="cached", **kwargs)
+    loop = bayesdrop.mc_predict(model, x, engine="loop", **kwargs)
+    assert cached.engine == "batched"
+    torch.testing.assert_close(cached.samples, loop.samples)
+
+
+def test_in_place_change_of_a_trunk_value_in_the_head_falls_back():
+    model, x = InPlaceHead().eval(), torch.randn(4, 5)
+    kwargs = dict(num_samples=6, seed=0, return_samples=True)
+    auto = bayesdrop.mc_predict(model, x, **kwargs)
+    loop = bayesdrop.mc_predict(model, x, engine="loop", **kwargs)
+    assert auto.engine == "batched" and "computed before the first dropout" in auto.engine_reason
+    torch.testing.assert_close(auto.samples, loop.samples)
+
+
+class InPlaceActivation(nn.Module):
+    """ReLU(inplace=True) after the dropout, on a tensor the head owns: cached stays exact."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.drop = nn.Linear(5, 4), nn.Dropout(0.5)
+        self.act, self.out = nn.ReLU(inplace=True), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(self.act(self.drop(self.fc(x))))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3])
+def test_in_place_ops_on_head_values_keep_the_cache_exact(chunk_size):
+    model, x = InPlaceActivation().eval(), torch.randn(4, 5)
+    kwargs = dict(num_samples=6, seed=0, chunk_size=chunk_size, return_samples=True)
+    cached = bayesdrop.mc_predict(model, x, engine="cached", **kwargs)
+    batched = bayesdrop.mc_predict(model, x, engine="batched", **kwargs)
+    assert cached.engine == "cached"
+    torch.testing.assert_close(cached.samples, batched.samples)

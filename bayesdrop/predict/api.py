@@ -90,7 +90,8 @@ def mc_predict(
         Samples per pass (``k``); default ``max(1, 2048 // N)`` or from ``max_memory``.
     max_memory : int, optional
         Activation memory budget of one pass, in bytes: one probing sample measures the
-        largest layer output, and ``k`` is chosen to fit (an estimate, not a hard limit).
+        largest layer output, a sample is taken to need 4 times that, and ``k`` is chosen to
+        fit (an estimate, not a hard limit; at least one sample per pass).
     return_samples : bool, default False
         Keep the sampled probabilities (or predictions). Otherwise only running sums are
         kept, so memory does not grow with :math:`S`.

@@ -13,6 +13,7 @@ boundary value like any other, so it is repeated, never recomputed and never dro
 from __future__ import annotations
 
 import inspect
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,17 @@ _RANDOM_FUNCTIONS = {
     F.feature_alpha_dropout,
 }
 _RANDOM_METHODS = {"bernoulli", "bernoulli_", "normal_", "uniform_", "random_", "exponential_"}
+_INPLACE_OPERATORS = {
+    operator.iadd,
+    operator.isub,
+    operator.imul,
+    operator.itruediv,
+    operator.ifloordiv,
+    operator.ipow,
+    operator.iand,
+    operator.ior,
+    operator.ixor,
+}
 
 
 class CacheUnavailable(Exception):
@@ -103,10 +115,47 @@ def _classify(graph: fx.Graph, modules: dict[str, nn.Module]) -> tuple[set, set]
     return stochastic, batched
 
 
+def _is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_method":
+        name = str(node.target)
+        return name.endswith("_") and not name.startswith("__")
+    if node.op == "call_function":
+        return node.target in _INPLACE_OPERATORS or node.kwargs.get("inplace") is True
+    if node.op == "call_module":
+        return getattr(modules[str(node.target)], "inplace", False) is True
+    return False
+
+
+def _check_mutations(graph: fx.Graph, stochastic: set, boundary: list, modules: dict) -> None:
+    """An in-place trunk op on a boundary value after the head read it would reorder effects."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    crossing = set(boundary)
+    for node in graph.nodes:
+        if not node.args or not _is_inplace(node, modules):
+            continue
+        target = node.args[0]
+        if not isinstance(target, fx.Node) or target in stochastic:
+            continue
+        if node in stochastic:
+            raise CacheUnavailable(
+                f"`{node.name}` changes `{target.name}`, computed before the first dropout, "
+                "in place"
+            )
+        if target not in crossing:
+            continue
+        reads = [order[u] for u in target.users if u in stochastic or u.op == "output"]
+        if reads and order[node] > min(reads):
+            raise CacheUnavailable(
+                f"`{node.name}` changes `{target.name}` in place after the stochastic part "
+                "read it; computed once, the change would come too early"
+            )
+
+
 def build_plan(model: nn.Module) -> CachedPlan:
     """Trace ``model`` and split it; raises :class:`CacheUnavailable` with the reason."""
     root, graph = _trace(model)
-    stochastic, batched = _classify(graph, dict(root.named_modules()))
+    modules = dict(root.named_modules())
+    stochastic, batched = _classify(graph, modules)
     if not stochastic:
         raise CacheUnavailable("no stochastic module is called in the traced forward pass")
     boundary = [
@@ -116,6 +165,7 @@ def build_plan(model: nn.Module) -> CachedPlan:
         and n not in stochastic
         and any(u in stochastic or u.op == "output" for u in n.users)
     ]
+    _check_mutations(graph, stochastic, boundary, modules)
     trunk_graph, env = fx.Graph(), dict[fx.Node, fx.Node]()
     for node in graph.nodes:
         if node.op != "output" and node not in stochastic:
@@ -129,7 +179,7 @@ def build_plan(model: nn.Module) -> CachedPlan:
             head_graph.output(fx.map_arg(node.args[0], lambda n: head_env[n]))
         elif node not in head_env and (node in stochastic or node not in batched):
             head_env[node] = head_graph.node_copy(node, lambda n: head_env[n])
-    trunk, head = _module(root, trunk_graph), _module(root, head_graph)
+    trunk, head = _module(root, trunk_graph, modules), _module(root, head_graph, modules)
     ops = ("call_module", "call_function", "call_method")
     return CachedPlan(
         trunk=trunk,
@@ -139,9 +189,10 @@ def build_plan(model: nn.Module) -> CachedPlan:
     )
 
 
-def _module(root: fx.GraphModule, graph: fx.Graph) -> fx.GraphModule:
+def _module(root: fx.GraphModule, graph: fx.Graph, modules: dict) -> fx.GraphModule:
     module = fx.GraphModule(root, graph)
-    module.graph.eliminate_dead_code()
+    # in-place ops have effects even when their result is unused: keep them
+    module.graph.eliminate_dead_code(lambda n: n.is_impure() or _is_inplace(n, modules))
     module.recompile()
     return module
 

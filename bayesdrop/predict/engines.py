@@ -118,9 +118,10 @@ class CachedEngine:
             self._validate()
 
     def _inputs(self, k: int) -> list[object]:
-        return [
-            repeat_batch(v, k) if r else v for v, r in zip(self.values, self.repeat, strict=True)
-        ]
+        # always a fresh tensor (k = 1 clones): an in-place op in the head must not change the
+        # cached trunk values that later chunks read
+        pairs = zip(self.values, self.repeat, strict=True)
+        return [(repeat_batch(v, k) if k > 1 else v.clone()) if r else v for v, r in pairs]
 
     def _validate(self) -> None:
         """Without sampling, both halves of a 2-repeat head pass must agree row for row."""
