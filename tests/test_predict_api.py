@@ -251,3 +251,9 @@ def test_samples_on_request_and_result_is_frozen():
     with pytest.raises(AttributeError):
         pred.probs = None
     assert bayesdrop.mc_predict(MLP(), X, num_samples=7).samples is None
+
+
+def test_predictor_warns_about_functional_dropout_once_built():
+    with pytest.warns(UserWarning, match="call functional dropout"):
+        predictor = bayesdrop.MCPredictor(Mixed(), num_samples=2, progress=False)
+    assert predictor.predict(X).probs.shape == (6, 3)

@@ -305,3 +305,14 @@ def test_in_place_ops_on_head_values_keep_the_cache_exact(chunk_size):
     batched = bayesdrop.mc_predict(model, x, engine="batched", **kwargs)
     assert cached.engine == "cached"
     torch.testing.assert_close(cached.samples, batched.samples)
+
+
+def test_memory_budget_sets_the_samples_per_pass():
+    model, x = HeadCNN().eval(), inputs("HeadCNN")
+    rows = []
+    model.head[2].register_forward_hook(lambda m, i, o: rows.append(o.shape[0]))
+    bayesdrop.mc_predict(model, x, num_samples=20, engine="cached", max_memory=1)
+    assert rows[1:] == [6] * 20  # after the validation pass: one sample (6 rows) per pass
+    rows.clear()
+    bayesdrop.mc_predict(model, x, num_samples=20, engine="cached", max_memory=10**9)
+    assert rows == [6, 19 * 6]  # the probing sample, then everything else in one pass
