@@ -13,6 +13,12 @@ from bayesdrop.nn import (
     sampling,
 )
 from bayesdrop.objectives import ELBO, ELBOTerms, RDrop, RDropOutput, kl_divergence
+from bayesdrop.predict import (
+    ClassificationPrediction,
+    MCPredictor,
+    RegressionPrediction,
+    mc_predict,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -21,17 +27,21 @@ __all__ = [
     "BayesdropError",
     "BayesdropTypeError",
     "BayesdropValueError",
+    "ClassificationPrediction",
     "ConcreteDropout",
     "ConversionReport",
     "ELBOTerms",
     "MCDropout",
+    "MCPredictor",
     "RDrop",
     "RDropOutput",
+    "RegressionPrediction",
     "RegularizerConstants",
     "SpatialConcreteDropout",
     "convert",
     "functional",
     "kl_divergence",
+    "mc_predict",
     "nn",
     "rdrop_loss",
     "regularizer_constants",

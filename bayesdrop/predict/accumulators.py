@@ -1,0 +1,246 @@
+"""Running sums that turn chunks of sampled outputs into a prediction.
+
+Each accumulator takes the model outputs of a chunk of samples, shaped ``(k, N, ...)``, and keeps
+only sums whose size does not depend on the number of samples (unless samples are kept on
+request). Means and variances are merged with Chan's update
+(:func:`bayesdrop.functional.merge_moments`), which stays exact when the spread is small.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from bayesdrop import functional as BF
+from bayesdrop._validation import fail
+from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
+
+__all__ = ["NUM_GROUPS", "ClassificationAccumulator", "RegressionAccumulator"]
+
+# Groups of the delete-a-group jackknife for the standard error of the mutual information.
+NUM_GROUPS = 16
+
+
+def _float(t: Tensor) -> Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _get(value: Tensor | None) -> Tensor:
+    """A running sum that must exist by now (at least one chunk was added)."""
+    if value is None:
+        raise RuntimeError("bayesdrop: no samples were accumulated")
+    return value
+
+
+def _add(total: Tensor | None, chunk: Tensor) -> Tensor:
+    return chunk if total is None else total + chunk
+
+
+def _describe(output: object) -> str:
+    if isinstance(output, Tensor):
+        return f"a tensor of shape {tuple(output.shape[1:])} per pass"
+    return f"a {type(output).__name__}"
+
+
+class _Moments:
+    """Running count, mean and M2 of a stream of chunks ``(k, ...)``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: Tensor | None = None
+        self.m2: Tensor | None = None
+
+    def update(self, chunk: Tensor) -> None:
+        mean, m2 = BF.sample_moments(chunk)
+        if self.mean is None or self.m2 is None:
+            self.mean, self.m2 = mean, m2
+        else:
+            self.mean, self.m2 = BF.merge_moments(
+                self.count, self.mean, self.m2, chunk.shape[0], mean, m2
+            )
+        self.count += chunk.shape[0]
+
+
+class ClassificationAccumulator:
+    """Mean probabilities, summed entropies and votes of sampled logits ``(k, N, ..., C)``."""
+
+    def __init__(self, *, keep_samples: bool, std_errors: bool) -> None:
+        self.moments = _Moments()
+        self.keep_samples, self.std_errors = keep_samples, std_errors
+        self.entropy_sum: Tensor | None = None
+        self.votes: Tensor | None = None
+        self.group_probs: Tensor | None = None
+        self.group_entropy: Tensor | None = None
+        self.group_counts: Tensor | None = None
+        self.samples: list[Tensor] = []
+
+    def update(self, logits: object) -> None:
+        if not isinstance(logits, Tensor) or logits.dim() < 3:
+            fail(
+                "model",
+                "a classifier returning logits of shape (N, C) for task='classification'",
+                _describe(logits),
+                "For mean and log-variance heads use task='heteroscedastic'.",
+            )
+        probs = _float(logits).softmax(-1)
+        first = self.moments.count
+        ent = BF.entropy(probs)
+        votes = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).sum(0)
+        self.entropy_sum, self.votes = _add(self.entropy_sum, ent.sum(0)), _add(self.votes, votes)
+        self.moments.update(probs)
+        if self.std_errors:
+            self._update_groups(first, probs, ent)
+        if self.keep_samples:
+            self.samples.append(probs)
+
+    def _update_groups(self, first: int, probs: Tensor, ent: Tensor) -> None:
+        index = torch.arange(first, first + probs.shape[0], device=probs.device) % NUM_GROUPS
+        if self.group_probs is None or self.group_entropy is None or self.group_counts is None:
+            self.group_probs = probs.new_zeros((NUM_GROUPS, *probs.shape[1:]))
+            self.group_entropy = ent.new_zeros((NUM_GROUPS, *ent.shape[1:]))
+            self.group_counts = torch.zeros(NUM_GROUPS)
+        self.group_probs.index_add_(0, index, probs)
+        self.group_entropy.index_add_(0, index, ent)
+        self.group_counts.add_(torch.bincount(index.cpu(), minlength=NUM_GROUPS))
+
+    def std_error(self) -> tuple[Tensor, Tensor]:
+        """Standard errors of the mean probabilities and of the mutual information."""
+        count = self.moments.count
+        probs_se = BF.mean_std_error(_get(self.moments.m2), count)
+        if count < NUM_GROUPS or self.group_probs is None or self.group_entropy is None:
+            return probs_se, torch.full_like(probs_se[..., 0], float("inf"))
+        counts = _get(self.group_counts).to(self.group_probs.device)
+        mi_se = BF.jackknife_mutual_information_std_error(
+            self.group_probs, self.group_entropy, counts
+        )
+        return probs_se, mi_se
+
+    def converged(self, tolerance: float) -> bool:
+        probs_se, mi_se = self.std_error()
+        return bool(probs_se.max() <= tolerance) and bool(mi_se.max() <= tolerance)
+
+    def result(self, engine: str, reason: str) -> ClassificationPrediction:
+        count, probs = self.moments.count, _get(self.moments.mean)
+        predictive = BF.entropy(probs)
+        expected = _get(self.entropy_sum) / count
+        ratio = 1.0 - _get(self.votes).amax(-1).to(probs.dtype) / count
+        probs_se, mi_se = self.std_error() if self.std_errors else (None, None)
+        return ClassificationPrediction(
+            probs=probs,
+            predictive_entropy=predictive,
+            expected_entropy=expected,
+            mutual_information=(predictive - expected).clamp_min(0.0),
+            variation_ratio=ratio,
+            num_samples=count,
+            samples=torch.cat(self.samples) if self.keep_samples else None,
+            probs_std_error=probs_se,
+            mutual_information_std_error=mi_se,
+            engine=engine,
+            engine_reason=reason,
+        )
+
+
+class RegressionAccumulator:
+    """Moments of sampled predictions; ``tau`` or sampled log-variances for the noise."""
+
+    def __init__(
+        self,
+        *,
+        tau: float | None,
+        target: Tensor | None,
+        keep_samples: bool,
+        std_errors: bool,
+    ) -> None:
+        self.tau, self.target = tau, target
+        self.keep_samples, self.std_errors = keep_samples, std_errors
+        self.moments = _Moments()
+        self.log_variance_sum: Tensor | None = None
+        self.log_likelihood: Tensor | None = None
+        self.samples: list[Tensor] = []
+        self.log_variance_samples: list[Tensor] = []
+
+    def _split(self, output: object) -> tuple[Tensor, Tensor | None]:
+        if self.tau is not None:
+            if not isinstance(output, Tensor) or output.dim() < 2:
+                fail("model", "a regression model returning one tensor (N, ...)", _describe(output))
+            return _float(output), None
+        if not isinstance(output, (tuple, list)) or len(output) != 2:
+            fail(
+                "model",
+                "a model returning (mean, log_variance) for task='heteroscedastic'",
+                _describe(output),
+            )
+        mean, log_var = output[0], output[1]
+        if not isinstance(mean, Tensor) or not isinstance(log_var, Tensor):
+            fail("model", "returning two tensors (mean, log_variance)", _describe(output))
+        if mean.shape != log_var.shape:
+            fail("model", "returning mean and log_variance of one shape", "different shapes")
+        return _float(mean), _float(log_var)
+
+    def update(self, output: object) -> None:
+        mean, log_var = self._split(output)
+        self.moments.update(mean)
+        if log_var is not None:
+            self.log_variance_sum = _add(self.log_variance_sum, log_var.sum(0))
+        if self.target is not None:
+            self._update_log_likelihood(mean, log_var)
+        if self.keep_samples:
+            self.samples.append(mean)
+            if log_var is not None:
+                self.log_variance_samples.append(log_var)
+
+    def _update_log_likelihood(self, mean: Tensor, log_var: Tensor | None) -> None:
+        target = _get(self.target).to(mean)
+        if target.shape != mean.shape[1:]:
+            fail(
+                "target",
+                f"shaped like one model output {tuple(mean.shape[1:])}",
+                f"a tensor of shape {tuple(target.shape)}",
+            )
+        if log_var is None:
+            tau = float(self.tau or 1.0)  # task="regression" always has tau
+            nll = [BF.gaussian_nll(m, target, tau) for m in mean]
+        else:
+            nll = [BF.heteroscedastic_nll(m, s, target) for m, s in zip(mean, log_var, strict=True)]
+        chunk = torch.logsumexp(-torch.stack(nll), 0)
+        previous = self.log_likelihood
+        self.log_likelihood = chunk if previous is None else torch.logaddexp(previous, chunk)
+
+    def std_error(self) -> Tensor:
+        return BF.mean_std_error(_get(self.moments.m2), self.moments.count)
+
+    def _aleatoric(self) -> Tensor:
+        mean, count = _get(self.moments.mean), self.moments.count
+        if self.log_variance_sum is not None:
+            return (self.log_variance_sum / count).exp()
+        return torch.full_like(mean, 1.0 / float(self.tau or 1.0))
+
+    def converged(self, tolerance: float) -> bool:
+        epistemic = _get(self.moments.m2) / self.moments.count
+        total = epistemic + self._aleatoric()
+        return bool((self.std_error() / total.sqrt()).max() <= tolerance)
+
+    def result(self, engine: str, reason: str) -> RegressionPrediction:
+        count = self.moments.count
+        epistemic = _get(self.moments.m2) / count
+        aleatoric = self._aleatoric()
+        ll = self.log_likelihood
+        return RegressionPrediction(
+            mean=_get(self.moments.mean),
+            epistemic_variance=epistemic,
+            aleatoric_variance=aleatoric,
+            total_variance=epistemic + aleatoric,
+            num_samples=count,
+            samples=torch.cat(self.samples) if self.keep_samples else None,
+            log_variance_samples=(
+                torch.cat(self.log_variance_samples) if self.log_variance_samples else None
+            ),
+            tau=self.tau,
+            mean_std_error=self.std_error() if self.std_errors else None,
+            target=self.target,
+            target_log_likelihood=None if ll is None else ll - math.log(count),
+            engine=engine,
+            engine_reason=reason,
+        )

@@ -1,0 +1,144 @@
+"""The one-line front door: :func:`mc_predict`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from bayesdrop._validation import check_module, check_tensor
+from bayesdrop.predict.engines import plan_source
+from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
+from bayesdrop.predict.runner import (
+    SeedStream,
+    check_input,
+    check_model,
+    make_settings,
+    model_device,
+    predict_batch,
+)
+
+__all__ = ["mc_predict"]
+
+
+def mc_predict(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    num_samples: int | Literal["auto"] = 50,
+    task: Literal["classification", "regression", "heteroscedastic"] = "classification",
+    tau: float | None = None,
+    target: Tensor | None = None,
+    seed: int | None = None,
+    engine: Literal["auto", "loop", "batched", "cached"] = "auto",
+    chunk_size: int | None = None,
+    max_memory: int | None = None,
+    return_samples: bool = False,
+    tolerance: float = 1e-2,
+    max_samples: int = 1000,
+    autocast: bool | torch.dtype = False,
+) -> ClassificationPrediction | RegressionPrediction:
+    r"""Monte-Carlo dropout prediction: sample the dropout masks, reduce to uncertainty.
+
+    The model runs in eval mode with only its stochastic modules sampling (see
+    :func:`bayesdrop.sampling`; BatchNorm keeps its running statistics), without gradients;
+    every mode and flag is restored afterwards, also when the model raises. For
+    ``task="classification"`` the model returns logits :math:`f_s(x)` and
+
+    .. math::
+
+        \bar p = \frac1S\sum_{s=1}^S \mathrm{softmax}(f_s(x)),\qquad
+        I = \mathcal H[\bar p] - \frac1S \sum_s \mathcal H[\mathrm{softmax}(f_s(x))] ;
+
+    for regression it returns :math:`\hat y_s` (or ``(mean, log_variance)`` with
+    ``task="heteroscedastic"``) and the result holds the predictive mean and variances.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model with at least one dropout module (``nn.Dropout`` family, bayesdrop layers,
+        attention with dropout). Functional dropout is not sampled (a warning says so).
+    x : Tensor (N, ...)
+        A batch-first input on the model's device.
+    num_samples : int or "auto", default 50
+        :math:`S`. ``"auto"`` samples in chunks until the Monte-Carlo standard error of every
+        mean probability and of every mutual information (regression: of the mean, relative
+        to the predictive standard deviation) is at most ``tolerance``, or ``max_samples`` is
+        reached; the result then carries the standard errors.
+    task : {"classification", "regression", "heteroscedastic"}
+        What the model returns: logits, a prediction (noise precision ``tau``), or
+        ``(mean, log_variance)``. Heteroscedastic aleatoric variance is
+        :math:`\exp(\frac1S\sum_s s_s)` (METHODS.md §1).
+    tau : float, optional
+        Model precision; required for ``task="regression"``.
+    target : Tensor, optional
+        Regression targets shaped like one output: the per-point log-likelihood is then
+        accumulated while sampling (``result.log_likelihood(target)`` needs no samples).
+    seed : int, optional
+        Seeds the sampling without touching the global random state. The same seed gives the
+        same result for the same engine, chunking and device.
+    engine : {"auto", "loop", "batched", "cached"}
+        ``"loop"``: one pass per sample. ``"batched"``: the batch repeated ``k`` times per
+        pass. ``"cached"``: the part of the graph no dropout feeds runs once, only the rest
+        runs on repeated rows (torch.fx); if the model does not trace it falls back to
+        ``"batched"`` with a warning. ``"auto"``: cached when the model traces and some
+        computation precedes the first dropout, else batched, or the loop when one batch
+        already fills a pass of 2048 rows. ``result.engine`` and
+        ``result.engine_reason`` say what ran and why.
+    chunk_size : int, optional
+        Samples per pass (``k``); default ``max(1, 2048 // N)`` or from ``max_memory``.
+    max_memory : int, optional
+        Activation memory budget of one pass, in bytes: one probing sample measures the
+        largest layer output, a sample is taken to need 4 times that, and ``k`` is chosen to
+        fit (an estimate, not a hard limit; at least one sample per pass).
+    return_samples : bool, default False
+        Keep the sampled probabilities (or predictions). Otherwise only running sums are
+        kept, so memory does not grow with :math:`S`.
+    tolerance, max_samples : float, int
+        Stopping rule of ``num_samples="auto"``.
+    autocast : bool or torch.dtype, default False
+        Run the model under :func:`torch.autocast` (``True``: the device's default dtype).
+
+    Returns
+    -------
+    ClassificationPrediction or RegressionPrediction
+
+    Raises
+    ------
+    BayesdropValueError
+        For a model without dropout, an input on another device, ``num_samples <= 0``, an
+        unknown ``task`` or ``engine``, or outputs that do not fit the task.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    >>> pred = bayesdrop.mc_predict(model, torch.randn(8, 4), num_samples=20, seed=0)
+    >>> pred.probs.shape, pred.mutual_information.shape, pred.engine
+    (torch.Size([8, 3]), torch.Size([8]), 'cached')
+    >>> bool((pred.mutual_information <= pred.predictive_entropy).all())
+    True
+    """
+    settings = make_settings(
+        num_samples=num_samples,
+        task=task,
+        tau=tau,
+        engine=engine,
+        chunk_size=chunk_size,
+        max_memory=max_memory,
+        return_samples=return_samples,
+        tolerance=tolerance,
+        max_samples=max_samples,
+        autocast=autocast,
+    )
+    check_module("model", model)
+    plans = plan_source(model)
+    if not plans.checked:  # once per model (and per change of its modules)
+        check_model(model)
+        plans.checked = True
+    device = model_device(model)
+    x = check_input(x, device)
+    if target is not None:
+        target = check_tensor("target", target).to(x.device)
+    with SeedStream(seed, device or x.device).active():
+        return predict_batch(model, x, settings, plans, target)

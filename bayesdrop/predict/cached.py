@@ -1,0 +1,208 @@
+"""Split a traced model into a deterministic trunk and a stochastic head (torch.fx).
+
+A node of the traced graph is *stochastic* when it calls a stochastic module (see
+:func:`bayesdrop.nn.is_stochastic`) or a random function, or when any of its inputs is
+stochastic. Everything else that depends on the input is the *trunk*: it is computed once at
+batch size ``N``. The trunk's values that stochastic nodes (or the output) read are the
+*boundary*; tensors among them whose first dimension is ``N`` are repeated ``k`` times,
+sample-major, so the head runs on ``k * N`` rows. Nodes that do not depend on the input at all
+(parameters, constants) are copied into the head. A skip connection that bypasses dropout is a
+boundary value like any other, so it is repeated, never recomputed and never dropped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from bayesdrop.nn.sampling import is_stochastic
+
+__all__ = ["CacheUnavailable", "CachedPlan", "build_plan", "contains_size"]
+
+_RANDOM_FUNCTIONS = {
+    torch.rand,
+    torch.randn,
+    torch.rand_like,
+    torch.randn_like,
+    torch.randint,
+    torch.randint_like,
+    torch.randperm,
+    torch.bernoulli,
+    torch.normal,
+    torch.poisson,
+    torch.multinomial,
+    torch.dropout,
+    F.dropout,
+    F.dropout1d,
+    F.dropout2d,
+    F.dropout3d,
+    F.alpha_dropout,
+    F.feature_alpha_dropout,
+}
+_RANDOM_METHODS = {"bernoulli", "bernoulli_", "normal_", "uniform_", "random_", "exponential_"}
+_INPLACE_OPERATORS = {
+    operator.iadd,
+    operator.isub,
+    operator.imul,
+    operator.itruediv,
+    operator.ifloordiv,
+    operator.ipow,
+    operator.iand,
+    operator.ior,
+    operator.ixor,
+}
+
+
+class CacheUnavailable(Exception):
+    """The model cannot be split; the message says why (shown as the engine's reason)."""
+
+
+class _Tracer(fx.Tracer):
+    """Keeps stochastic modules as single leaf calls (their insides are not traced)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return is_stochastic(m) or super().is_leaf_module(m, module_qualified_name)
+
+
+@dataclass(frozen=True)
+class CachedPlan:
+    """The two halves of a traced model and the names of the boundary values."""
+
+    trunk: fx.GraphModule
+    head: fx.GraphModule
+    boundary: tuple[str, ...]
+    trunk_ops: int
+
+
+def _trace(model: nn.Module) -> tuple[fx.GraphModule, fx.Graph]:
+    params = list(inspect.signature(model.forward).parameters.values())[1:]
+    concrete = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    try:
+        graph = _Tracer().trace(model, concrete_args=concrete or None)
+    except Exception as exc:  # torch.fx raises many types (TraceError, TypeError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CacheUnavailable(
+            f"torch.fx could not trace the model ({type(exc).__name__}: {first[:160]})"
+        ) from exc
+    return fx.GraphModule(model, graph), graph
+
+
+def _is_source(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":  # a leaf (torch module) holding a dropout counts as one
+        return any(is_stochastic(m) for m in modules[str(node.target)].modules())
+    if node.op == "call_function":
+        return node.target in _RANDOM_FUNCTIONS
+    return node.op == "call_method" and node.target in _RANDOM_METHODS
+
+
+def _classify(graph: fx.Graph, modules: dict[str, nn.Module]) -> tuple[set, set]:
+    """Nodes that are stochastic, and nodes that depend on the input."""
+    stochastic: set[fx.Node] = set()
+    batched: set[fx.Node] = set()
+    for node in graph.nodes:
+        inputs = node.all_input_nodes
+        if node.op == "placeholder" or any(i in batched for i in inputs):
+            batched.add(node)
+        if node.op != "output" and (
+            _is_source(node, modules) or any(i in stochastic for i in inputs)
+        ):
+            stochastic.add(node)
+    return stochastic, batched
+
+
+def _is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_method":
+        name = str(node.target)
+        return name.endswith("_") and not name.startswith("__")
+    if node.op == "call_function":
+        return node.target in _INPLACE_OPERATORS or node.kwargs.get("inplace") is True
+    if node.op == "call_module":
+        return getattr(modules[str(node.target)], "inplace", False) is True
+    return False
+
+
+def _check_mutations(graph: fx.Graph, stochastic: set, boundary: list, modules: dict) -> None:
+    """An in-place trunk op on a boundary value after the head read it would reorder effects."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    crossing = set(boundary)
+    for node in graph.nodes:
+        if not node.args or not _is_inplace(node, modules):
+            continue
+        target = node.args[0]
+        if not isinstance(target, fx.Node) or target in stochastic:
+            continue
+        if node in stochastic:
+            raise CacheUnavailable(
+                f"`{node.name}` changes `{target.name}`, computed before the first dropout, "
+                "in place"
+            )
+        if target not in crossing:
+            continue
+        reads = [order[u] for u in target.users if u in stochastic or u.op == "output"]
+        if reads and order[node] > min(reads):
+            raise CacheUnavailable(
+                f"`{node.name}` changes `{target.name}` in place after the stochastic part "
+                "read it; computed once, the change would come too early"
+            )
+
+
+def build_plan(model: nn.Module) -> CachedPlan:
+    """Trace ``model`` and split it; raises :class:`CacheUnavailable` with the reason."""
+    root, graph = _trace(model)
+    modules = dict(root.named_modules())
+    stochastic, batched = _classify(graph, modules)
+    if not stochastic:
+        raise CacheUnavailable("no stochastic module is called in the traced forward pass")
+    boundary = [
+        n
+        for n in graph.nodes
+        if n in batched
+        and n not in stochastic
+        and any(u in stochastic or u.op == "output" for u in n.users)
+    ]
+    _check_mutations(graph, stochastic, boundary, modules)
+    trunk_graph, env = fx.Graph(), dict[fx.Node, fx.Node]()
+    for node in graph.nodes:
+        if node.op != "output" and node not in stochastic:
+            env[node] = trunk_graph.node_copy(node, lambda n: env[n])
+    trunk_graph.output(tuple(env[n] for n in boundary))
+    head_graph, head_env = fx.Graph(), dict[fx.Node, fx.Node]()
+    for node in boundary:
+        head_env[node] = head_graph.placeholder(node.name)
+    for node in graph.nodes:
+        if node.op == "output":
+            head_graph.output(fx.map_arg(node.args[0], lambda n: head_env[n]))
+        elif node not in head_env and (node in stochastic or node not in batched):
+            head_env[node] = head_graph.node_copy(node, lambda n: head_env[n])
+    trunk, head = _module(root, trunk_graph, modules), _module(root, head_graph, modules)
+    ops = ("call_module", "call_function", "call_method")
+    return CachedPlan(
+        trunk=trunk,
+        head=head,
+        boundary=tuple(n.name for n in boundary),
+        trunk_ops=sum(n.op in ops for n in trunk.graph.nodes),
+    )
+
+
+def _module(root: fx.GraphModule, graph: fx.Graph, modules: dict) -> fx.GraphModule:
+    module = fx.GraphModule(root, graph)
+    # in-place ops have effects even when their result is unused: keep them
+    module.graph.eliminate_dead_code(lambda n: n.is_impure() or _is_inplace(n, modules))
+    module.recompile()
+    return module
+
+
+def contains_size(value: object, size: int) -> bool:
+    """Whether a non-tensor ``value`` (int, ``torch.Size``, tuple) holds the integer ``size``."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value == size
+    if isinstance(value, (tuple, list)):
+        return any(contains_size(v, size) for v in value)
+    return False

@@ -1,0 +1,268 @@
+"""Benchmark of bayesdrop.mc_predict against a plain loop, batch repetition and the limit.
+
+Run:  python benchmarks/mc_predict.py [--quick] [--threads 1]
+
+(a) A CNN with dropout only before its head, batch 64, S = 64: mc_predict (engine "auto")
+    vs a plain loop of S forward passes vs one pass on the batch repeated S times vs the
+    limit, one trunk forward plus S head forwards timed directly.
+    Targets: at least 10x faster than the loop, within 1.3x of the limit.
+(b) An MLP with dropout before every layer at batch 1 and 256, S = 64: mc_predict vs loop vs
+    repetition. Target: never slower than the better of the two.
+(c) Peak memory (increase of the peak resident set size over the call, each configuration in a
+    fresh process; Linux /proc) of repetition and mc_predict with and without a ``max_memory``
+    budget, and with S = 64 vs 256 (running sums: memory does not grow with S).
+
+All timings of a part run in one process, interleaved round by round; the median of the rounds
+is reported and the ratios are what to read (the machine may be shared). Loop and repetition
+compute the same read-outs as mc_predict (ClassificationPrediction.from_samples on the stacked
+samples); part (b) also times them computing the mean probabilities only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+import bayesdrop
+
+S = 64
+
+
+class CNN(nn.Module):
+    """A small all-convolutional trunk, global pooling, dropout, linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.5), nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.head(self.trunk(x))
+
+
+def mlp(p: float = 0.2) -> nn.Module:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in ((784, 512), (512, 512), (512, 10)):
+        layers += [nn.Dropout(p), nn.Linear(fan_in, fan_out)]
+        if fan_out != 10:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers).eval()
+
+
+def loop(model, x, readouts=True):
+    """S forward passes; with ``readouts`` the same measures mc_predict returns."""
+    with torch.no_grad(), bayesdrop.sampling(model):
+        probs = torch.stack([model(x).softmax(-1) for _ in range(S)])
+    return bayesdrop.ClassificationPrediction.from_samples(probs) if readouts else probs.mean(0)
+
+
+def repetition(model, x, readouts=True):
+    """One pass on the batch repeated S times (sample-major)."""
+    with torch.no_grad(), bayesdrop.sampling(model):
+        out = model(x.repeat(S, *([1] * (x.dim() - 1))))
+    probs = out.view(S, x.shape[0], -1).softmax(-1)
+    return bayesdrop.ClassificationPrediction.from_samples(probs) if readouts else probs.mean(0)
+
+
+def limit_parts(model, x):
+    """Time one trunk forward and S head forwards separately; return their sum."""
+    with torch.no_grad(), bayesdrop.sampling(model):
+        start = time.perf_counter()
+        h = model.trunk(x)
+        mid = time.perf_counter()
+        for _ in range(S):
+            model.head(h)
+        end = time.perf_counter()
+    return end - start, mid - start, end - mid
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def rounds(competitors: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """(median, min) seconds of each competitor over interleaved rounds."""
+    times: dict[str, list[float]] = {name: [] for name in competitors}
+    for fn in competitors.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for name, fn in competitors.items():
+            times[name].append(fn())
+    return {name: (statistics.median(v), min(v)) for name, v in times.items()}
+
+
+def ratio(t: dict, a: str, *b: str) -> str:
+    """``a / min(b)`` on medians and on minima (the minimum is least disturbed by load)."""
+    med = t[a][0] / min(t[x][0] for x in b)
+    low = t[a][1] / min(t[x][1] for x in b)
+    return f"{med:6.2f} (median)  {low:6.2f} (min)"
+
+
+def show(t: dict, unit: float = 1e3) -> None:
+    for name, (med, low) in t.items():
+        print(f"    {name:<22} median {unit * med:9.2f} ms   min {unit * low:9.2f} ms")
+
+
+def part_a(repeats: int) -> None:
+    torch.manual_seed(0)
+    model, x = CNN().eval(), torch.randn(64, 1, 28, 28)
+    trunk_head: list[tuple[float, float]] = []
+
+    def limit():
+        total, trunk, head = limit_parts(model, x)
+        trunk_head.append((trunk, head))
+        return total
+
+    engines = {}
+
+    def bayes():
+        start = time.perf_counter()
+        pred = bayesdrop.mc_predict(model, x, num_samples=S)
+        engines["auto"] = pred.engine
+        return time.perf_counter() - start
+
+    first = bayes()  # traces the model (the trace is reused while its modules stay the same)
+
+    t = rounds(
+        {
+            "loop": lambda: timed(lambda: loop(model, x)),
+            "repetition": lambda: timed(lambda: repetition(model, x)),
+            "limit": limit,
+            "mc_predict": bayes,
+        },
+        repeats,
+    )
+    trunk = statistics.median(a for a, _ in trunk_head)
+    head = statistics.median(b for _, b in trunk_head)
+    print(f"(a) CNN, dropout before the head, batch 64, S={S}; engine: {engines['auto']}")
+    show(t)
+    print(f"    (limit = trunk {1e3 * trunk:.1f} ms + {S} heads {1e3 * head:.1f} ms, medians)")
+    print(f"    first mc_predict call, tracing included: {1e3 * first:.1f} ms")
+    print(f"    loop / mc_predict       = {ratio(t, 'loop', 'mc_predict')}   (target >= 10)")
+    print(f"    repetition / mc_predict = {ratio(t, 'repetition', 'mc_predict')}")
+    print(f"    mc_predict / limit      = {ratio(t, 'mc_predict', 'limit')}   (target <= 1.3)")
+
+
+def part_b(repeats: int) -> None:
+    torch.manual_seed(0)
+    model = mlp()
+    for n in (1, 256):
+        x = torch.randn(n, 784)
+        engines = {}
+
+        def bayes(x=x, engines=engines):
+            start = time.perf_counter()
+            engines["auto"] = bayesdrop.mc_predict(model, x, num_samples=S).engine
+            return time.perf_counter() - start
+
+        first = bayes()
+
+        t = rounds(
+            {
+                "loop": lambda x=x: timed(lambda: loop(model, x)),
+                "repetition": lambda x=x: timed(lambda: repetition(model, x)),
+                "mc_predict": bayes,
+                "loop, mean only": lambda x=x: timed(lambda: loop(model, x, False)),
+                "repetition, mean only": lambda x=x: timed(lambda: repetition(model, x, False)),
+            },
+            repeats * (20 if n == 1 else 1),
+        )
+        print(f"(b) MLP, dropout in every layer, batch {n}, S={S}; engine: {engines['auto']}")
+        show(t)
+        best = ratio(t, "mc_predict", "loop", "repetition")
+        bare = ratio(t, "mc_predict", "loop, mean only", "repetition, mean only")
+        print(f"    mc_predict / best(loop, repetition) = {best}   (target <= 1)")
+        print(f"    mc_predict / best mean-only variant = {bare}")
+        print(f"    first mc_predict call, tracing included: {1e3 * first:.2f} ms")
+
+
+MEMORY_CASES = {
+    "repetition, S=64": "repetition(model, x)",
+    "mc_predict, S=64": "bayesdrop.mc_predict(model, x, num_samples=64, engine='batched')",
+    "mc_predict, S=256": "bayesdrop.mc_predict(model, x, num_samples=256, engine='batched')",
+    "mc_predict, S=64, max_memory=2 MB": (
+        "bayesdrop.mc_predict(model, x, num_samples=64, engine='batched', max_memory=2**21)"
+    ),
+    "mc_predict, S=64, max_memory=16 MB": (
+        "bayesdrop.mc_predict(model, x, num_samples=64, engine='batched', max_memory=2**24)"
+    ),
+    "mc_predict, S=64, return_samples": (
+        "bayesdrop.mc_predict(model, x, num_samples=64, engine='batched', return_samples=True)"
+    ),
+}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"{field}:\s+(\d+)", f.read()).group(1))  # type: ignore[union-attr]
+
+
+def _peak_child(code: str) -> None:
+    """In a fresh process: peak RSS increase of one call after a warm-up (Linux only).
+
+    Writing 5 to /proc/self/clear_refs resets the peak (VmHWM) to the current RSS.
+    """
+    torch.manual_seed(0)
+    model, x = mlp(), torch.randn(256, 784)
+    with torch.no_grad():
+        model(x)
+    bayesdrop.mc_predict(model, x[:2], num_samples=2)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
+    eval(code)  # fixed strings from MEMORY_CASES
+    print(json.dumps({"kib": _status_kib("VmHWM") - before}))
+
+
+def part_c() -> None:
+    print("(c) peak memory increase (RSS), MLP batch 256, fresh process per row")
+    for name, code in MEMORY_CASES.items():
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", code],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        kib = json.loads(out.stdout.strip().splitlines()[-1])["kib"]
+        print(f"    {name:<36} {kib / 1024:7.1f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_child is not None:
+        _peak_child(args.memory_child)
+        return
+    repeats = 2 if args.quick else 5
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {repeats} rounds")
+    part_a(repeats)
+    part_b(repeats)
+    part_c()
+
+
+if __name__ == "__main__":
+    main()
