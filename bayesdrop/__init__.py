@@ -1,13 +1,17 @@
 """bayesdrop: dropout as a practical Bayesian uncertainty toolkit for PyTorch."""
 
-from bayesdrop import functional, nn
+from bayesdrop import functional, models, nn
 from bayesdrop.exceptions import BayesdropError, BayesdropTypeError, BayesdropValueError
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
 from bayesdrop.nn import (
     ConcreteDropout,
     ConversionReport,
+    EmbeddingDropout,
+    LockedDropout,
     MCDropout,
     SpatialConcreteDropout,
+    VariationalGRU,
+    VariationalLSTM,
     convert,
     sampling,
 )
@@ -23,12 +27,17 @@ __all__ = [
     "ConcreteDropout",
     "ConversionReport",
     "ELBOTerms",
+    "EmbeddingDropout",
+    "LockedDropout",
     "MCDropout",
     "RegularizerConstants",
     "SpatialConcreteDropout",
+    "VariationalGRU",
+    "VariationalLSTM",
     "convert",
     "functional",
     "kl_divergence",
+    "models",
     "nn",
     "regularizer_constants",
     "sampling",

@@ -17,6 +17,13 @@ from bayesdrop.functional.kl import (
     regularizer_constants,
 )
 from bayesdrop.functional.likelihood import categorical_nll, gaussian_nll, heteroscedastic_nll
+from bayesdrop.functional.recurrence import gru_recurrence, lstm_recurrence
+from bayesdrop.functional.rnn import (
+    apply_sequence_mask,
+    packed_row_index,
+    sequence_mask,
+    word_type_mask,
+)
 from bayesdrop.functional.uncertainty import (
     entropy,
     expected_entropy,
@@ -28,6 +35,7 @@ from bayesdrop.functional.uncertainty import (
 __all__ = [
     "CONCRETE_EPS",
     "RegularizerConstants",
+    "apply_sequence_mask",
     "bernoulli_dropout",
     "bernoulli_entropy",
     "bernoulli_mask",
@@ -39,11 +47,16 @@ __all__ = [
     "entropy",
     "expected_entropy",
     "gaussian_nll",
+    "gru_recurrence",
     "heteroscedastic_nll",
+    "lstm_recurrence",
     "mc_dropout_kl",
     "mutual_information",
+    "packed_row_index",
     "predictive_entropy",
     "regularizer_constants",
+    "sequence_mask",
     "spatial_mask_shape",
     "variation_ratio",
+    "word_type_mask",
 ]
