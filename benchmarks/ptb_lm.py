@@ -25,8 +25,8 @@ from bayesdrop.models import LanguageModel, perplexity, train_epoch
 
 # hidden, epochs, rates (embedding, input, hidden, output), init range, lr decay start
 PRESETS = {
-    "small": dict(hidden=200, epochs=5, train_tokens=60_000, eval_tokens=15_000,
-                  rates=(0.1, 0.35, 0.2, 0.35), init=0.05, decay_after=3, mc_samples=10),
+    "small": dict(hidden=200, epochs=4, train_tokens=30_000, eval_tokens=8_000,
+                  rates=(0.1, 0.35, 0.2, 0.35), init=0.05, decay_after=2, mc_samples=8),
     "medium": dict(hidden=650, epochs=39, train_tokens=0, eval_tokens=0,
                    rates=(0.2, 0.35, 0.2, 0.35), init=0.05, decay_after=6, mc_samples=100),
     "large": dict(hidden=1500, epochs=55, train_tokens=0, eval_tokens=0,

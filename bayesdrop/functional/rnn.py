@@ -130,10 +130,10 @@ def apply_sequence_mask(
 
     Parameters
     ----------
-    x : Tensor of shape (T, N, *F), (N, T, *F) with ``batch_first``, or PackedSequence
+    x : Tensor of shape (T, N, ...), (N, T, ...) with ``batch_first``, or PackedSequence
         Sequences; padded steps stay zero if they were zero. For a packed sequence, ``mask``
         rows are in the order of the original (unsorted) batch.
-    mask : Tensor of shape (N, *F)
+    mask : Tensor of shape (N, ...)
         One mask per sequence.
 
     Examples

@@ -158,7 +158,7 @@ class LockedDropout(StochasticModule):
     def forward(
         self, x: Tensor | PackedSequence, *, masks: Tensor | None = None
     ) -> Tensor | PackedSequence:
-        """Apply the mask; ``masks`` (N, *F) reuses a draw of :meth:`sample_masks`."""
+        """Apply the mask; ``masks`` of shape ``(N, *F)`` reuses a draw of :meth:`sample_masks`."""
         if isinstance(x, PackedSequence):
             data, batch_size, features = x.data, int(x.batch_sizes[0]), x.data.shape[1:]
         else:
