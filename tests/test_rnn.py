@@ -74,6 +74,20 @@ def test_state_dict_round_trip(kind):
     torch.testing.assert_close(back(x)[0], ours.eval()(x)[0], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_from_torch(kind):
+    ours_cls, torch_cls = PAIRS[kind]
+    ref = torch_cls(3, 5, num_layers=2, batch_first=True).double()
+    ours = ours_cls.from_torch(ref, hidden_p=0.3, masks="tied")
+    assert ours.batch_first and ours.hidden_p == 0.3 and ours.weight_hh_l1.dtype == torch.float64
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    torch.testing.assert_close(ours.eval()(x)[0], ref(x)[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="`rnn` to be unidirectional"):
+        ours_cls.from_torch(torch_cls(3, 5, bidirectional=True))
+    with pytest.raises(TypeError, match=f"`rnn` to be a torch.nn.{torch_cls.__name__}"):
+        ours_cls.from_torch(nn.Linear(3, 5))
+
+
 # ------------------------------------------------------------------ an independent recurrence
 def manual_forward(module, x, masks: RNNMasks):
     """Per-gate loops written from the equations (time-major x), to check the fused code."""

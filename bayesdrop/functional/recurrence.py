@@ -18,7 +18,8 @@ gate), ``(1, N, H)`` (tied) or ``None``. With :math:`\tilde h^{(g)} = h_{t-1} \o
 
 Gate orders are torch's: ``i, f, g, o`` and ``r, z, n``. ``backend="manual"`` runs the loop
 without autograd and differentiates it with a hand-written backward pass (faster on CPU);
-``backend="autograd"`` is the plain loop, kept as the reference.
+``backend="autograd"`` is the plain loop, kept as the reference. The manual backward is
+differentiable once; use ``"autograd"`` for higher-order gradients (e.g. gradient penalties).
 """
 
 from __future__ import annotations

@@ -94,6 +94,23 @@ class _VariationalRNNBase(StochasticModule):
             value = check_probability(name, value)
         super().__setattr__(name, value)
 
+    @classmethod
+    def from_torch(cls, rnn: nn.Module, **kwargs):
+        """A variational copy of a trained torch RNN: same sizes, layout, weights, device, dtype.
+
+        ``kwargs`` are the constructor's rates and options (``input_p``, ``masks``, ...).
+        """
+        want = nn.LSTM if cls.num_gates == 4 else nn.GRU
+        if not isinstance(rnn, want):
+            fail("rnn", f"a torch.nn.{want.__name__}", type(rnn).__name__, type_error=True)
+        if rnn.bidirectional or getattr(rnn, "proj_size", 0):
+            fail("rnn", "unidirectional and without proj_size", repr(rnn))
+        w = rnn.weight_ih_l0
+        out = cls(rnn.input_size, rnn.hidden_size, rnn.num_layers, bias=rnn.bias,
+                  batch_first=rnn.batch_first, **kwargs)  # fmt: skip
+        out.to(device=w.device, dtype=w.dtype).load_state_dict(rnn.state_dict())
+        return out
+
     def reset_parameters(self) -> None:
         """torch's initialisation: every parameter from :math:`U(-1/\\sqrt H, 1/\\sqrt H)`."""
         bound = 1.0 / math.sqrt(self.hidden_size)
