@@ -6,7 +6,7 @@ the same optimiser. It reports validation and test perplexity of the determinist
 approximation (dropout off) and of MC dropout (probabilities averaged over ``--mc-samples``
 passes, one mask per pass, state carried through the pass).
 
-    python benchmarks/ptb_lm.py                                  # the default (~15 min, 1 core)
+    python benchmarks/ptb_lm.py                                  # "small": 2 x 200, ~6 CPU-min
     python benchmarks/ptb_lm.py --preset medium --device cuda    # the paper's medium model
     python benchmarks/ptb_lm.py --preset large --device cuda     # 2 x 1500, 55 epochs
 
