@@ -63,7 +63,8 @@ def _weight_grad(d_gates: Tensor, h_prev: Tensor, mask: Tensor | None) -> Tensor
 
 def _layout(x: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Shape and memory order (outermost first) of ``x``, to give its gradient the same strides."""
-    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    strides = x.stride()
+    order = sorted(range(x.dim()), key=lambda d: -strides[d])
     return tuple(x.shape), tuple(order)
 
 

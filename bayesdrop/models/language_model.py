@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +113,8 @@ class LanguageModel(nn.Module):
             "output_p": output_p,
         }
         rates = {k: check_probability(k, v) for k, v in rates.items()}
+        self.embedding: nn.Module
+        self.rnn: nn.Module
         if tie_weights and E != H:
             fail("embedding_size", f"equal to hidden_size={H} with tie_weights=True", E)
         if self.dropout == "variational":
@@ -148,16 +150,15 @@ class LanguageModel(nn.Module):
             self.decoder.weight = self._embedding_weight()
 
     def _embedding_weight(self) -> nn.Parameter:
-        emb = self.embedding.embedding if self.dropout == "variational" else self.embedding[0]
-        return emb.weight
+        emb = next(m for m in self.embedding.modules() if isinstance(m, nn.Embedding))
+        return cast(nn.Parameter, emb.weight)
 
     def sample_masks(self, batch_size: int) -> LanguageModelMasks | None:
         """One pass's masks (``None`` for ``dropout="standard"``, whose masks are per step)."""
         if self.dropout != "variational":
             return None
-        return LanguageModelMasks(
-            self.embedding.sample_masks(batch_size), self.rnn.sample_masks(batch_size)
-        )
+        embedding, rnn = cast(EmbeddingDropout, self.embedding), cast(VariationalLSTM, self.rnn)
+        return LanguageModelMasks(embedding.sample_masks(batch_size), rnn.sample_masks(batch_size))
 
     def forward(
         self, tokens: Tensor, state=None, *, masks: LanguageModelMasks | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -89,7 +89,7 @@ class _VariationalRNNBase(StochasticModule):
                 self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(G * H)))
         self.reset_parameters()
 
-    def __setattr__(self, name: str, value: object) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
         if name in ("input_p", "hidden_p", "output_p"):
             value = check_probability(name, value)
         super().__setattr__(name, value)
@@ -103,12 +103,13 @@ class _VariationalRNNBase(StochasticModule):
         want = nn.LSTM if cls.num_gates == 4 else nn.GRU
         if not isinstance(rnn, want):
             fail("rnn", f"a torch.nn.{want.__name__}", type(rnn).__name__, type_error=True)
-        if rnn.bidirectional or getattr(rnn, "proj_size", 0):
+        base = cast(nn.RNNBase, rnn)
+        if base.bidirectional or base.proj_size:
             fail("rnn", "unidirectional and without proj_size", repr(rnn))
-        w = rnn.weight_ih_l0
-        out = cls(rnn.input_size, rnn.hidden_size, rnn.num_layers, bias=rnn.bias,
-                  batch_first=rnn.batch_first, **kwargs)  # fmt: skip
-        out.to(device=w.device, dtype=w.dtype).load_state_dict(rnn.state_dict())
+        w = next(base.parameters())
+        out = cls(base.input_size, base.hidden_size, base.num_layers, bias=base.bias,
+                  batch_first=base.batch_first, **kwargs)  # fmt: skip
+        out.to(device=w.device, dtype=w.dtype).load_state_dict(base.state_dict())
         return out
 
     def reset_parameters(self) -> None:
@@ -123,6 +124,19 @@ class _VariationalRNNBase(StochasticModule):
             return w_ih, w_hh, None, None
         return w_ih, w_hh, getattr(self, f"bias_ih_l{k}"), getattr(self, f"bias_hh_l{k}")
 
+    # Cell-specific parts, defined by the subclasses.
+    def _input_bias(self, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+        raise NotImplementedError
+
+    def _initial_state(self, hx: Any, batch_size: int, x: Tensor) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def _recur(self, gates_x: Tensor, k: int, state: list[Tensor], mask: Tensor | None):
+        raise NotImplementedError
+
+    def _final_state(self, finals: list) -> Any:
+        raise NotImplementedError
+
     # ----------------------------------------------------------------- masks
     def sample_masks(
         self,
@@ -134,7 +148,7 @@ class _VariationalRNNBase(StochasticModule):
     ) -> RNNMasks:
         """Draw the masks of one pass for ``batch_size`` sequences (``None`` where p = 0)."""
         batch_size = check_positive_int("batch_size", batch_size)
-        ref = self.weight_ih_l0
+        ref = self._layer_params(0)[0]
         kw = {
             "dtype": dtype or ref.dtype,
             "device": device or ref.device,
@@ -257,7 +271,8 @@ class _VariationalRNNBase(StochasticModule):
         :math:`K` = its fan-in times the number of masks on it (G untied, 1 tied); biases are
         excluded. The output mask's KL belongs to the layer that reads the output.
         """
-        total = torch.zeros((), dtype=self.weight_ih_l0.dtype, device=self.weight_ih_l0.device)
+        ref = self._layer_params(0)[0]
+        total = torch.zeros((), dtype=ref.dtype, device=ref.device)
         copies = self.num_gates if self.masks == "untied" else 1
         for k in range(self.num_layers):
             w_ih, w_hh, _, _ = self._layer_params(k)
@@ -349,9 +364,8 @@ class VariationalLSTM(_VariationalRNNBase):
 
     num_gates = 4
 
-    @staticmethod
-    def _input_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
-        return None if b_ih is None else b_ih + b_hh
+    def _input_bias(self, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+        return None if b_ih is None or b_hh is None else b_ih + b_hh
 
     def _initial_state(self, hx, batch_size: int, x: Tensor) -> tuple[Tensor, Tensor]:
         if hx is None:
@@ -367,8 +381,7 @@ class VariationalLSTM(_VariationalRNNBase):
         _, w_hh, _, _ = self._layer_params(k)
         return BF.lstm_recurrence(gates_x, *state, w_hh, mask, backend=self.backend)
 
-    @staticmethod
-    def _final_state(finals) -> tuple[Tensor, Tensor]:
+    def _final_state(self, finals: list) -> tuple[Tensor, Tensor]:
         return torch.stack([h for h, _ in finals]), torch.stack([c for _, c in finals])
 
 
@@ -401,8 +414,7 @@ class VariationalGRU(_VariationalRNNBase):
 
     num_gates = 3
 
-    @staticmethod
-    def _input_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    def _input_bias(self, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
         return b_ih
 
     def _initial_state(self, hx, batch_size: int, x: Tensor) -> tuple[Tensor]:
@@ -414,6 +426,5 @@ class VariationalGRU(_VariationalRNNBase):
         _, w_hh, _, b_hh = self._layer_params(k)
         return BF.gru_recurrence(gates_x, state[0], w_hh, b_hh, mask, backend=self.backend)
 
-    @staticmethod
-    def _final_state(finals) -> Tensor:
+    def _final_state(self, finals: list) -> Tensor:
         return torch.stack([h for (h,) in finals])
