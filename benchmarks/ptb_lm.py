@@ -26,11 +26,11 @@ from bayesdrop.models import LanguageModel, perplexity, train_epoch
 # hidden, epochs, rates (embedding, input, hidden, output), init range, lr decay start
 PRESETS = {
     "small": dict(hidden=200, epochs=4, train_tokens=30_000, eval_tokens=8_000,
-                  rates=(0.1, 0.35, 0.2, 0.35), init=0.05, decay_after=2, mc_samples=8),
-    "medium": dict(hidden=650, epochs=39, train_tokens=0, eval_tokens=0,
+                  rates=(0.1, 0.35, 0.2, 0.35), init=0.05, decay_after=2, mc_samples=8, clip=5.0),
+    "medium": dict(hidden=650, epochs=39, train_tokens=0, eval_tokens=0, clip=5.0,
                    rates=(0.2, 0.35, 0.2, 0.35), init=0.05, decay_after=6, mc_samples=100),
     "large": dict(hidden=1500, epochs=55, train_tokens=0, eval_tokens=0,
-                  rates=(0.3, 0.5, 0.3, 0.5), init=0.04, decay_after=10, mc_samples=100),
+                  rates=(0.3, 0.5, 0.3, 0.5), init=0.04, decay_after=10, mc_samples=100, clip=10.0),
 }  # fmt: skip
 
 
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-batch", type=int, default=10)
     parser.add_argument("--bptt", type=int, default=35)
     parser.add_argument("--lr", type=float, default=1.0)
-    parser.add_argument("--clip", type=float, default=5.0)
+    parser.add_argument("--clip", type=float)
     parser.add_argument("--weight-decay", type=float, default=1e-7)
     parser.add_argument("--models", nargs="+", default=["variational", "standard"],
                         choices=["variational", "standard"])  # fmt: skip
