@@ -1,14 +1,18 @@
 """bayesdrop: dropout as a practical Bayesian uncertainty toolkit for PyTorch."""
 
-from bayesdrop import functional, nn, schedules
+from bayesdrop import functional, models, nn, schedules
 from bayesdrop.exceptions import BayesdropError, BayesdropTypeError, BayesdropValueError
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
 from bayesdrop.functional.rdrop import rdrop_loss
 from bayesdrop.nn import (
     ConcreteDropout,
     ConversionReport,
+    EmbeddingDropout,
+    LockedDropout,
     MCDropout,
     SpatialConcreteDropout,
+    VariationalGRU,
+    VariationalLSTM,
     convert,
     sampling,
 )
@@ -31,6 +35,8 @@ __all__ = [
     "ConcreteDropout",
     "ConversionReport",
     "ELBOTerms",
+    "EmbeddingDropout",
+    "LockedDropout",
     "MCDropout",
     "MCPredictor",
     "RDrop",
@@ -38,10 +44,13 @@ __all__ = [
     "RegressionPrediction",
     "RegularizerConstants",
     "SpatialConcreteDropout",
+    "VariationalGRU",
+    "VariationalLSTM",
     "convert",
     "functional",
     "kl_divergence",
     "mc_predict",
+    "models",
     "nn",
     "rdrop_loss",
     "regularizer_constants",

@@ -2,14 +2,19 @@
 
 from bayesdrop.datasets._root import DATA_ENV, SMOKE_ENV, data_root, smoke_mode
 from bayesdrop.datasets.images import load_fashion_mnist, load_mnist, load_notmnist, read_idx
+from bayesdrop.datasets.ptb import PTB, batchify, bptt_batches, load_ptb
 
 __all__ = [
     "DATA_ENV",
+    "PTB",
     "SMOKE_ENV",
+    "batchify",
+    "bptt_batches",
     "data_root",
     "load_fashion_mnist",
     "load_mnist",
     "load_notmnist",
+    "load_ptb",
     "read_idx",
     "smoke_mode",
 ]

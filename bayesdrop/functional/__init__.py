@@ -19,6 +19,13 @@ from bayesdrop.functional.kl import (
 )
 from bayesdrop.functional.likelihood import categorical_nll, gaussian_nll, heteroscedastic_nll
 from bayesdrop.functional.rdrop import rdrop_loss, rdrop_mse_loss, symmetric_kl
+from bayesdrop.functional.recurrence import gru_recurrence, lstm_recurrence
+from bayesdrop.functional.rnn import (
+    apply_sequence_mask,
+    packed_row_index,
+    sequence_mask,
+    word_type_mask,
+)
 from bayesdrop.functional.uncertainty import (
     entropy,
     expected_entropy,
@@ -38,6 +45,7 @@ from bayesdrop.functional.uncertainty import (
 __all__ = [
     "CONCRETE_EPS",
     "RegularizerConstants",
+    "apply_sequence_mask",
     "bernoulli_dropout",
     "bernoulli_entropy",
     "bernoulli_mask",
@@ -52,21 +60,26 @@ __all__ = [
     "expected_entropy",
     "gaussian_mc_log_likelihood",
     "gaussian_nll",
+    "gru_recurrence",
     "heteroscedastic_aleatoric_variance",
     "heteroscedastic_mc_log_likelihood",
     "heteroscedastic_nll",
     "jackknife_mutual_information_std_error",
+    "lstm_recurrence",
     "mc_dropout_kl",
     "mc_log_likelihood",
     "mean_std_error",
     "merge_moments",
     "mutual_information",
+    "packed_row_index",
     "predictive_entropy",
     "rdrop_loss",
     "rdrop_mse_loss",
     "regularizer_constants",
     "sample_moments",
+    "sequence_mask",
     "spatial_mask_shape",
     "symmetric_kl",
     "variation_ratio",
+    "word_type_mask",
 ]

@@ -4,7 +4,9 @@ from bayesdrop.nn.base import StochasticModule
 from bayesdrop.nn.concrete import ConcreteDropout, SpatialConcreteDropout
 from bayesdrop.nn.convert import ConversionReport, convert
 from bayesdrop.nn.drop_path import DropPath
+from bayesdrop.nn.embedding import EmbeddingDropout, LockedDropout
 from bayesdrop.nn.mc_dropout import MCDropout, SpatialMCDropout
+from bayesdrop.nn.rnn import RNNMasks, VariationalGRU, VariationalLSTM
 from bayesdrop.nn.sampling import (
     find_functional_dropout,
     is_stochastic,
@@ -16,10 +18,15 @@ __all__ = [
     "ConcreteDropout",
     "ConversionReport",
     "DropPath",
+    "EmbeddingDropout",
+    "LockedDropout",
     "MCDropout",
+    "RNNMasks",
     "SpatialConcreteDropout",
     "SpatialMCDropout",
     "StochasticModule",
+    "VariationalGRU",
+    "VariationalLSTM",
     "convert",
     "find_functional_dropout",
     "is_stochastic",
