@@ -1,6 +1,12 @@
 """bayesdrop: dropout as a practical Bayesian uncertainty toolkit for PyTorch."""
 
-from bayesdrop import functional, nn
+from bayesdrop import calibration, functional, nn
+from bayesdrop.calibration import (
+    CalibrationReport,
+    ReliabilityDisplay,
+    TemperatureScaling,
+    expected_calibration_error,
+)
 from bayesdrop.exceptions import BayesdropError, BayesdropTypeError, BayesdropValueError
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
 from bayesdrop.nn import (
@@ -20,13 +26,18 @@ __all__ = [
     "BayesdropError",
     "BayesdropTypeError",
     "BayesdropValueError",
+    "CalibrationReport",
     "ConcreteDropout",
     "ConversionReport",
     "ELBOTerms",
     "MCDropout",
     "RegularizerConstants",
+    "ReliabilityDisplay",
     "SpatialConcreteDropout",
+    "TemperatureScaling",
+    "calibration",
     "convert",
+    "expected_calibration_error",
     "functional",
     "kl_divergence",
     "nn",
