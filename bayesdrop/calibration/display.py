@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from bayesdrop.calibration.binning import Binning, BinStatistics, bin_statistics
 from bayesdrop.calibration.inputs import check_classification, check_scores, top_label
@@ -27,10 +26,16 @@ __all__ = [
 ]
 
 
+def _new_figure(figsize: tuple[float, float]) -> Any:
+    from matplotlib.figure import Figure  # imported on first plot: keeps `import bayesdrop` light
+
+    return Figure(figsize=figsize, layout="constrained")
+
+
 def _axes(ax: Any, figsize: tuple[float, float]):
     if ax is not None:
         return ax.figure, ax
-    figure = Figure(figsize=figsize, layout="constrained")
+    figure = _new_figure(figsize)
     return figure, figure.add_subplot()
 
 
@@ -81,7 +86,7 @@ class ReliabilityDisplay:
     def plot(self, ax: Any = None, *, hist_ax: Any = None) -> ReliabilityDisplay:
         """Draw on ``ax`` and the histogram on ``hist_ax`` (a new figure with both if no ``ax``)."""
         if ax is None:
-            self.figure_ = Figure(figsize=(5.0, 6.0), layout="constrained")
+            self.figure_ = _new_figure((5.0, 6.0))
             ax, hist_ax = self.figure_.subplots(2, 1, sharex=True, height_ratios=[3, 1])
         self.figure_, self.ax_, self.hist_ax_ = ax.figure, ax, hist_ax
         edges = _np(self.stats.edges)
@@ -115,13 +120,13 @@ class ReliabilityDisplay:
         ax.set_title(self.name or "reliability diagram")
         ax.text(
             0.04,
-            0.93,
+            0.75,
             f"ECE {self.ece:.4f}\nMCE {self.mce:.4f}",
             transform=ax.transAxes,
             va="top",
             bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.7"},
         )
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left")
         target_ax = hist_ax if hist_ax is not None else ax
         if hist_ax is not None:
             counts = _np(self.stats.counts)

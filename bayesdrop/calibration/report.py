@@ -15,10 +15,9 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, fail
@@ -42,6 +41,9 @@ from bayesdrop.calibration.uncertainty_quality import (
     ood_detection,
 )
 from bayesdrop.functional.uncertainty import entropy, mutual_information
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["CalibrationReport", "Uncertainty"]
 
@@ -270,6 +272,8 @@ class CalibrationReport:
             .plot()
             .figure_,
         }
+        from matplotlib.figure import Figure
+
         figure = Figure(figsize=(5.0, 3.5), layout="constrained")
         ax = figure.add_subplot()
         ax.plot(
@@ -277,7 +281,7 @@ class CalibrationReport:
             self.rejection.accuracy,
             marker="o",
             ms=3,
-            label=self.uncertainty,
+            label=self.uncertainty.replace("_", " "),
         )
         ax.plot(
             self.rejection.rejection_rate, self.rejection.oracle_accuracy, ls="--", label="oracle"

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from torch import Tensor
 
 from bayesdrop._validation import check_positive_int, fail
@@ -53,6 +52,8 @@ def detection_scores(scores: Any, is_positive: Any) -> DetectionScores:
     >>> s.auroc, s.fpr_at_95_tpr
     (1.0, 0.0)
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
     scores = check_scores(scores, "scores").detach().cpu().double().numpy()
     positive = torch.as_tensor(is_positive).reshape(-1).bool().cpu().numpy()
     if positive.shape != scores.shape:
