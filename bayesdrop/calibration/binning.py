@@ -6,7 +6,10 @@ sum of their confidences and the sum of their correctness indicators. These thre
 
 Bins are half-open :math:`[e_b, e_{b+1})` except the last, which is closed on the right, so a
 confidence of exactly 1.0 falls in the last bin (Guo et al., 2017; netcal does the same,
-torchmetrics puts it in a separate, hidden bin).
+torchmetrics puts it in a separate, hidden bin). Equal-width bins use the exact edges
+:math:`b/B`: the bin of :math:`x` is :math:`\min(\lfloor B x \rfloor, B - 1)`, computed in float64
+(exact for float32 confidences, as netcal's float64 edges; torchmetrics compares with float32
+edges, which can differ for a confidence within one float32 step of an edge).
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ def bin_statistics(
 ) -> BinStatistics:
     """Bin top-label ``confidence (N,)`` and ``correct (N,)`` indicators.
 
+    ``correct`` is boolean (or integer, nonzero = correct), or floating for fractional hits.
+
     Examples
     --------
     >>> stats = bin_statistics(torch.tensor([0.3, 0.9, 1.0]), torch.tensor([0, 1, 1]), num_bins=2)
@@ -120,14 +125,21 @@ def bin_statistics(
     """
     num_bins = check_positive_int("num_bins", num_bins)
     check_choice("binning", binning, ("equal_width", "equal_mass"))
+    acc = accumulator_dtype(confidence.device)
     if binning == "equal_width":
         edges = equal_width_edges(num_bins, dtype=confidence.dtype, device=confidence.device)
+        index = (confidence.to(acc) * num_bins).long().clamp_(0, num_bins - 1)
     else:
         edges = equal_mass_edges(confidence, num_bins)
-    # right=True counts the interior edges <= x: bins [e_b, e_{b+1}), the last one closed.
-    index = torch.bucketize(confidence.contiguous(), edges[1:-1], right=True)
-    acc = accumulator_dtype(confidence.device)
-    counts = torch.bincount(index, minlength=num_bins).to(acc)
+        # right=True counts the interior edges <= x: bins [e_b, e_{b+1}), the last one closed.
+        index = torch.bucketize(confidence.contiguous(), edges[1:-1], right=True)
     conf_sum = torch.bincount(index, weights=confidence.to(acc), minlength=num_bins)
-    acc_sum = torch.bincount(index, weights=correct.to(acc), minlength=num_bins)
-    return BinStatistics(edges, counts, conf_sum, acc_sum)
+    if not correct.is_floating_point():
+        # one integer histogram over (bin, correct) pairs gives both counts and hits
+        hit = correct.to(torch.bool).long()
+        pairs = torch.bincount(index + num_bins * hit, minlength=2 * num_bins).to(acc)
+        hits, counts = pairs[num_bins:], pairs[:num_bins] + pairs[num_bins:]
+    else:
+        counts = torch.bincount(index, minlength=num_bins).to(acc)
+        hits = torch.bincount(index, weights=correct.to(acc), minlength=num_bins)
+    return BinStatistics(edges, counts, conf_sum, hits)

@@ -7,6 +7,7 @@ Probabilities are never guessed: logits passed as ``probs`` are an error, not a 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,8 @@ __all__ = [
 PROBS_SUM_ATOL = 1e-3
 
 
-def as_float_tensor(name: str, value: Any) -> Tensor:
-    """A floating tensor from a tensor or NumPy array (other types are a ``TypeError``)."""
+def as_float_tensor(name: str, value: Any, *, check_values: bool = True) -> Tensor:
+    """A non-empty floating tensor from a tensor or NumPy array, finite if ``check_values``."""
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
     if not isinstance(value, Tensor):
@@ -40,7 +41,7 @@ def as_float_tensor(name: str, value: Any) -> Tensor:
         fail(name, "a floating-point tensor", f"dtype {value.dtype}", type_error=True)
     if value.numel() == 0:
         fail(name, "non-empty", f"shape {tuple(value.shape)}")
-    return check_finite(name, value)
+    return check_finite(name, value) if check_values else value
 
 
 def check_probs(probs: Any, name: str = "probs") -> Tensor:
@@ -48,14 +49,17 @@ def check_probs(probs: Any, name: str = "probs") -> Tensor:
 
     Every entry must lie in ``[0, 1]`` and every row sum to one within :data:`PROBS_SUM_ATOL`.
     """
-    probs = as_float_tensor(name, probs)
+    probs = as_float_tensor(name, probs, check_values=False)
     if probs.ndim not in (2, 3):
         fail(name, "of shape (N, C) or (S, N, C)", f"shape {tuple(probs.shape)}")
     if probs.ndim == 3:
-        probs = probs.mean(0)
+        probs = probs.mean(0)  # NaN and inf survive the mean and are caught below
     if probs.shape[-1] < 2:
         fail(name, "a distribution over at least 2 classes", f"shape {tuple(probs.shape)}")
+    # one pass: NaN propagates through min / max, so finite data is checked on the way
     lo, hi = (v.item() for v in torch.aminmax(probs))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        check_finite(name, probs)
     if lo < 0.0 or hi > 1.0:
         fail(
             name,
@@ -63,7 +67,8 @@ def check_probs(probs: Any, name: str = "probs") -> Tensor:
             f"values in [{lo:.4g}, {hi:.4g}]",
             "If these are logits, pass logits.softmax(-1).",
         )
-    err = (probs.sum(-1) - 1.0).abs().max().item()
+    row_sums = probs @ torch.ones(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+    err = max(abs(v.item() - 1.0) for v in torch.aminmax(row_sums))
     if err > PROBS_SUM_ATOL:
         fail(
             name,

@@ -38,6 +38,11 @@ Norm = Literal["l1", "l2", "max"]
 _NORMS = ("l1", "l2", "max")
 
 
+def _sum_of_squares(probs: Tensor) -> Tensor:
+    # a norm kernel is several times faster than square().sum(-1) over a short last dim
+    return torch.linalg.vector_norm(probs, dim=-1).square()
+
+
 def calibration_error_from_statistics(stats: BinStatistics, norm: Norm = "l1") -> Tensor:
     r"""Calibration error of binned statistics.
 
@@ -154,7 +159,7 @@ def brier_score(probs: Tensor, target: Tensor) -> Tensor:
     """
     probs, target = check_classification(probs, target)
     acc = accumulator_dtype(probs.device)
-    per_point = probs.square().sum(-1) - 2 * true_class_probability(probs, target) + 1
+    per_point = _sum_of_squares(probs) - 2 * true_class_probability(probs, target) + 1
     return per_point.to(acc).mean()
 
 
@@ -219,7 +224,7 @@ def classification_metrics(
     confidence, correct = top_label(probs, target)
     stats = bin_statistics(confidence, correct, num_bins=num_bins)
     p_true = true_class_probability(probs, target)
-    brier = (probs.square().sum(-1) - 2 * p_true + 1).to(acc).mean()
+    brier = (_sum_of_squares(probs) - 2 * p_true + 1).to(acc).mean()
     nll = -p_true.clamp_min(torch.finfo(probs.dtype).tiny).log().to(acc).mean()
     return ClassificationMetrics(
         accuracy=(stats.accuracy_sum.sum() / stats.counts.sum()).item(),
