@@ -76,7 +76,7 @@ class BinStatistics:
 
 
 def equal_width_edges(num_bins: int, *, dtype=torch.float64, device=None) -> Tensor:
-    """``num_bins + 1`` edges ``b / num_bins`` for ``b = 0 .. num_bins``.
+    """The ``num_bins + 1`` equal-width edges ``b / num_bins``, ``b`` from 0 to ``num_bins``.
 
     Examples
     --------
