@@ -126,18 +126,19 @@ def bin_statistics(
     num_bins = check_positive_int("num_bins", num_bins)
     check_choice("binning", binning, ("equal_width", "equal_mass"))
     acc = accumulator_dtype(confidence.device)
+    conf64 = confidence.to(acc)
     if binning == "equal_width":
         edges = equal_width_edges(num_bins, dtype=confidence.dtype, device=confidence.device)
-        index = (confidence.to(acc) * num_bins).long().clamp_(0, num_bins - 1)
+        index = conf64.mul(num_bins).long().clamp_(0, num_bins - 1)
     else:
         edges = equal_mass_edges(confidence, num_bins)
         # right=True counts the interior edges <= x: bins [e_b, e_{b+1}), the last one closed.
         index = torch.bucketize(confidence.contiguous(), edges[1:-1], right=True)
-    conf_sum = torch.bincount(index, weights=confidence.to(acc), minlength=num_bins)
+    conf_sum = torch.bincount(index, weights=conf64, minlength=num_bins)
     if not correct.is_floating_point():
         # one integer histogram over (bin, correct) pairs gives both counts and hits
-        hit = correct.to(torch.bool).long()
-        pairs = torch.bincount(index + num_bins * hit, minlength=2 * num_bins).to(acc)
+        index.add_(correct.to(torch.bool), alpha=num_bins)
+        pairs = torch.bincount(index, minlength=2 * num_bins).to(acc)
         hits, counts = pairs[num_bins:], pairs[:num_bins] + pairs[num_bins:]
     else:
         counts = torch.bincount(index, minlength=num_bins).to(acc)

@@ -116,7 +116,10 @@ def check_classification(probs: Any, target: Any) -> tuple[Tensor, Tensor]:
 
 
 def top_label(probs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Top-label confidence ``max_c p_c`` and the boolean ``argmax_c p_c == target``."""
+    """Top-label confidence ``max_c p_c`` and the boolean ``argmax_c p_c == target``.
+
+    A row with a tie for the maximum predicts its first maximal class (as ``argmax``).
+    """
     confidence, predicted = probs.max(-1)
     return confidence, predicted == target
 

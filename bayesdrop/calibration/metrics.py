@@ -221,9 +221,9 @@ def classification_metrics(
     probs, target = check_classification(probs, target)
     num_bins = check_positive_int("num_bins", num_bins)
     acc = accumulator_dtype(probs.device)
+    p_true = true_class_probability(probs, target)
     confidence, correct = top_label(probs, target)
     stats = bin_statistics(confidence, correct, num_bins=num_bins)
-    p_true = true_class_probability(probs, target)
     brier = (_sum_of_squares(probs) - 2 * p_true + 1).to(acc).mean()
     nll = -p_true.clamp_min(torch.finfo(probs.dtype).tiny).log().to(acc).mean()
     return ClassificationMetrics(
