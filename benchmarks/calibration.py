@@ -3,7 +3,8 @@
 bayesdrop computes ECE + MCE + Brier + NLL + accuracy together (``classification_metrics``, input
 validation included); netcal's ``ECE`` and torchmetrics' ``multiclass_calibration_error`` compute
 the ECE alone. All use 15 equal-width bins (netcal's default is 10; it is given 15 here so the
-values can be compared). Timings are the best of ``--repeat`` runs, in one process, one thread.
+values can be compared). Timings are the best of ``--repeat`` interleaved rounds, in one
+process, one torch thread.
 
     python benchmarks/calibration.py            # N = 10^7, C = 10
     python benchmarks/calibration.py --n 100000 # quick
@@ -32,13 +33,17 @@ def make_data(n: int, c: int, seed: int):
     return probs, target
 
 
-def best_of(repeat: int, fn):
-    times, value = [], None
+def interleaved_best(repeat: int, jobs: dict):
+    """Best time of each job over ``repeat`` rounds, the jobs taking turns within a round, so a
+    change in machine load hits all of them alike."""
+    times = {name: float("inf") for name in jobs}
+    values = {}
     for _ in range(repeat):
-        start = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), value
+        for name, fn in jobs.items():
+            start = time.perf_counter()
+            values[name] = fn()
+            times[name] = min(times[name], time.perf_counter() - start)
+    return times, values
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,17 +63,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.threads} torch thread(s), best of {args.repeat}")
 
     bins, classes = args.bins, args.classes
-    t_all, ours = best_of(args.repeat, lambda: classification_metrics(probs, target, num_bins=bins))
-    t_ece, ece = best_of(
-        args.repeat, lambda: expected_calibration_error(probs, target, num_bins=bins).item()
-    )
-    t_netcal, netcal = best_of(args.repeat, lambda: ECE(bins=bins).measure(p_np, y_np))
-    t_tm, tm = best_of(
-        args.repeat,
-        lambda: multiclass_calibration_error(
+    jobs = {
+        "all": lambda: classification_metrics(probs, target, num_bins=bins),
+        "ece": lambda: expected_calibration_error(probs, target, num_bins=bins).item(),
+        "netcal": lambda: ECE(bins=bins).measure(p_np, y_np),
+        "torchmetrics": lambda: multiclass_calibration_error(
             probs, target, num_classes=classes, n_bins=bins
         ).item(),
-    )
+    }
+    times, values = interleaved_best(args.repeat, jobs)
+    t_all, t_ece, t_netcal, t_tm = (times[k] for k in jobs)
+    ours, ece, netcal, tm = (values[k] for k in jobs)
     rows = [
         ("bayesdrop ECE+MCE+Brier+NLL+acc", t_all, ours.ece),
         ("bayesdrop ECE alone", t_ece, ece),

@@ -8,7 +8,7 @@ The other three wrap netcal's estimators and take probabilities.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ class TemperatureScaling:
         """Calibrated probabilities ``softmax(logits / T)``."""
         if self.temperature_ is None:
             fail("self", "fitted", "an unfitted TemperatureScaling", "Call fit first.")
-        return (self._logits(logits) / self.temperature_).softmax(-1)
+        return (self._logits(logits) / cast(float, self.temperature_)).softmax(-1)
 
     def fit_transform(self, logits: Tensor, target: Tensor) -> Tensor:
         return self.fit(logits, target).transform(logits)

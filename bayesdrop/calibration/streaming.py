@@ -172,7 +172,8 @@ class CalibrationError(StreamingMetric):
 
     def __init__(self, *, num_bins: int = 15, norm: Norm = "l1") -> None:
         self.num_bins = check_positive_int("num_bins", num_bins)
-        self.norm = check_choice("norm", norm, ("l1", "l2", "max"))
+        self.norm: Norm = norm
+        check_choice("norm", norm, ("l1", "l2", "max"))
         super().__init__()
 
     def _config(self) -> tuple:
