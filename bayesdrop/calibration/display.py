@@ -109,24 +109,17 @@ class ReliabilityDisplay:
             width[filled],
             bottom=acc[filled],
             align="edge",
-            color="tab:red",
-            alpha=0.35,
+            fill=False,
             edgecolor="tab:red",
+            lw=0.8,
             hatch="//",
-            label="gap",
+            label="gap to mean confidence",
         )
         _diagonal(ax)
         ax.set_ylabel("accuracy")
-        ax.set_title(self.name or "reliability diagram")
-        ax.text(
-            0.04,
-            0.75,
-            f"ECE {self.ece:.4f}\nMCE {self.mce:.4f}",
-            transform=ax.transAxes,
-            va="top",
-            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.7"},
-        )
-        ax.legend(loc="upper left")
+        title = self.name or "reliability diagram"
+        ax.set_title(f"{title}\nECE {self.ece:.4f}, MCE {self.mce:.4f}", fontsize="medium")
+        ax.legend(loc="upper left", framealpha=0.95, fontsize="small")
         target_ax = hist_ax if hist_ax is not None else ax
         if hist_ax is not None:
             counts = _np(self.stats.counts)
