@@ -1,6 +1,12 @@
 """bayesdrop: dropout as a practical Bayesian uncertainty toolkit for PyTorch."""
 
-from bayesdrop import functional, models, nn, schedules
+from bayesdrop import calibration, functional, models, nn, schedules
+from bayesdrop.calibration import (
+    CalibrationReport,
+    ReliabilityDisplay,
+    TemperatureScaling,
+    expected_calibration_error,
+)
 from bayesdrop.exceptions import BayesdropError, BayesdropTypeError, BayesdropValueError
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
 from bayesdrop.functional.rdrop import rdrop_loss
@@ -31,6 +37,7 @@ __all__ = [
     "BayesdropError",
     "BayesdropTypeError",
     "BayesdropValueError",
+    "CalibrationReport",
     "ClassificationPrediction",
     "ConcreteDropout",
     "ConversionReport",
@@ -43,10 +50,14 @@ __all__ = [
     "RDropOutput",
     "RegressionPrediction",
     "RegularizerConstants",
+    "ReliabilityDisplay",
     "SpatialConcreteDropout",
+    "TemperatureScaling",
     "VariationalGRU",
     "VariationalLSTM",
+    "calibration",
     "convert",
+    "expected_calibration_error",
     "functional",
     "kl_divergence",
     "mc_predict",

@@ -1,0 +1,102 @@
+"""Calibration of classifiers and regressors: metrics, streaming metrics, recalibration, plots
+and reports. Needs no :mod:`bayesdrop.nn`: it works on predictions of any model."""
+
+from bayesdrop.calibration.binning import (
+    BinStatistics,
+    bin_statistics,
+    equal_mass_edges,
+    equal_width_edges,
+)
+from bayesdrop.calibration.display import (
+    ClasswiseReliabilityDisplay,
+    RegressionCalibrationDisplay,
+    ReliabilityDisplay,
+    UncertaintyHistogramDisplay,
+)
+from bayesdrop.calibration.inputs import PROBS_SUM_ATOL
+from bayesdrop.calibration.metrics import (
+    ClassificationMetrics,
+    accuracy,
+    brier_score,
+    calibration_error_from_statistics,
+    classification_metrics,
+    classwise_calibration_error,
+    expected_calibration_error,
+    negative_log_likelihood,
+)
+from bayesdrop.calibration.recalibration import (
+    BetaCalibration,
+    HistogramBinning,
+    IsotonicCalibration,
+    TemperatureScaling,
+)
+from bayesdrop.calibration.regression import (
+    RegressionCalibrationCurve,
+    expected_normalized_calibration_error,
+    gaussian_crps,
+    gaussian_nll,
+    picp,
+    quantile_calibration_error,
+    regression_calibration_curve,
+)
+from bayesdrop.calibration.report import CalibrationReport
+from bayesdrop.calibration.streaming import (
+    Accuracy,
+    BrierScore,
+    CalibrationError,
+    CalibrationMetrics,
+    NegativeLogLikelihood,
+    StreamingMetric,
+)
+from bayesdrop.calibration.uncertainty_quality import (
+    DetectionScores,
+    RejectionCurve,
+    accuracy_rejection_curve,
+    detection_scores,
+    misclassification_detection,
+    ood_detection,
+)
+
+__all__ = [
+    "PROBS_SUM_ATOL",
+    "Accuracy",
+    "BetaCalibration",
+    "BinStatistics",
+    "BrierScore",
+    "CalibrationError",
+    "CalibrationMetrics",
+    "CalibrationReport",
+    "ClassificationMetrics",
+    "ClasswiseReliabilityDisplay",
+    "DetectionScores",
+    "HistogramBinning",
+    "IsotonicCalibration",
+    "NegativeLogLikelihood",
+    "RegressionCalibrationCurve",
+    "RegressionCalibrationDisplay",
+    "RejectionCurve",
+    "ReliabilityDisplay",
+    "StreamingMetric",
+    "TemperatureScaling",
+    "UncertaintyHistogramDisplay",
+    "accuracy",
+    "accuracy_rejection_curve",
+    "bin_statistics",
+    "brier_score",
+    "calibration_error_from_statistics",
+    "classification_metrics",
+    "classwise_calibration_error",
+    "detection_scores",
+    "equal_mass_edges",
+    "equal_width_edges",
+    "expected_calibration_error",
+    "expected_normalized_calibration_error",
+    "gaussian_crps",
+    "gaussian_nll",
+    "misclassification_detection",
+    "negative_log_likelihood",
+    "ood_detection",
+    "picp",
+    "quantile_calibration_error",
+    "regression_calibration_curve",
+]

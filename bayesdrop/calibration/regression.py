@@ -1,0 +1,202 @@
+r"""Calibration of Gaussian regression predictions ``N(mean, std^2)`` against targets.
+
+* PICP: the fraction of targets inside the central :math:`q` interval
+  :math:`\mu \pm \sigma\,\Phi^{-1}(\tfrac{1+q}{2})`; calibrated when it equals :math:`q`.
+* Quantile calibration error: the mean over levels :math:`q` of :math:`|\mathrm{PICP}(q) - q|`
+  (netcal's marginal ``QCE``).
+* Calibration curve (Kuleshov et al., 2018): for expected levels :math:`p`, the observed fraction of
+  targets with :math:`\Phi((y - \mu)/\sigma) \le p`.
+* ENCE (Levi et al., 2022): bins by predicted std (equal width between its min and max, as
+  netcal), mean over non-empty bins of :math:`|\mathrm{RMV}_b - \mathrm{RMSE}_b| / \mathrm{RMV}_b`.
+* Gaussian NLL and the closed-form CRPS of a Gaussian.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bayesdrop._validation import check_positive_int, fail
+from bayesdrop.calibration.binning import accumulator_dtype
+from bayesdrop.calibration.inputs import as_float_tensor
+
+__all__ = [
+    "RegressionCalibrationCurve",
+    "expected_normalized_calibration_error",
+    "gaussian_crps",
+    "gaussian_nll",
+    "picp",
+    "quantile_calibration_error",
+    "regression_calibration_curve",
+]
+
+
+def _check_gaussian(mean: Any, std: Any, target: Any) -> tuple[Tensor, Tensor, Tensor]:
+    mean = as_float_tensor("mean", mean)
+    std = as_float_tensor("std", std).to(mean)
+    target = as_float_tensor("target", target).to(mean)
+    for name, value in (("std", std), ("target", target)):
+        if value.shape != mean.shape:
+            fail(name, f"of the shape of `mean` {tuple(mean.shape)}", f"shape {tuple(value.shape)}")
+    if not bool((std > 0).all()):
+        fail("std", "positive everywhere", f"a minimum of {std.min().item():.4g}")
+    acc = accumulator_dtype(mean.device)
+    return mean.to(acc), std.to(acc), target.to(acc)
+
+
+def _check_levels(levels: Any) -> Tensor:
+    levels = as_float_tensor("levels", torch.as_tensor(levels, dtype=torch.float64)).reshape(-1)
+    if not bool(((levels > 0) & (levels < 1)).all()):
+        fail("levels", "probabilities strictly inside (0, 1)", levels.tolist())
+    return levels
+
+
+def _central_coverage(z: Tensor, levels: Tensor) -> Tensor:
+    half_width = torch.special.ndtri((1 + levels.to(z)) / 2)
+    return (z.abs().reshape(-1, 1) <= half_width).to(z).mean(0)
+
+
+def picp(mean: Tensor, std: Tensor, target: Tensor, *, level: float = 0.95) -> Tensor:
+    r"""Prediction interval coverage probability of the central ``level`` interval.
+
+    .. math:: \mathrm{PICP}(q) = \frac1N \sum_i \mathbb 1\big[|y_i - \mu_i| \le
+              \sigma_i \Phi^{-1}(\tfrac{1+q}{2})\big]
+
+    Examples
+    --------
+    >>> y = torch.tensor([0.0, 1.0, 3.0])
+    >>> picp(torch.zeros(3), torch.ones(3), y, level=0.95).item()  # 1.96 sigma
+    0.6666666666666666
+    """
+    mean, std, target = _check_gaussian(mean, std, target)
+    return _central_coverage((target - mean) / std, _check_levels(level))[0]
+
+
+def quantile_calibration_error(
+    mean: Tensor, std: Tensor, target: Tensor, *, levels: Any = None
+) -> Tensor:
+    r"""Mean over central-interval levels of :math:`|\mathrm{PICP}(q) - q|` (netcal's M-QCE).
+
+    ``levels`` defaults to ``0.05, 0.10, ..., 0.95``.
+
+    Examples
+    --------
+    >>> z = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.0005, 0.9995, 1000))
+    >>> round(quantile_calibration_error(torch.zeros(1000), torch.ones(1000), z).item(), 3)
+    0.0
+    """
+    mean, std, target = _check_gaussian(mean, std, target)
+    levels = _check_levels(torch.arange(1, 20) / 20 if levels is None else levels).to(mean)
+    return (_central_coverage((target - mean) / std, levels) - levels).abs().mean()
+
+
+@dataclass(frozen=True)
+class RegressionCalibrationCurve:
+    """Expected vs observed cumulative frequency, with the calibration error (mean abs gap)."""
+
+    expected: Tensor
+    observed: Tensor
+    error: float
+
+
+def regression_calibration_curve(
+    mean: Tensor, std: Tensor, target: Tensor, *, num_levels: int = 21
+) -> RegressionCalibrationCurve:
+    r"""Quantile calibration curve: :math:`\hat P(p) = \frac1N\sum_i \mathbb 1[F_i(y_i) \le p]`.
+
+    Evaluated at ``num_levels`` levels from 0 to 1; a calibrated model lies on the diagonal.
+
+    Examples
+    --------
+    >>> curve = regression_calibration_curve(torch.zeros(4), torch.ones(4),
+    ...                                      torch.tensor([-1.0, -0.1, 0.1, 1.0]), num_levels=3)
+    >>> curve.observed
+    tensor([0.0000, 0.5000, 1.0000], dtype=torch.float64)
+    """
+    mean, std, target = _check_gaussian(mean, std, target)
+    num_levels = check_positive_int("num_levels", num_levels)
+    if num_levels < 2:
+        fail("num_levels", "at least 2", num_levels)
+    expected = torch.linspace(0, 1, num_levels, dtype=mean.dtype, device=mean.device)
+    pit = torch.special.ndtr((target - mean) / std).reshape(-1, 1)
+    observed = (pit <= expected).to(mean).mean(0)
+    return RegressionCalibrationCurve(expected, observed, (observed - expected).abs().mean().item())
+
+
+def expected_normalized_calibration_error(
+    mean: Tensor, std: Tensor, target: Tensor, *, num_bins: int = 15
+) -> Tensor:
+    r"""ENCE: bins by predicted std, mean over non-empty bins of the normalised gap.
+
+    .. math::
+        \mathrm{ENCE} = \frac{1}{|B|}\sum_{b \in B}
+        \frac{|\mathrm{RMV}_b - \mathrm{RMSE}_b|}{\mathrm{RMV}_b},\quad
+        \mathrm{RMV}_b = \sqrt{\tfrac{1}{n_b}\textstyle\sum_{i\in b}\sigma_i^2},\quad
+        \mathrm{RMSE}_b = \sqrt{\tfrac{1}{n_b}\textstyle\sum_{i\in b}(y_i-\mu_i)^2}
+
+    Bins are equal-width between the smallest and the largest std, the last closed.
+
+    Examples
+    --------
+    >>> ence = expected_normalized_calibration_error(
+    ...     torch.zeros(2), torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]), num_bins=2)
+    >>> ence.item()  # bin 1: |1 - 1| / 1, bin 2: |2 - 1| / 2
+    0.25
+    """
+    mean, std, target = _check_gaussian(mean, std, target)
+    num_bins = check_positive_int("num_bins", num_bins)
+    std, mean, target = std.reshape(-1), mean.reshape(-1), target.reshape(-1)
+    lo, hi = std.min(), std.max()
+    edges = (
+        lo + (hi - lo) * torch.arange(1, num_bins, dtype=std.dtype, device=std.device) / num_bins
+    )
+    index = torch.bucketize(std, edges, right=True)
+    counts = torch.bincount(index, minlength=num_bins)
+    mean_var = torch.bincount(index, std.square(), minlength=num_bins) / counts.clamp_min(1)
+    mse = torch.bincount(index, (target - mean).square(), minlength=num_bins) / counts.clamp_min(1)
+    rmv, rmse = mean_var.sqrt(), mse.sqrt()
+    filled = counts > 0
+    return ((rmv - rmse).abs()[filled] / rmv[filled]).mean()
+
+
+def gaussian_nll(mean: Tensor, std: Tensor, target: Tensor) -> Tensor:
+    r"""Mean Gaussian negative log-likelihood in nats.
+
+    .. math::
+        \frac1N\sum_i \Big[\tfrac12\log(2\pi\sigma_i^2) + \frac{(y_i-\mu_i)^2}{2\sigma_i^2}\Big]
+
+    Examples
+    --------
+    >>> round(gaussian_nll(torch.zeros(1), torch.ones(1), torch.zeros(1)).item(), 6)
+    0.918939
+    """
+    mean, std, target = _check_gaussian(mean, std, target)
+    z = (target - mean) / std
+    return (0.5 * math.log(2 * math.pi) + std.log() + 0.5 * z.square()).mean()
+
+
+def gaussian_crps(mean: Tensor, std: Tensor, target: Tensor) -> Tensor:
+    r"""Mean continuous ranked probability score of Gaussian predictions (closed form).
+
+    .. math::
+        \mathrm{CRPS}(\mathcal N(\mu, \sigma^2), y) = \sigma\Big[z\,(2\Phi(z) - 1) + 2\varphi(z)
+        - \frac{1}{\sqrt\pi}\Big],\quad z = \frac{y - \mu}{\sigma}
+
+    References
+    ----------
+    Gneiting & Raftery, "Strictly Proper Scoring Rules, Prediction, and Estimation", JASA 2007.
+
+    Examples
+    --------
+    >>> round(gaussian_crps(torch.zeros(1), torch.ones(1), torch.zeros(1)).item(), 6)
+    0.233695
+    """
+    mean, std, target = _check_gaussian(mean, std, target)
+    z = (target - mean) / std
+    pdf = torch.exp(-0.5 * z.square()) / math.sqrt(2 * math.pi)
+    crps = std * (z * (2 * torch.special.ndtr(z) - 1) + 2 * pdf - 1 / math.sqrt(math.pi))
+    return crps.mean()

@@ -1,0 +1,333 @@
+"""A calibration report for a classifier: metrics, uncertainty quality and diagrams in one object.
+
+``CalibrationReport.from_predictions`` takes probabilities ``(N, C)``, MC samples ``(S, N, C)`` or a
+prediction result (any object with a ``probs`` attribute, optionally ``samples`` and
+``mutual_information``), the targets and optionally uncertainty scores of OOD inputs. It renders
+as text, Markdown, JSON or a self-contained HTML page with embedded PNG figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from torch import Tensor
+
+from bayesdrop._validation import check_choice, fail
+from bayesdrop.calibration.display import (
+    ClasswiseReliabilityDisplay,
+    ReliabilityDisplay,
+    UncertaintyHistogramDisplay,
+)
+from bayesdrop.calibration.inputs import (
+    PROBS_SUM_ATOL,
+    as_float_tensor,
+    check_classification,
+    check_scores,
+)
+from bayesdrop.calibration.metrics import ClassificationMetrics, classification_metrics
+from bayesdrop.calibration.uncertainty_quality import (
+    DetectionScores,
+    RejectionCurve,
+    accuracy_rejection_curve,
+    misclassification_detection,
+    ood_detection,
+)
+from bayesdrop.functional.uncertainty import entropy, mutual_information
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["CalibrationReport", "Uncertainty"]
+
+Uncertainty = Literal["predictive_entropy", "mutual_information", "max_probability"]
+_UNCERTAINTIES = ("predictive_entropy", "mutual_information", "max_probability")
+
+
+def _unpack(predictions: Any) -> tuple[Any, Any, Any]:
+    """(probs or samples, samples or None, mutual information or None) of any accepted input."""
+    if isinstance(predictions, (Tensor, np.ndarray)):
+        samples = predictions if predictions.ndim == 3 else None
+        return predictions, samples, None
+    if not hasattr(predictions, "probs"):
+        fail(
+            "predictions",
+            "a tensor, an array, or an object with a `probs` attribute",
+            type(predictions).__name__,
+            type_error=True,
+        )
+    return (
+        predictions.probs,
+        getattr(predictions, "samples", None),
+        getattr(predictions, "mutual_information", None),
+    )
+
+
+def _score(kind: str, probs: Tensor, samples: Any, mi: Any) -> Tensor:
+    if kind == "predictive_entropy":
+        return entropy(probs)
+    if kind == "max_probability":
+        return 1 - probs.amax(-1)
+    if mi is not None:
+        return check_scores(mi, "predictions.mutual_information", probs.shape[0]).to(probs)
+    if samples is None:
+        fail(
+            "uncertainty",
+            "'predictive_entropy' or 'max_probability' without MC samples",
+            repr(kind),
+            "Pass samples (S, N, C) or a prediction result with samples.",
+        )
+    return mutual_information(as_float_tensor("samples", samples).to(probs))
+
+
+def _png(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}"
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """Calibration and uncertainty quality of a classifier's predictions.
+
+    Build it with :meth:`from_predictions`. Fields hold the numbers; the figures are drawn when
+    the HTML is written.
+
+    Examples
+    --------
+    >>> from bayesdrop import CalibrationReport
+    >>> probs = torch.rand(300, 4).softmax(-1)
+    >>> report = CalibrationReport.from_predictions(probs, torch.randint(0, 4, (300,)))
+    >>> report.metrics.num_data, report.num_classes
+    (300, 4)
+    >>> print(report.summary().splitlines()[0])
+    Calibration report: 300 points, 4 classes, 15 equal-width bins
+    """
+
+    metrics: ClassificationMetrics
+    num_classes: int
+    uncertainty: str
+    misclassification: DetectionScores | None
+    ood: DetectionScores | None
+    rejection: RejectionCurve
+    probs: Tensor
+    target: Tensor
+    id_scores: Tensor
+    ood_scores: Tensor | None
+    name: str = "model"
+
+    @classmethod
+    def from_predictions(
+        cls,
+        predictions: Any,
+        target: Any,
+        *,
+        ood_scores: Any = None,
+        uncertainty: Uncertainty = "predictive_entropy",
+        num_bins: int = 15,
+        name: str = "model",
+    ) -> CalibrationReport:
+        """Compute the report.
+
+        Parameters
+        ----------
+        predictions : Tensor, ndarray or prediction result
+            Probabilities ``(N, C)``, MC samples ``(S, N, C)`` (averaged over ``S``), or an object
+            with ``probs (N, C)`` and optionally ``samples (S, N, C)`` and
+            ``mutual_information (N,)``.
+        target : Tensor or ndarray, shape ``(N,)``
+            Integer labels.
+        ood_scores : Tensor or ndarray, shape ``(M,)``, optional
+            The same uncertainty score computed on out-of-distribution inputs.
+        uncertainty : {"predictive_entropy", "mutual_information", "max_probability"}
+            The score ranking points by uncertainty (``1 - max p`` for "max_probability").
+        num_bins : int, default 15
+            Equal-width bins of the calibration errors and the reliability diagram.
+        """
+        check_choice("uncertainty", uncertainty, _UNCERTAINTIES)
+        raw, samples, mi = _unpack(predictions)
+        probs, target = check_classification(raw, target)
+        probs, target = probs.detach().cpu(), target.cpu()
+        metrics = classification_metrics(probs, target, num_bins=num_bins)
+        scores = _score(uncertainty, probs, samples, mi).detach().cpu()
+        num_wrong = metrics.num_data - round(metrics.accuracy * metrics.num_data)
+        has_both = 0 < num_wrong < metrics.num_data
+        ood = None
+        if ood_scores is not None:
+            ood_scores = check_scores(ood_scores, "ood_scores").detach().cpu()
+            ood = ood_detection(scores, ood_scores)
+        return cls(
+            metrics=metrics,
+            num_classes=probs.shape[1],
+            uncertainty=uncertainty,
+            misclassification=misclassification_detection(probs, target, scores)
+            if has_both
+            else None,
+            ood=ood,
+            rejection=accuracy_rejection_curve(probs, target, scores),
+            probs=probs,
+            target=target,
+            id_scores=scores,
+            ood_scores=ood_scores,
+            name=name,
+        )
+
+    def _rows(self) -> list[tuple[str, str]]:
+        m = self.metrics
+        rows = [
+            ("accuracy", _fmt(m.accuracy)),
+            (f"ECE ({m.num_bins} bins, l1)", _fmt(m.ece)),
+            (f"MCE ({m.num_bins} bins)", _fmt(m.mce)),
+            ("Brier score", _fmt(m.brier)),
+            ("NLL (nats)", _fmt(m.nll)),
+        ]
+        for label, scores in (("misclassification", self.misclassification), ("OOD", self.ood)):
+            if scores is not None:
+                rows += [
+                    (f"{label} AUROC", _fmt(scores.auroc)),
+                    (f"{label} AUPR", _fmt(scores.aupr)),
+                    (f"{label} FPR at 95% TPR", _fmt(scores.fpr_at_95_tpr)),
+                ]
+        return rows
+
+    def _header(self) -> str:
+        m = self.metrics
+        return f"{m.num_data} points, {self.num_classes} classes, {m.num_bins} equal-width bins"
+
+    def summary(self) -> str:
+        """Plain-text table of the numbers."""
+        lines = [f"Calibration report: {self._header()}"]
+        lines += [f"  {k:<34}{v}" for k, v in self._rows()]
+        lines.append(f"  uncertainty score: {self.uncertainty.replace('_', ' ')}")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        """A Markdown table of the numbers."""
+        lines = [
+            f"## Calibration report: {self.name}",
+            "",
+            self._header(),
+            "",
+            "| metric | value |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {v} |" for k, v in self._rows()]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers and the conventions as plain Python values."""
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "metrics": dataclasses.asdict(self.metrics),
+            "uncertainty": self.uncertainty,
+            "misclassification": None
+            if self.misclassification is None
+            else dataclasses.asdict(self.misclassification),
+            "ood": None if self.ood is None else dataclasses.asdict(self.ood),
+            "rejection": {
+                "rejection_rate": self.rejection.rejection_rate.tolist(),
+                "accuracy": self.rejection.accuracy.tolist(),
+                "oracle_accuracy": self.rejection.oracle_accuracy.tolist(),
+            },
+            "conventions": {
+                "binning": "equal_width",
+                "last_bin_closed": True,
+                "probs_sum_atol": PROBS_SUM_ATOL,
+                "log": "natural",
+            },
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def figures(self) -> dict[str, Figure]:
+        """The report's figures by title (new :class:`~matplotlib.figure.Figure` objects)."""
+        figures = {
+            "Reliability diagram": ReliabilityDisplay.from_predictions(
+                self.probs, self.target, num_bins=self.metrics.num_bins, name=self.name
+            )
+            .plot()
+            .figure_,
+            "Classwise reliability": ClasswiseReliabilityDisplay.from_predictions(
+                self.probs, self.target
+            )
+            .plot()
+            .figure_,
+            "Uncertainty": UncertaintyHistogramDisplay.from_scores(
+                self.id_scores, self.ood_scores, name=self.uncertainty.replace("_", " ")
+            )
+            .plot()
+            .figure_,
+        }
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(5.0, 3.5), layout="constrained")
+        ax = figure.add_subplot()
+        ax.plot(
+            self.rejection.rejection_rate,
+            self.rejection.accuracy,
+            marker="o",
+            ms=3,
+            label=self.uncertainty.replace("_", " "),
+        )
+        ax.plot(
+            self.rejection.rejection_rate, self.rejection.oracle_accuracy, ls="--", label="oracle"
+        )
+        ax.set_xlabel("fraction rejected (most uncertain first)")
+        ax.set_ylabel("accuracy of the rest")
+        ax.legend()
+        figures["Accuracy-rejection curve"] = figure
+        return figures
+
+    def to_html(self, path: str | Path | None = None) -> str:
+        """A self-contained HTML page (inline CSS, base64 PNGs, no external requests).
+
+        Written to ``path`` when given; the HTML text is returned either way.
+        """
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in self._rows())
+        images = "".join(
+            f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{_png(f)}">'
+            f"<figcaption>{html.escape(t)}</figcaption></figure>"
+            for t, f in self.figures().items()
+        )
+        page = _PAGE.format(
+            name=html.escape(self.name),
+            header=html.escape(self._header()),
+            rows=rows,
+            images=images,
+            score=html.escape(self.uncertainty.replace("_", " ")),
+        )
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Calibration report: {name}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+td {{ border-bottom: 1px solid #ddd; padding: 0.3em 1.2em 0.3em 0; }}
+td:last-child {{ font-family: monospace; text-align: right; }}
+figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
+figcaption {{ text-align: center; color: #555; }}
+</style></head>
+<body><h1>Calibration report: {name}</h1>
+<p>{header}. Uncertainty score: {score}. Bins are half-open, the last closed on the right.</p>
+<table>{rows}</table>
+{images}
+</body></html>
+"""

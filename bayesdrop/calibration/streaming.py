@@ -1,0 +1,250 @@
+"""Streaming calibration metrics: ``update`` on batches, ``compute`` once, ``merge`` or ``sync``.
+
+Their state is a handful of sums (per-bin counts and sums for the calibration errors), so memory
+does not grow with the data, two metrics over disjoint data merge by adding their states, and
+``sync()`` sums the states of all processes with ``torch.distributed.all_reduce``: a data set
+sharded over processes gives exactly the single-process numbers (up to float64 summation order).
+Only equal-width bins stream; equal-mass edges need every confidence at once.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bayesdrop._validation import check_choice, check_positive_int, fail
+from bayesdrop.calibration.binning import BinStatistics, accumulator_dtype, bin_statistics
+from bayesdrop.calibration.inputs import (
+    check_classification,
+    top_label,
+    true_class_probability,
+)
+from bayesdrop.calibration.metrics import (
+    ClassificationMetrics,
+    Norm,
+    calibration_error_from_statistics,
+)
+
+__all__ = [
+    "Accuracy",
+    "BrierScore",
+    "CalibrationError",
+    "CalibrationMetrics",
+    "NegativeLogLikelihood",
+    "StreamingMetric",
+]
+
+
+class StreamingMetric:
+    """Base class: a state of named tensors that add up over batches and processes."""
+
+    _state: dict[str, Tensor]
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def _config(self) -> tuple:
+        return ()
+
+    def _empty_state(self, device: Any = None) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def _batch_state(self, probs: Tensor, target: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def _compute(self) -> Any:
+        raise NotImplementedError
+
+    def reset(self):
+        """Forget all data seen so far; returns ``self``."""
+        self._state = self._empty_state()
+        return self
+
+    def update(self, probs: Tensor, target: Tensor):
+        """Add a batch (``probs (N, C)`` or ``(S, N, C)``, ``target (N,)``); returns ``self``."""
+        probs, target = check_classification(probs, target)
+        batch = self._batch_state(probs, target)
+        self._state = {k: v.to(batch[k].device) + batch[k] for k, v in self._state.items()}
+        return self
+
+    def merge(self, other: StreamingMetric):
+        """Add the state of ``other`` (same class and options) in place; returns ``self``."""
+        if type(other) is not type(self) or other._config() != self._config():
+            fail("other", f"a {type(self).__name__} with options {self._config()}", repr(other))
+        self._state = {k: v + other._state[k].to(v.device) for k, v in self._state.items()}
+        return self
+
+    def sync(self, group: Any = None):
+        """A copy whose state is summed over all processes of ``group`` (``self`` unchanged).
+
+        Without an initialised default process group this is a plain copy.
+        """
+        synced = copy.deepcopy(self)
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            for value in synced._state.values():
+                dist.all_reduce(value, op=dist.ReduceOp.SUM, group=group)
+        return synced
+
+    def compute(self) -> Any:
+        """The metric over all data added so far (this process only; see :meth:`sync`)."""
+        if self._state["count"].sum().item() == 0:
+            fail("update", "called with data before compute()", "no data", "Call update first.")
+        return self._compute()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self._config()}"
+
+
+def _brier(probs: Tensor, target: Tensor) -> Tensor:
+    return probs.square().sum(-1) - 2 * true_class_probability(probs, target) + 1
+
+
+def _nll(probs: Tensor, target: Tensor) -> Tensor:
+    return -true_class_probability(probs, target).clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
+def _zeros(size: int, device: Any = None) -> Tensor:
+    device = torch.device("cpu") if device is None else device
+    return torch.zeros(size, dtype=accumulator_dtype(device), device=device)
+
+
+class _MeanMetric(StreamingMetric):
+    def _empty_state(self, device: Any = None) -> dict[str, Tensor]:
+        return {"total": _zeros(1, device), "count": _zeros(1, device)}
+
+    def _per_point(self, probs: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _batch_state(self, probs: Tensor, target: Tensor) -> dict[str, Tensor]:
+        values = self._per_point(probs, target).to(accumulator_dtype(probs.device))
+        return {"total": values.sum().reshape(1), "count": _zeros(1, probs.device) + len(values)}
+
+    def _compute(self) -> Tensor:
+        return (self._state["total"] / self._state["count"]).squeeze(0)
+
+
+class Accuracy(_MeanMetric):
+    """Streaming :func:`~bayesdrop.calibration.accuracy`.
+
+    Examples
+    --------
+    >>> from bayesdrop.calibration import Accuracy
+    >>> m = Accuracy().update(torch.tensor([[0.9, 0.1]]), torch.tensor([0]))
+    >>> m.update(torch.tensor([[0.9, 0.1]]), torch.tensor([1])).compute().item()
+    0.5
+    """
+
+    def _per_point(self, probs: Tensor, target: Tensor) -> Tensor:
+        return top_label(probs, target)[1]
+
+
+class BrierScore(_MeanMetric):
+    """Streaming :func:`~bayesdrop.calibration.brier_score`."""
+
+    def _per_point(self, probs: Tensor, target: Tensor) -> Tensor:
+        return _brier(probs, target)
+
+
+class NegativeLogLikelihood(_MeanMetric):
+    """Streaming :func:`~bayesdrop.calibration.negative_log_likelihood`."""
+
+    def _per_point(self, probs: Tensor, target: Tensor) -> Tensor:
+        return _nll(probs, target)
+
+
+class CalibrationError(StreamingMetric):
+    """Streaming :func:`~bayesdrop.calibration.expected_calibration_error` (equal-width bins).
+
+    Examples
+    --------
+    >>> from bayesdrop.calibration import CalibrationError, expected_calibration_error
+    >>> probs = torch.rand(100, 3).softmax(-1)
+    >>> target = torch.randint(0, 3, (100,))
+    >>> a = CalibrationError().update(probs[:60], target[:60])
+    >>> b = CalibrationError().update(probs[60:], target[60:])
+    >>> torch.allclose(a.merge(b).compute(), expected_calibration_error(probs, target))
+    True
+    """
+
+    def __init__(self, *, num_bins: int = 15, norm: Norm = "l1") -> None:
+        self.num_bins = check_positive_int("num_bins", num_bins)
+        self.norm: Norm = norm
+        check_choice("norm", norm, ("l1", "l2", "max"))
+        super().__init__()
+
+    def _config(self) -> tuple:
+        return (self.num_bins, self.norm)
+
+    def _empty_state(self, device: Any = None) -> dict[str, Tensor]:
+        return {k: _zeros(self.num_bins, device) for k in ("count", "confidence", "accuracy")}
+
+    def _batch_state(self, probs: Tensor, target: Tensor) -> dict[str, Tensor]:
+        stats = bin_statistics(*top_label(probs, target), num_bins=self.num_bins)
+        return {
+            "count": stats.counts,
+            "confidence": stats.confidence_sum,
+            "accuracy": stats.accuracy_sum,
+        }
+
+    def statistics(self) -> BinStatistics:
+        """The accumulated per-bin statistics."""
+        s = self._state
+        edges = torch.arange(self.num_bins + 1, dtype=torch.float64).div(self.num_bins)
+        return BinStatistics(edges.to(s["count"]), s["count"], s["confidence"], s["accuracy"])
+
+    def _compute(self) -> Tensor:
+        return calibration_error_from_statistics(self.statistics(), self.norm)
+
+
+class CalibrationMetrics(StreamingMetric):
+    """Streaming :func:`~bayesdrop.calibration.classification_metrics` (ECE, MCE, Brier, NLL,
+    accuracy), returning a :class:`~bayesdrop.calibration.ClassificationMetrics`.
+
+    Examples
+    --------
+    >>> from bayesdrop.calibration import CalibrationMetrics
+    >>> m = CalibrationMetrics(num_bins=10)
+    >>> for _ in range(3):
+    ...     _ = m.update(torch.tensor([[0.9, 0.1], [0.4, 0.6]]), torch.tensor([0, 0]))
+    >>> m.compute().num_data
+    6
+    """
+
+    def __init__(self, *, num_bins: int = 15) -> None:
+        self._ece = CalibrationError(num_bins=num_bins)
+        self.num_bins = self._ece.num_bins
+        super().__init__()
+
+    def _config(self) -> tuple:
+        return (self.num_bins,)
+
+    def _empty_state(self, device: Any = None) -> dict[str, Tensor]:
+        state = self._ece._empty_state(device)
+        state.update({k: _zeros(1, device) for k in ("brier", "nll", "num_data")})
+        return state
+
+    def _batch_state(self, probs: Tensor, target: Tensor) -> dict[str, Tensor]:
+        state = self._ece._batch_state(probs, target)
+        acc = accumulator_dtype(probs.device)
+        state["brier"] = _brier(probs, target).to(acc).sum().reshape(1)
+        state["nll"] = _nll(probs, target).to(acc).sum().reshape(1)
+        state["num_data"] = _zeros(1, probs.device) + len(target)
+        return state
+
+    def _compute(self) -> ClassificationMetrics:
+        self._ece._state = {k: self._state[k] for k in ("count", "confidence", "accuracy")}
+        stats = self._ece.statistics()
+        n = self._state["num_data"].item()
+        return ClassificationMetrics(
+            accuracy=(stats.accuracy_sum.sum() / stats.counts.sum()).item(),
+            ece=calibration_error_from_statistics(stats, "l1").item(),
+            mce=calibration_error_from_statistics(stats, "max").item(),
+            brier=self._state["brier"].item() / n,
+            nll=self._state["nll"].item() / n,
+            num_bins=self.num_bins,
+            num_data=int(n),
+        )

@@ -1,0 +1,178 @@
+"""Streaming metrics: batches, merges and processes give the one-shot numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from bayesdrop.calibration import (
+    Accuracy,
+    BrierScore,
+    CalibrationError,
+    CalibrationMetrics,
+    NegativeLogLikelihood,
+    accuracy,
+    brier_score,
+    classification_metrics,
+    expected_calibration_error,
+    negative_log_likelihood,
+)
+from bayesdrop.exceptions import BayesdropValueError
+
+
+def data(n: int = 3001, c: int = 6, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    probs = (2.5 * torch.randn(n, c, generator=gen, dtype=torch.float64)).softmax(-1)
+    target = torch.randint(0, c, (n,), generator=gen)
+    return probs, target
+
+
+STREAMING = [
+    (lambda: CalibrationError(num_bins=15), lambda p, y: expected_calibration_error(p, y)),
+    (
+        lambda: CalibrationError(num_bins=7, norm="l2"),
+        lambda p, y: expected_calibration_error(p, y, num_bins=7, norm="l2"),
+    ),
+    (
+        lambda: CalibrationError(norm="max"),
+        lambda p, y: expected_calibration_error(p, y, norm="max"),
+    ),
+    (BrierScore, brier_score),
+    (NegativeLogLikelihood, negative_log_likelihood),
+    (Accuracy, accuracy),
+]
+
+
+@pytest.mark.parametrize(("make", "one_shot"), STREAMING)
+def test_batches_and_merge_equal_one_shot(make, one_shot):
+    probs, target = data()
+    expected = one_shot(probs, target).item()
+    metric = make()
+    for idx in torch.arange(len(target)).split(500):
+        metric.update(probs[idx], target[idx])
+    assert metric.compute().item() == pytest.approx(expected, abs=1e-12)
+    left, right = (
+        make().update(probs[:1234], target[:1234]),
+        make().update(probs[1234:], target[1234:]),
+    )
+    assert left.merge(right).compute().item() == pytest.approx(expected, abs=1e-12)
+    assert metric.reset().update(probs, target).compute().item() == pytest.approx(
+        expected, abs=1e-12
+    )
+
+
+def test_collection_equals_classification_metrics():
+    probs, target = data()
+    metric = CalibrationMetrics(num_bins=10)
+    for idx in torch.arange(len(target)).split(700):
+        metric.update(probs[idx], target[idx])
+    ours, expected = (
+        dataclasses.asdict(metric.compute()),
+        dataclasses.asdict(classification_metrics(probs, target, num_bins=10)),
+    )
+    assert ours == pytest.approx(expected, abs=1e-12)
+
+
+def test_mc_samples_stream():
+    samples = torch.rand(5, 200, 3, dtype=torch.float64).softmax(-1)
+    target = torch.randint(0, 3, (200,))
+    metric = (
+        CalibrationError()
+        .update(samples[:, :120], target[:120])
+        .update(samples[:, 120:], target[120:])
+    )
+    assert metric.compute().item() == pytest.approx(
+        expected_calibration_error(samples, target).item(), abs=1e-12
+    )
+
+
+def test_sync_without_process_group_is_a_copy():
+    probs, target = data(n=100)
+    metric = CalibrationError().update(probs, target)
+    synced = metric.sync()
+    assert synced is not metric and synced.compute().item() == metric.compute().item()
+
+
+def test_errors():
+    with pytest.raises(BayesdropValueError, match=r"`update`.*before compute"):
+        CalibrationError().compute()
+    with pytest.raises(
+        BayesdropValueError, match=r"`other`.*CalibrationError with options \(15, 'l1'\)"
+    ):
+        CalibrationError().merge(CalibrationError(num_bins=10))
+    with pytest.raises(BayesdropValueError, match=r"`other`"):
+        BrierScore().merge(Accuracy())
+    with pytest.raises(BayesdropValueError, match=r"`num_bins`"):
+        CalibrationError(num_bins=0)
+    with pytest.raises(BayesdropValueError, match=r"`probs`.*logits"):
+        BrierScore().update(torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------
+# two processes, gloo backend: a sharded data set gives the single-process numbers
+# ---------------------------------------------------------------------------------------------
+def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=60),
+    )
+    try:
+        probs, target = data()
+        shard = slice(0, 1900) if rank == 0 else slice(1900, None)  # unequal shards
+        metrics = {
+            "collection": CalibrationMetrics(num_bins=10),
+            "l2": CalibrationError(norm="l2"),
+            "max": CalibrationError(norm="max"),
+        }
+        results = {}
+        for name, metric in metrics.items():
+            for idx in torch.arange(len(target))[shard].split(400):
+                metric.update(probs[idx], target[idx])
+            value = metric.sync().compute()
+            results[name] = dataclasses.asdict(value) if name == "collection" else value.item()
+            results[f"{name}_local_untouched"] = metric._state["count"].sum().item()
+        torch.save(results, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_gloo_equal_single_process(tmp_path):
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    world_size = 2
+    ctx = mp.spawn(
+        _worker,
+        args=(world_size, str(tmp_path / "store"), str(tmp_path)),
+        nprocs=world_size,
+        join=False,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not ctx.join(timeout=1):
+            if time.monotonic() > deadline:
+                pytest.fail("distributed workers did not finish within 120 s")
+    finally:
+        for process in ctx.processes:
+            if process.is_alive():
+                process.kill()
+    probs, target = data()
+    expected = {
+        "collection": dataclasses.asdict(classification_metrics(probs, target, num_bins=10)),
+        "l2": expected_calibration_error(probs, target, norm="l2").item(),
+        "max": expected_calibration_error(probs, target, norm="max").item(),
+    }
+    for rank in range(world_size):
+        results = torch.load(tmp_path / f"rank{rank}.pt")
+        for name, value in expected.items():
+            assert results[name] == pytest.approx(value, abs=1e-12)
+        assert results["collection_local_untouched"] == (1900 if rank == 0 else 1101)
