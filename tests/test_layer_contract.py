@@ -29,7 +29,13 @@ LAYERS = {
         lambda: bayesdrop.SpatialConcreteDropout(nn.Conv3d(3, 2, 3)),
         (2, 3, 5, 5, 5),
     ),
+    "DropPath": (lambda: bayesdrop.nn.DropPath(0.3), (6, 5)),
+    "LockedDropout": (lambda: bayesdrop.LockedDropout(0.3), (7, 6, 5)),
+    "EmbeddingDropout": (lambda: bayesdrop.EmbeddingDropout(nn.Embedding(11, 4), 0.3), "tokens"),
+    "VariationalLSTM": (lambda: bayesdrop.VariationalLSTM(5, 4, 2), (7, 6, 5)),
+    "VariationalGRU": (lambda: bayesdrop.VariationalGRU(5, 4, 2, masks="tied"), (7, 6, 5)),
 }
+RNNS = (bayesdrop.VariationalLSTM, bayesdrop.VariationalGRU)
 IDS = list(LAYERS)
 
 
@@ -37,11 +43,23 @@ def make(name, dtype=torch.float32):
     torch.manual_seed(0)
     factory, shape = LAYERS[name]
     layer = factory().to(dtype)
+    if shape == "tokens":  # (T, N) word indices with repeated words
+        return layer, torch.randint(0, 11, (9, 6))
     return layer, torch.randn(shape, dtype=dtype)
+
+
+def run(layer, x):
+    out = layer(x)
+    return out[0] if isinstance(layer, RNNS) else out
 
 
 def reference(layer, x):
     """The deterministic output: the wrapped layer applied to the undropped input."""
+    if isinstance(layer, RNNS):
+        with bayesdrop.sampling(layer, enabled=False):
+            return layer(x)[0]
+    if isinstance(layer, bayesdrop.EmbeddingDropout):
+        return layer.embedding(x)
     inner = getattr(layer, "layer", None)
     return x if inner is None else inner(x)
 
@@ -50,10 +68,10 @@ def reference(layer, x):
 def test_identity_when_not_sampling(name):
     layer, x = make(name)
     layer.eval()
-    torch.testing.assert_close(layer(x), reference(layer, x), rtol=0, atol=0)
+    torch.testing.assert_close(run(layer, x), reference(layer, x), rtol=0, atol=0)
     with bayesdrop.sampling(layer, enabled=False):
         layer.train()
-        torch.testing.assert_close(layer(x), reference(layer, x), rtol=0, atol=0)
+        torch.testing.assert_close(run(layer, x), reference(layer, x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", IDS)
@@ -61,7 +79,7 @@ def test_stochastic_when_sampling(name):
     layer, x = make(name)
     layer.eval()
     with bayesdrop.sampling(layer):
-        a, b = layer(x), layer(x)
+        a, b = run(layer, x), run(layer, x)
     assert not torch.equal(a, b)
     assert a.shape == reference(layer, x).shape
     assert layer.mc is None  # restored
@@ -72,15 +90,16 @@ def test_stochastic_when_sampling(name):
 def test_shapes_dtypes_and_kl(name, dtype):
     layer, x = make(name, dtype)
     layer.train()
-    y = layer(x)
+    y = run(layer, x)
     assert y.dtype == dtype and y.shape == reference(layer, x).shape
     kl = layer.kl()
     assert kl.dim() == 0 and torch.isfinite(kl)
-    if getattr(layer, "layer", None) is not None:
+    if getattr(layer, "layer", None) is not None or isinstance(layer, RNNS):
         assert kl.dtype == dtype
         kl.backward()
         # the kernel (biases are excluded by default) and the learned rate get gradients
-        wanted = [layer.layer.weight, *getattr(layer, "dropout_parameters", list)()]
+        weights = [p for n, p in layer.named_parameters() if "weight" in n]
+        wanted = [*weights, *getattr(layer, "dropout_parameters", list)()]
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in wanted)
 
 
@@ -95,5 +114,5 @@ def test_state_dict_round_trip(name):
         nn.init.normal_(p)
     other.load_state_dict(torch.load(buffer))
     layer.eval(), other.eval()
-    torch.testing.assert_close(layer(x), other(x))
+    torch.testing.assert_close(run(layer, x), run(other, x))
     torch.testing.assert_close(layer.kl(), other.kl())
