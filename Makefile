@@ -29,8 +29,15 @@ test: $(STAMP)
 docs: $(STAMP)
 	BAYESDROP_SMOKE=1 $(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
+# Quick configurations of every benchmark (full ones: see benchmarks/README.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/concrete_synthetic.py --quick
+	$(BIN)/python benchmarks/mc_predict.py --quick
+	$(BIN)/python benchmarks/calibration.py --n 1000000
+	$(BIN)/python benchmarks/rnn_speed.py --rounds 3
+	$(BIN)/python benchmarks/ptb_lm.py --train-tokens 5000 --eval-tokens 2000 --epochs 1 --mc-samples 2
+	$(BIN)/python benchmarks/early_dropout.py --quick
+	$(BIN)/python benchmarks/rdrop.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
