@@ -2,14 +2,19 @@
 
 from bayesdrop.datasets._root import DATA_ENV, SMOKE_ENV, data_root, smoke_mode
 from bayesdrop.datasets.images import load_fashion_mnist, load_mnist, load_notmnist, read_idx
+from bayesdrop.datasets.uci import PublishedResult, UCIDataset, available_uci, load_uci
 
 __all__ = [
     "DATA_ENV",
     "SMOKE_ENV",
+    "PublishedResult",
+    "UCIDataset",
+    "available_uci",
     "data_root",
     "load_fashion_mnist",
     "load_mnist",
     "load_notmnist",
+    "load_uci",
     "read_idx",
     "smoke_mode",
 ]

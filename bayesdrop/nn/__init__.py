@@ -1,6 +1,7 @@
 """bayesdrop's layers: dropout posteriors with explicit KL terms."""
 
 from bayesdrop.nn.base import StochasticModule
+from bayesdrop.nn.batched import BatchedMLP
 from bayesdrop.nn.concrete import ConcreteDropout, SpatialConcreteDropout
 from bayesdrop.nn.convert import ConversionReport, convert
 from bayesdrop.nn.mc_dropout import MCDropout, SpatialMCDropout
@@ -12,6 +13,7 @@ from bayesdrop.nn.sampling import (
 )
 
 __all__ = [
+    "BatchedMLP",
     "ConcreteDropout",
     "ConversionReport",
     "MCDropout",

@@ -1,0 +1,5 @@
+"""Pyro interop (placeholder)."""
+
+from bayesdrop.pyro.mfvi import MeanFieldMLP
+
+__all__ = ["MeanFieldMLP"]
