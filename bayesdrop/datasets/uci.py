@@ -35,11 +35,13 @@ _LOG_LINE = re.compile(
 
 @dataclass(frozen=True)
 class PublishedResult:
-    """A published summary over splits: mean, standard deviation and standard error."""
+    """A published summary over splits: mean, standard deviation, standard error, and the
+    per-split values when the results folder has them (empty otherwise)."""
 
     mean: float
     std: float
     std_error: float
+    per_split: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,11 @@ def _read_published(results: Path) -> dict[str, PublishedResult]:
         match = _LOG_LINE.match(line.strip())
         if match and match["key"] != "errors":
             key = "rmse" if match["key"] == "MC errors" else "ll"
+            prefix = "test_MC_rmse_" if key == "rmse" else "test_ll_"
+            path = results / (prefix + logs[0].name[len("log_") :])
+            values = tuple(_read_numbers(path).tolist()) if path.is_file() else ()
             out[key] = PublishedResult(
-                float(match["mean"]), float(match["std"]), float(match["se"])
+                float(match["mean"]), float(match["std"]), float(match["se"]), values
             )
     return out
 

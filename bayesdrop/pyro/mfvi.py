@@ -115,6 +115,8 @@ class MeanFieldMLP(PyroModule):
             x = x.unsqueeze(0).expand(self.num_models, -1, -1)
         if x.dim() != 3 or x.shape[0] != self.num_models or x.shape[2] != self.widths[0]:
             fail("x", f"of shape ({self.num_models}, B, {self.widths[0]})", tuple(x.shape))
+        if y is not None and y.dim() == 1 and self.num_models == 1:
+            y = y.unsqueeze(0)
         mean = pyro.deterministic("mean", self.network(x))
         noise = self.precision.reshape(mean.shape[:-1]).rsqrt().unsqueeze(-1)
         scale = 1.0
