@@ -47,7 +47,7 @@ def test_shipped_sets(name, shape, taus):
     assert ds.published["ll"].std_error == pytest.approx(ll_se, abs=0.001)
     assert len(ds.published["rmse"].per_split) == 20
     assert np.mean(ds.published["ll"].per_split) == pytest.approx(ds.published["ll"].mean, 1e-5)
-    x_tr, y_tr, x_te, y_te = ds.split(3)
+    x_tr, _, _, y_te = ds.split(3)
     assert x_tr.shape[0] == len(ds.splits[3][0]) and y_te.shape == (len(ds.splits[3][1]),)
 
 
