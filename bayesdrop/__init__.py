@@ -1,6 +1,6 @@
 """bayesdrop: dropout as a practical Bayesian uncertainty toolkit for PyTorch."""
 
-from bayesdrop import functional, nn
+from bayesdrop import functional, nn, sweep
 from bayesdrop.exceptions import BayesdropError, BayesdropTypeError, BayesdropValueError
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
 from bayesdrop.nn import (
@@ -32,4 +32,5 @@ __all__ = [
     "nn",
     "regularizer_constants",
     "sampling",
+    "sweep",
 ]

@@ -214,21 +214,52 @@ def run_dataset(ds, args, on_result=None) -> dict[str, MethodResult]:
     return results
 
 
+def _published_rows(published, num_splits: int) -> list[str]:
+    rows = []
+    if "rmse" in published and "ll" in published:
+        r, ll = published["rmse"], published["ll"]
+        rows.append(
+            f"{'':9s} {'published MC (20)':17s} {r.mean:8.3f} ± {r.std_error:5.3f} "
+            f"{ll.mean:9.3f} ± {ll.std_error:5.3f}"
+        )
+        if num_splits < len(r.per_split) and num_splits <= len(ll.per_split):
+            sub = {k: np.asarray(v.per_split[:num_splits]) for k, v in published.items()}
+            se = {k: v.std() / math.sqrt(num_splits) for k, v in sub.items()}
+            rows.append(
+                f"{'':9s} {f'published ({num_splits} same)':18s} {sub['rmse'].mean():8.3f} "
+                f"± {se['rmse']:5.3f} {sub['ll'].mean():9.3f} ± {se['ll']:5.3f}"
+            )
+    return rows
+
+
 def format_table(name, results, published) -> str:
+    """Mean ± standard error per method, beside the published MC-dropout numbers (all 20
+    splits, and the same splits when fewer were run)."""
     lines = [f"{name:9s} {'method':17s} {'test RMSE':>16s} {'test LL':>17s} {'time':>7s}"]
+    num_splits = 0
     for method, res in results.items():
         s = res.summary()
+        num_splits = len(res.rmse)
         lines.append(
             f"{'':9s} {method:17s} {s['rmse']:8.3f} ± {s['rmse_se']:5.3f} "
             f"{s['ll']:9.3f} ± {s['ll_se']:5.3f} {res.seconds:6.0f}s"
         )
-    if "rmse" in published and "ll" in published:
-        r, ll = published["rmse"], published["ll"]
-        lines.append(
-            f"{'':9s} {'published MC':17s} {r.mean:8.3f} ± {r.std_error:5.3f} "
-            f"{ll.mean:9.3f} ± {ll.std_error:5.3f}"
-        )
-    return "\n".join(lines)
+    return "\n".join(lines + _published_rows(published, num_splits))
+
+
+def summarize(paths, data_root=None) -> None:
+    """Print the tables of finished runs from their ``--json`` files."""
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        for name, methods in payload["results"].items():
+            results = {
+                m: MethodResult(r["per_split_rmse"], r["per_split_ll"], r["seconds"])
+                for m, r in methods.items()
+            }
+            print(format_table(name, results, load_uci(name, data_root).published))
+            keys = ("chosen_p_tau", "mean_learned_p_per_layer")
+            extras = {m: {k: v for k, v in r.items() if k in keys} for m, r in methods.items()}
+            print(f"{'':9s} wall {payload['wall_s']:.0f} s; {extras}")
 
 
 def parse_args(argv=None):
@@ -246,6 +277,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write per-split results here")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--summarize", nargs="+", default=None, help="print tables of JSON runs")
     args = parser.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in args.methods if m not in METHODS]
@@ -269,6 +301,9 @@ def _record(results) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.summarize:
+        summarize(args.summarize, args.data_root)
+        return {}
     torch.set_num_threads(args.threads)
     names = available_uci(args.data_root) if args.dataset == "all" else [args.dataset]
     report, start = {}, time.perf_counter()

@@ -41,7 +41,7 @@ class PublishedResult:
     mean: float
     std: float
     std_error: float
-    per_split: tuple[float, ...] = ()
+    per_split: tuple[float, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
