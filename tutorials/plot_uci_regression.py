@@ -1,6 +1,6 @@
 """
 UCI regression with uncertainty: MC dropout, Concrete Dropout and Pyro mean-field VI
-===================================================================================
+====================================================================================
 
 The yacht-hydrodynamics set of the UCI benchmark, on its first standard split: MC dropout with
 the protocol's grid search over dropout rate and model precision, Concrete Dropout that learns
