@@ -37,7 +37,7 @@ from bayesdrop.nn import BatchedMLP
 from bayesdrop.pyro import MeanFieldMLP
 from bayesdrop.sweep import RegressionBatch, fit_regression, predict_regression
 
-METHODS = ("mc", "concrete", "mfvi")
+METHODS = ("mc", "concrete", "concrete-homo", "mfvi")
 
 
 @dataclass
@@ -125,12 +125,21 @@ def run_mc(ds, splits, *, epochs, samples, val_samples, hidden, show=True) -> Me
     )
 
 
-def run_concrete(ds, splits, *, epochs, samples, hidden, show=True) -> MethodResult:
-    """Concrete Dropout, heteroscedastic head, learned rates; no search."""
+def run_concrete(ds, splits, *, epochs, samples, hidden, show=True, homo=False) -> MethodResult:
+    """Concrete Dropout, learned rates, no search; a heteroscedastic head, or (``homo``) one
+    learned noise variance per network."""
     start = time.perf_counter()
     sets = [split_sets(ds, k, validation=False) for k in splits]
     data = RegressionBatch.from_arrays([s[0] for s in sets], [s[1] for s in sets])
-    net = BatchedMLP(len(sets), ds.X.shape[1], (hidden,), 2, dropout="concrete", p=0.1)
+    net = BatchedMLP(
+        len(sets),
+        ds.X.shape[1],
+        (hidden,),
+        1 if homo else 2,
+        dropout="concrete",
+        p=0.1,
+        learn_noise=homo,
+    )
     with _bar(epochs, f"{ds.name} concrete", show) as bar:
         fit_regression(net, data, epochs=epochs, progress=lambda _: bar.update())
     test = predict_regression(
@@ -205,8 +214,8 @@ def run_dataset(ds, args, on_result=None) -> dict[str, MethodResult]:
             results[method] = run_mc(
                 ds, splits, val_samples=args.val_samples or args.samples, **common
             )
-        elif method == "concrete":
-            results[method] = run_concrete(ds, splits, **common)
+        elif method.startswith("concrete"):
+            results[method] = run_concrete(ds, splits, homo=method == "concrete-homo", **common)
         else:
             mfvi = {**common, "epochs": args.mfvi_epochs or epochs}
             results[method] = run_mfvi(ds, splits, lr=args.mfvi_lr, **mfvi)

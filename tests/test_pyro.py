@@ -96,7 +96,7 @@ def test_predictive_matches_a_sampling_loop_in_distribution():
     net = _net().eval()
     x = torch.randn(3, 3)
     model = DropoutModel(net, 100, tau=4.0)
-    num = 3000
+    num = 2000
     draws = Predictive(
         model, guide=model.guide, num_samples=num, return_sites=["prediction", "obs"]
     )

@@ -72,6 +72,10 @@ class BatchedMLP(StochasticModule):
         Prior length-scale :math:`l` of :meth:`kl`.
     temperature : float, default 0.1
         Concrete relaxation temperature.
+    learn_noise : bool, default False
+        Add a learned log noise variance per model, ``log_noise`` of shape ``(M,)`` (a
+        homoscedastic Gaussian likelihood with learned precision, for one-output Concrete
+        nets; two-output Concrete nets predict a log-variance per point instead).
 
     Examples
     --------
@@ -96,6 +100,7 @@ class BatchedMLP(StochasticModule):
         p: float | Sequence[float] | Tensor = 0.1,
         length_scale: float = 1e-2,
         temperature: float = 0.1,
+        learn_noise: bool = False,
     ) -> None:
         super().__init__()
         self.num_models = check_positive_int("num_models", num_models)
@@ -121,6 +126,7 @@ class BatchedMLP(StochasticModule):
                 fail("p", "in (0, 1) for Concrete Dropout (the initial rate)", rates.tolist())
             logit = torch.logit(rates).to(torch.get_default_dtype())
             self.p_logit = nn.Parameter(logit[:, None].repeat(1, len(widths) - 1))
+        self.log_noise = nn.Parameter(torch.zeros(num_models)) if learn_noise else None
 
     @property
     def num_layers(self) -> int:
@@ -152,6 +158,15 @@ class BatchedMLP(StochasticModule):
             if k < self.num_layers - 1:
                 x = torch.relu(x)
         return x
+
+    def noise_log_variance(self, output: Tensor) -> Tensor:
+        """Log noise variance for outputs ``(..., M, B, out)``: the learned ``log_noise`` of each
+        model (``learn_noise=True``), else the second output (a heteroscedastic head)."""
+        if self.log_noise is not None:
+            return self.log_noise[:, None].expand(output.shape[:-1])
+        if self.widths[-1] != 2:
+            fail("net", "a net with learn_noise=True or a (mean, log-variance) head", self.widths)
+        return output[..., 1]
 
     def kernel_sq_norms(self) -> Tensor:
         r""":math:`\lVert W^{(k)}_m \rVert^2` of every kernel (biases excluded), ``(M, L)``."""

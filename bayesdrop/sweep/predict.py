@@ -62,7 +62,7 @@ def _log_terms(net, out, y, y_mean, y_std, tau):
     """Per-sample log densities (chunk, M, N), the sample means and aleatoric variances."""
     mean = out[..., 0] * y_std + y_mean
     if net.dropout == "concrete":
-        log_var = out[..., 1] + 2.0 * torch.log(y_std)
+        log_var = net.noise_log_variance(out) + 2.0 * torch.log(y_std)
         return BB.gaussian_log_density(y, mean, log_var), mean, torch.exp(log_var)
     log_tau = torch.log(tau)
     return -0.5 * tau * (y - mean).pow(2) + 0.5 * (log_tau - math.log(2 * math.pi)), mean, None

@@ -99,7 +99,7 @@ class BatchedAdam:
 def _loss(net: BatchedMLP, out: Tensor, yb: Tensor, valid: Tensor, reg: Tensor) -> Tensor:
     counts = valid.sum(1).clamp(min=1)
     if net.dropout == "concrete":
-        mean, log_var = out[..., 0], out[..., 1]
+        mean, log_var = out[..., 0], net.noise_log_variance(out)
         point = torch.exp(-log_var) * (yb - mean).pow(2) + log_var
     else:
         point = (yb - out[..., 0]).pow(2)
@@ -129,13 +129,13 @@ def _check(net: BatchedMLP, data: RegressionBatch, tau: Tensor | float | None) -
             f"{net.num_models} sets of {net.widths[0]} features",
             f"{data.num_models} sets of {data.x.shape[2]}",
         )
-    want = 2 if net.dropout == "concrete" else 1
+    want = 2 if net.dropout == "concrete" and net.log_noise is None else 1
     if net.widths[-1] != want:
         fail(
             "net",
             f"{want} output(s) for dropout={net.dropout!r}",
             net.widths[-1],
-            "Concrete nets predict (mean, log-variance); MC nets the mean.",
+            "Concrete nets predict (mean, log-variance) unless learn_noise=True; MC nets the mean.",
         )
     if net.dropout == "concrete":
         return None
