@@ -220,3 +220,29 @@ def test_errors():
         RegressionBatch.from_arrays(xs, [ys[0], ys[1][:-1]])
     with pytest.raises(ValueError, match="finite"):
         RegressionBatch.from_arrays([torch.full((3, 2), float("nan"))], [torch.zeros(3)])
+
+
+def test_learned_homoscedastic_noise():
+    torch.manual_seed(7)
+    xs, ys = _toy_data((64, 64))
+    data = RegressionBatch.from_arrays(xs, ys)
+    net = BatchedMLP(2, 2, (8,), 1, dropout="concrete", p=1e-6, learn_noise=True)
+    with torch.no_grad():
+        net.log_noise.fill_(math.log(0.25))
+    m = predict_regression(net, data, xs, ys, num_samples=20)
+    # p ~ 0: no epistemic part; the aleatoric variance is exp(log_noise) in original units
+    torch.testing.assert_close(m.variance, (0.25 * data.y_std**2)[:, None].expand(2, 64))
+    gen = torch.Generator().manual_seed(8)
+    x = torch.rand(128, 1, generator=gen) * 4 - 2
+    noisy = [
+        x[:, 0] + 0.5 * torch.randn(128, generator=gen),
+        x[:, 0] + torch.randn(128, generator=gen),
+    ]
+    data = RegressionBatch.from_arrays([x, x], noisy)
+    net = BatchedMLP(2, 1, (16,), 1, dropout="concrete", p=0.05, learn_noise=True)
+    fit_regression(net, data, epochs=150, batch_size=64, lr=2e-2)
+    learned = net.log_noise.detach().exp() * data.y_std**2
+    # the learned noise variance finds the true one (0.25 and 1) within 30%
+    torch.testing.assert_close(learned, torch.tensor([0.25, 1.0]), rtol=0.3, atol=0.0)
+    with pytest.raises(ValueError, match="learn_noise"):
+        BatchedMLP(2, 2, (4,), 1, dropout="concrete").noise_log_variance(torch.zeros(2, 3, 1))
