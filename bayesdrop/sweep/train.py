@@ -16,6 +16,9 @@ draws). The losses are the reference implementations':
      + \sum_k \left(\frac{l^2}{N}\frac{\lVert W_k\rVert^2}{1-p_k}
      + \frac{2}{N} K_k \big(p_k\log p_k + (1-p_k)\log(1-p_k)\big)\right).
 
+  With ``learn_noise=True`` and one output, :math:`s` is instead one learned log noise
+  variance per network (homoscedastic, precision learned rather than searched).
+
 Both are the negative ELBO per point times a constant (2/τ resp. 2), up to additive constants.
 """
 
@@ -167,7 +170,8 @@ def fit_regression(
     ----------
     net : BatchedMLP
         ``dropout="bernoulli"`` with one output (MC dropout, homoscedastic) or
-        ``dropout="concrete"`` with two outputs (mean and log-variance).
+        ``dropout="concrete"`` with two outputs (mean and log-variance), or one output and
+        ``learn_noise=True``.
     data : RegressionBatch
         One standardised training set per model.
     epochs : int
