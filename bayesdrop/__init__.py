@@ -1,6 +1,6 @@
 """bayesdrop: dropout as a practical Bayesian uncertainty toolkit for PyTorch."""
 
-from bayesdrop import calibration, functional, models, nn, schedules
+from bayesdrop import calibration, functional, models, nn, schedules, sweep
 from bayesdrop.calibration import (
     CalibrationReport,
     ReliabilityDisplay,
@@ -67,4 +67,5 @@ __all__ = [
     "regularizer_constants",
     "sampling",
     "schedules",
+    "sweep",
 ]

@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         det = model(x_te).softmax(-1)
     # One line for MC dropout: the engine, the samples and the uncertainty measures.
     prediction = bayesdrop.mc_predict(model, x_te, num_samples=args.samples, seed=args.seed)
+    assert isinstance(prediction, bayesdrop.ClassificationPrediction)
     mc = prediction.probs
     for label, probs in (("deterministic", det), (f"MC ({args.samples} samples)", mc)):
         acc = (probs.argmax(-1) == y_te).float().mean().item()

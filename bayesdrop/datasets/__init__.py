@@ -3,11 +3,15 @@
 from bayesdrop.datasets._root import DATA_ENV, SMOKE_ENV, data_root, smoke_mode
 from bayesdrop.datasets.images import load_fashion_mnist, load_mnist, load_notmnist, read_idx
 from bayesdrop.datasets.ptb import PTB, batchify, bptt_batches, load_ptb
+from bayesdrop.datasets.uci import PublishedResult, UCIDataset, available_uci, load_uci
 
 __all__ = [
     "DATA_ENV",
     "PTB",
     "SMOKE_ENV",
+    "PublishedResult",
+    "UCIDataset",
+    "available_uci",
     "batchify",
     "bptt_batches",
     "data_root",
@@ -15,6 +19,7 @@ __all__ = [
     "load_mnist",
     "load_notmnist",
     "load_ptb",
+    "load_uci",
     "read_idx",
     "smoke_mode",
 ]

@@ -112,8 +112,8 @@ def concrete_regularization(
     weight_sq_norm: Tensor,
     p: Tensor,
     num_inputs: int,
-    weight_regularizer: float,
-    dropout_regularizer: float,
+    weight_regularizer: float | Tensor,
+    dropout_regularizer: float | Tensor,
 ) -> Tensor:
     r"""The Concrete Dropout regulariser exactly as the reference code adds it to the loss.
 

