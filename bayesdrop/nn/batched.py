@@ -39,8 +39,6 @@ def _rates(num_models: int, p: float | Sequence[float] | Tensor) -> Tensor:
 
 
 class BatchedMLP(StochasticModule):
-    p: Tensor  # per-network drop rates (a buffer, Bernoulli dropout)
-
     r"""``num_models`` independent ReLU MLPs with dropout on the input of every linear layer.
 
     Model :math:`m` computes, for layers :math:`k = 1..L`,
@@ -90,6 +88,8 @@ class BatchedMLP(StochasticModule):
     ...     torch.equal(net(x)[0], net(x)[0]), torch.equal(net(x)[2], net(x)[2])
     (True, False)
     """
+
+    p: Tensor  # per-network drop rates (a buffer, Bernoulli dropout)
 
     def __init__(
         self,
