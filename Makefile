@@ -27,7 +27,7 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
 docs: $(STAMP)
-	BAYESDROP_SMOKE=1 $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	BAYESDROP_SMOKE=1 $(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
 # Quick configurations of every benchmark (full ones: see benchmarks/README.md).
 bench: $(STAMP)
