@@ -52,11 +52,7 @@ def kl_divergence(model: nn.Module) -> Tensor:
             "Wrap weighted layers, e.g. bayesdrop.MCDropout(nn.Linear(50, 1), p=0.1), or "
             "bayesdrop.convert(model, to='concrete') to replace torch dropout modules.",
         )
-    device = next((t.device for t in terms if t.dim() == 0 and t.requires_grad), None)
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else terms[0].device
-    total = torch.zeros((), device=device)
-    for term in terms:
-        total = total + term.to(device)
-    return total
+    # Weightless layers (a bare MCDropout) return a CPU zero; the sum lives with the weights.
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else terms[0].device
+    return sum((term.to(device) for term in terms), torch.zeros((), device=device))
