@@ -1,10 +1,11 @@
 """Calibration metrics at scale: bayesdrop vs netcal vs torchmetrics, side by side.
 
 bayesdrop computes ECE + MCE + Brier + NLL + accuracy together (``classification_metrics``, input
-validation included); netcal's ``ECE`` and torchmetrics' ``multiclass_calibration_error`` compute
-the ECE alone. All use 15 equal-width bins (netcal's default is 10; it is given 15 here so the
-values can be compared). Timings are the best of ``--repeat`` interleaved rounds, in one
-process, one torch thread.
+validation included), once on its fused one-pass kernel (numba, the default on CPU for large
+inputs) and once on PyTorch's kernels alone (``BAYESDROP_FUSED=never``); netcal's ``ECE`` and
+torchmetrics' ``multiclass_calibration_error`` compute the ECE alone. All use 15 equal-width
+bins (netcal's default is 10; it is given 15 here so the values can be compared). Timings are
+the best of ``--repeat`` interleaved rounds, in one process, one torch thread.
 
     python benchmarks/calibration.py            # N = 10^7, C = 10
     python benchmarks/calibration.py --n 100000 # quick
@@ -13,6 +14,7 @@ process, one torch thread.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -63,8 +65,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.threads} torch thread(s), best of {args.repeat}")
 
     bins, classes = args.bins, args.classes
+    start = time.perf_counter()
+    classification_metrics(probs[:1000], target[:1000], num_bins=bins)  # warm-up
+    os.environ["BAYESDROP_FUSED"] = "always"
+    classification_metrics(probs[:1000], target[:1000], num_bins=bins)  # compile or load the kernel
+    os.environ["BAYESDROP_FUSED"] = "auto"
+    warm = time.perf_counter() - start
+    print(f"warm-up incl. loading or compiling the fused kernel: {warm:.2f} s")
+
+    def pytorch_path():
+        os.environ["BAYESDROP_FUSED"] = "never"
+        try:
+            return classification_metrics(probs, target, num_bins=bins)
+        finally:
+            os.environ["BAYESDROP_FUSED"] = "auto"
+
     jobs = {
         "all": lambda: classification_metrics(probs, target, num_bins=bins),
+        "torch": pytorch_path,
         "ece": lambda: expected_calibration_error(probs, target, num_bins=bins).item(),
         "netcal": lambda: ECE(bins=bins).measure(p_np, y_np),
         "torchmetrics": lambda: multiclass_calibration_error(
@@ -72,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         ).item(),
     }
     times, values = interleaved_best(args.repeat, jobs)
-    t_all, t_ece, t_netcal, t_tm = (times[k] for k in jobs)
-    ours, ece, netcal, tm = (values[k] for k in jobs)
+    t_all, t_torch, t_ece, t_netcal, t_tm = (times[k] for k in jobs)
+    ours, torch_path, ece, netcal, tm = (values[k] for k in jobs)
     rows = [
         ("bayesdrop ECE+MCE+Brier+NLL+acc", t_all, ours.ece),
+        ("  same, PyTorch kernels only", t_torch, torch_path.ece),
         ("bayesdrop ECE alone", t_ece, ece),
         ("netcal ECE alone", t_netcal, netcal),
         ("torchmetrics ECE alone", t_tm, tm),
@@ -83,8 +102,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'':34}{'seconds':>9}{'ECE':>13}{'time / bayesdrop all':>22}")
     for name, seconds, value in rows:
         print(f"{name:34}{seconds:9.3f}{value:13.8f}{seconds / t_all:22.2f}")
-    print(f"netcal / bayesdrop (all four metrics): {t_netcal / t_all:.1f}x")
+    print(f"netcal / bayesdrop (all four metrics): {t_netcal / t_all:.1f}x", end="")
+    print(f" (PyTorch kernels only: {t_netcal / t_torch:.1f}x)")
     print(f"bayesdrop: MCE {ours.mce:.6f}, Brier {ours.brier:.6f}, NLL {ours.nll:.6f}")
+    names = ("ece", "mce", "brier", "nll")
+    diffs = [f"{k} {abs(getattr(ours, k) - getattr(torch_path, k)):.1e}" for k in names]
+    print("fused vs PyTorch kernels, |difference|: " + ", ".join(diffs))
     print(f"|ECE bayesdrop - netcal| = {abs(ours.ece - netcal):.2e}")
     print(f"|ECE bayesdrop - torchmetrics| = {abs(ours.ece - tm):.2e} (float32 accumulation)")
 

@@ -1,4 +1,8 @@
-"""Calibration metrics against netcal, torchmetrics, scikit-learn and closed forms."""
+"""Calibration metrics against netcal, torchmetrics, scikit-learn and closed forms.
+
+Every test runs twice: on PyTorch's kernels and on the fused one-pass kernel (numba), which
+``BAYESDROP_FUSED=always`` forces even for these small inputs.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,15 @@ from bayesdrop.calibration import (
     negative_log_likelihood,
 )
 from bayesdrop.exceptions import BayesdropTypeError, BayesdropValueError
+
+
+@pytest.fixture(autouse=True, scope="module", params=["never", "always"])
+def metric_path(request):
+    if request.param == "always":
+        pytest.importorskip("numba")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BAYESDROP_FUSED", request.param)
+        yield request.param
 
 
 def random_predictions(

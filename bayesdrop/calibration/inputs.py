@@ -21,6 +21,8 @@ __all__ = [
     "as_float_tensor",
     "check_classification",
     "check_probs",
+    "check_probs_shape",
+    "check_probs_values",
     "check_scores",
     "check_target",
     "top_label",
@@ -44,18 +46,29 @@ def as_float_tensor(name: str, value: Any, *, check_values: bool = True) -> Tens
     return check_finite(name, value) if check_values else value
 
 
+def check_probs_shape(probs: Any, name: str = "probs") -> Tensor:
+    """A floating ``(N, C)`` tensor, ``C >= 2``, from ``(N, C)`` or MC samples ``(S, N, C)``
+    (averaged over ``S``); the values are not checked (see :func:`check_probs_values`)."""
+    probs = as_float_tensor(name, probs, check_values=False)
+    if probs.ndim not in (2, 3):
+        fail(name, "of shape (N, C) or (S, N, C)", f"shape {tuple(probs.shape)}")
+    if probs.ndim == 3:
+        probs = probs.mean(0)  # NaN and inf survive the mean and are caught by the value checks
+    if probs.shape[-1] < 2:
+        fail(name, "a distribution over at least 2 classes", f"shape {tuple(probs.shape)}")
+    return probs
+
+
 def check_probs(probs: Any, name: str = "probs") -> Tensor:
     """Probabilities ``(N, C)``, or MC samples ``(S, N, C)`` averaged over ``S``.
 
     Every entry must lie in ``[0, 1]`` and every row sum to one within :data:`PROBS_SUM_ATOL`.
     """
-    probs = as_float_tensor(name, probs, check_values=False)
-    if probs.ndim not in (2, 3):
-        fail(name, "of shape (N, C) or (S, N, C)", f"shape {tuple(probs.shape)}")
-    if probs.ndim == 3:
-        probs = probs.mean(0)  # NaN and inf survive the mean and are caught below
-    if probs.shape[-1] < 2:
-        fail(name, "a distribution over at least 2 classes", f"shape {tuple(probs.shape)}")
+    return check_probs_values(check_probs_shape(probs, name), name)
+
+
+def check_probs_values(probs: Tensor, name: str = "probs") -> Tensor:
+    """Raise unless every entry of ``probs (N, C)`` is in ``[0, 1]`` and every row sums to 1."""
     # one pass: NaN propagates through min / max, so finite data is checked on the way
     lo, hi = (v.item() for v in torch.aminmax(probs))
     if not (math.isfinite(lo) and math.isfinite(hi)):

@@ -1,0 +1,149 @@
+r"""One-pass CPU kernel for the top-label sufficient statistics (private; uses numba if installed).
+
+The classification metrics need, per row of ``probs``: the checks (entries in ``[0, 1]``, the row
+sum), the maximum and its first index, the true-class probability and the sum of squares. PyTorch
+computes each of these as its own pass over the ``(N, C)`` array, and its reductions over a short
+last dimension are slow on a CPU: about 1 s for ``N = 10^7, C = 10`` on one core. This kernel reads
+every row once and also bins it, so all of ECE / MCE / Brier / NLL / accuracy cost one pass (about
+0.1 s there). It is compiled with numba (``pip install bayesdrop[fast]``); without numba, on other
+devices, or for small inputs, the metrics use PyTorch and give the same numbers.
+
+``BAYESDROP_FUSED`` selects the path: ``auto`` (default: the kernel for CPU inputs of at least
+:data:`FUSED_MIN_ELEMENTS` entries when numba imports), ``always`` (the kernel whenever it applies,
+any size) or ``never`` (PyTorch only).
+
+The kernel keeps the semantics of the PyTorch path exactly: first maximal index on ties, the bin of
+``x`` is ``min(floor(B x), B - 1)`` evaluated in float64, sums in float64. It never raises: it
+reports whether any entry is outside ``[0, 1]`` (NaN included) and the largest ``|row sum - 1|``,
+and the caller then runs the PyTorch checks, which raise with the usual messages.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bayesdrop._validation import check_choice
+
+__all__ = ["FUSED_MIN_ELEMENTS", "FusedSums", "fused_mode", "fused_top_label_sums"]
+
+#: Below this many entries of ``probs`` PyTorch's kernels are as fast and no compilation is paid.
+FUSED_MIN_ELEMENTS = 1 << 20
+
+
+def fused_mode() -> str:
+    """``BAYESDROP_FUSED``: ``"auto"`` (default), ``"always"`` or ``"never"``."""
+    mode = os.environ.get("BAYESDROP_FUSED", "auto").strip().lower()
+    check_choice("BAYESDROP_FUSED", mode, ("auto", "always", "never"))
+    return mode
+
+
+@functools.cache
+def _kernel() -> Any:
+    """The compiled kernel, or None when numba is not installed."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(cache=True, nogil=True)
+    def top_label_sums(probs, target, num_bins, tiny, counts, hits, confidence_sum):
+        n, c = probs.shape
+        lo = np.inf  # smallest entry
+        hi = -np.inf  # largest entry
+        max_sum_error = 0.0  # largest |row sum - 1|, NaN once any entry is NaN
+        brier = 0.0
+        nll = 0.0
+        for i in range(n):
+            best = probs[i, 0]
+            best_index = 0
+            row_lo = best
+            row_sum = np.float64(best)
+            row_squares = np.float64(best) * np.float64(best)
+            for j in range(1, c):
+                x = probs[i, j]
+                greater = x > best  # strict: the first maximal index wins, as argmax
+                best_index = j if greater else best_index  # selects, not branches
+                best = x if greater else best
+                row_lo = min(row_lo, x)
+                row_sum += x
+                row_squares += np.float64(x) * np.float64(x)
+            lo = min(lo, row_lo)
+            hi = max(hi, best)
+            error = abs(row_sum - 1.0)
+            if error > max_sum_error or error != error:
+                max_sum_error = error
+            y = target[i]
+            p_true = probs[i, y]
+            v = np.float64(best) * num_bins
+            # guard the index: NaN or inf entries (reported, then rejected by the caller) must
+            # not write outside the bins
+            b = num_bins - 1
+            if v >= 0.0 and v < num_bins:
+                b = int(v)
+            elif not v >= 0.0:
+                b = 0
+            counts[b] += 1
+            confidence_sum[b] += best
+            hits[b] += best_index == y
+            brier += row_squares - 2.0 * p_true + 1.0
+            nll -= np.log(max(np.float64(p_true), tiny))
+        return lo, hi, max_sum_error, brier, nll
+
+    return top_label_sums
+
+
+@dataclass(frozen=True)
+class FusedSums:
+    """What the kernel returns: per-bin sums and the totals of the per-point losses."""
+
+    counts: Tensor
+    hits: Tensor
+    confidence_sum: Tensor
+    brier_sum: float
+    nll_sum: float
+    out_of_range: bool
+    max_sum_error: float
+
+
+def fused_top_label_sums(probs: Tensor, target: Tensor, num_bins: int) -> FusedSums | None:
+    """Run the kernel on ``probs (N, C)`` and valid labels ``target (N,)``, or return None where
+    it does not apply (the caller then uses PyTorch).
+
+    ``target`` must already be checked to lie in ``[0, C)``: the compiled loop does not check
+    bounds.
+    """
+    mode = fused_mode()
+    if mode == "never" or probs.device.type != "cpu" or target.device.type != "cpu":
+        return None
+    if probs.dtype not in (torch.float32, torch.float64) or probs.ndim != 2:
+        return None
+    if mode == "auto" and probs.numel() < FUSED_MIN_ELEMENTS:
+        return None
+    kernel = _kernel()
+    if kernel is None:
+        return None
+    p = probs.detach().contiguous().numpy()
+    y = target.detach().contiguous().numpy()
+    counts = np.zeros(num_bins, dtype=np.int64)
+    hits = np.zeros(num_bins, dtype=np.int64)
+    confidence_sum = np.zeros(num_bins)
+    tiny = float(np.finfo(p.dtype).tiny)
+    lo, hi, max_sum_error, brier, nll = kernel(p, y, num_bins, tiny, counts, hits, confidence_sum)
+    return FusedSums(
+        torch.from_numpy(counts).double(),
+        torch.from_numpy(hits).double(),
+        torch.from_numpy(confidence_sum),
+        float(brier),
+        float(nll),
+        # NaN and inf reach the row sums, so a finite max_sum_error means finite entries
+        not (lo >= 0.0 and hi <= 1.0 and math.isfinite(max_sum_error)),
+        float(max_sum_error),
+    )
