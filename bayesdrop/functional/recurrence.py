@@ -86,35 +86,50 @@ class _LSTMRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gates_x, h0, c0, weight_hh, mask):
         T, G, N, H = gates_x.shape
-        w_t = weight_hh.view(G, H, H).transpose(1, 2).contiguous()
-        acts = gates_x.new_empty(T, G, N, H)
+        saved_mask = mask
+        # Internally the gates run in the order i, f, o, g, so that one sigmoid covers three of
+        # them; the gradient goes back in torch's order i, f, g, o.
+        order = torch.tensor([0, 1, 3, 2], device=gates_x.device)
+        w_t = weight_hh.view(G, H, H).index_select(0, order).transpose(1, 2).contiguous()
+        acts = gates_x.index_select(1, order)  # one copy of all steps' input parts, contiguous
+        if mask is not None and mask.shape[0] == G:
+            mask = mask.index_select(0, order)
+        m = mask
         out = gates_x.new_empty(T, N, H)
         cs = gates_x.new_empty(T + 1, N, H)
+        tc = gates_x.new_empty(T, N, H)  # tanh(c_t), kept for the backward pass
+        hm = None if mask is None else gates_x.new_empty(mask.shape[0], N, H)
         cs[0] = c0
         h = h0
         for t in range(T):
-            a = torch.baddbmm(gates_x[t], _masked(h, mask, G), w_t, out=acts[t])
-            a[:2].sigmoid_()
-            a[2].tanh_()
-            a[3].sigmoid_()
-            c = torch.addcmul(a[1] * cs[t], a[0], a[2], out=cs[t + 1])
-            h = torch.mul(a[3], c.tanh(), out=out[t])
-        # Local derivatives of all steps at once, so the backward loop stays short.
-        i, f, g, o = acts.unbind(1)
-        tc = cs[1:].tanh()
-        dc_dh = o * (1.0 - tc * tc)  # c_t -> h_t
-        da_dc = torch.stack([g * i * (1.0 - i), cs[:-1] * f * (1.0 - f), i * (1.0 - g * g)], 1)
-        da_dh = tc * o * (1.0 - o)  # output gate
-        ctx.save_for_backward(dc_dh, da_dc, da_dh, f, out, h0, weight_hh, mask)
+            h_in = h.unsqueeze(0) if m is None else torch.mul(h, m, out=hm)
+            h_in = h_in.expand(G, N, H)
+            a = acts[t].baddbmm_(h_in, w_t)
+            a[:3].sigmoid_()
+            a[3].tanh_()
+            c = torch.mul(a[1], cs[t], out=cs[t + 1]).addcmul_(a[0], a[3])
+            h = torch.mul(a[2], torch.tanh(c, out=tc[t]), out=out[t])
+        # Local derivatives of all steps at once, so the backward loop stays short; written
+        # into one buffer, few passes, no temporaries of the full size.
+        i, f, o, g = acts.unbind(1)
+        deriv = gates_x.new_empty(T, 5, N, H)  # da_dc (i, f, g), dc_dh, da_dh
+        torch.addcmul(i, i, i, value=-1.0, out=deriv[:, 0]).mul_(g)  # g * i (1 - i)
+        torch.addcmul(f, f, f, value=-1.0, out=deriv[:, 1]).mul_(cs[:-1])  # c_prev * f (1 - f)
+        torch.mul(g, g, out=deriv[:, 2]).sub_(1.0).mul_(i).neg_()  # i (1 - g^2)
+        torch.mul(tc, tc, out=deriv[:, 3]).sub_(1.0).mul_(o).neg_()  # c_t -> h_t: o (1 - tc^2)
+        torch.addcmul(o, o, o, value=-1.0, out=deriv[:, 4]).mul_(tc)  # output gate
+        f = f.clone()
+        ctx.save_for_backward(deriv, f, out, h0, weight_hh, saved_mask)
         ctx.layout = _layout(gates_x)
         return out, out[T - 1].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_hn, d_cn):
-        dc_dh, da_dc, da_dh, f, out, h0, weight_hh, mask = ctx.saved_tensors
+        deriv, f, out, h0, weight_hh, mask = ctx.saved_tensors
+        da_dc, dc_dh, da_dh = deriv[:, :3], deriv[:, 3], deriv[:, 4]
         T, _, H = out.shape
-        G = da_dc.shape[1] + 1
+        G = 4
         w = weight_hh.view(G, H, H)
         d_gates = _empty(ctx.layout, out)
         dh, dc = d_hn.clone(), d_cn.clone()

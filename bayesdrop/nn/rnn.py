@@ -232,12 +232,10 @@ class _VariationalRNNBase(StochasticModule):
         T, N, In = x.shape
         bias = self._input_bias(b_ih, b_hh)
         if mask is None or mask.shape[0] == 1:
-            xm = x if mask is None else x * mask
-            gx = xm.reshape(T * N, In) @ w_ih.t()
-            gx = gx.view(T, N, G, H)
-            if bias is not None:
-                gx = gx + bias.view(G, H)
-            return gx.transpose(1, 2)  # a (T, G, N, H) view; the recurrence takes any strides
+            xm = (x if mask is None else x * mask).reshape(T * N, In)
+            gx = xm @ w_ih.t() if bias is None else torch.addmm(bias, xm, w_ih.t())
+            # a (T, G, N, H) view; the recurrence takes any strides
+            return gx.view(T, N, G, H).transpose(1, 2)
         xm = (x.unsqueeze(0) * mask.unsqueeze(1)).reshape(G, T * N, In)
         w = w_ih.view(G, H, In).transpose(1, 2)
         gx = torch.bmm(xm, w) if bias is None else torch.baddbmm(bias.view(G, 1, H), xm, w)
