@@ -82,7 +82,7 @@ def _top_label_sums(probs: Tensor, target: Tensor, num_bins: int, bins: bool) ->
     probs = check_probs_values(probs)  # raises on the input the kernel flagged
     acc = accumulator_dtype(probs.device)
     p_true = true_class_probability(probs, target)
-    stats = None
+    stats: BinStatistics | None = None
     if bins:
         stats = bin_statistics(*top_label(probs, target), num_bins=num_bins)
     brier = (_sum_of_squares(probs) - 2 * p_true + 1).to(acc).sum()
