@@ -71,10 +71,9 @@ def _top_label_sums(probs: Tensor, target: Tensor, num_bins: int, bins: bool) ->
     fused = fused_top_label_sums(probs, target, num_bins)
     if fused is not None and not fused.out_of_range and fused.max_sum_error <= PROBS_SUM_ATOL:
         edges = equal_width_edges(num_bins, dtype=probs.dtype)
-        stats = BinStatistics(edges, fused.counts, fused.confidence_sum, fused.hits)
         acc = fused.counts.dtype
         return _TopLabelSums(
-            stats,
+            BinStatistics(edges, fused.counts, fused.confidence_sum, fused.hits),
             torch.tensor(fused.brier_sum, dtype=acc),
             torch.tensor(fused.nll_sum, dtype=acc),
             probs.shape[0],
