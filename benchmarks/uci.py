@@ -19,10 +19,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# glibc hands every freed block larger than its (dynamic) mmap threshold back to the OS and
+# page-faults it in again on the next training step; for the 240-network batches here that cost
+# 16% of the training time. When run as a script on Linux, re-execute once with glibc's
+# tunables set so that freed memory is kept for reuse (``--no-malloc-tuning`` to skip).
+MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+if (
+    __name__ == "__main__"
+    and sys.platform.startswith("linux")
+    and "--no-malloc-tuning" not in sys.argv
+    and any(os.environ.get(k) != v for k, v in MALLOC_TUNING.items())
+):
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_TUNING})
 
 import numpy as np
 import pyro
@@ -294,6 +308,11 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write per-split results here")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="do not re-execute with glibc's malloc tunables (see MALLOC_TUNING)",
+    )
     parser.add_argument("--summarize", nargs="+", default=None, help="print tables of JSON runs")
     args = parser.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -332,6 +351,7 @@ def main(argv=None) -> dict:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             payload = {
                 "config": vars(args),
+                "malloc_tuning": {k: os.environ.get(k) for k in MALLOC_TUNING},
                 "wall_s": time.perf_counter() - start,
                 "results": report,
             }
