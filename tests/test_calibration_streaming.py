@@ -1,4 +1,7 @@
-"""Streaming metrics: batches, merges and processes give the one-shot numbers."""
+"""Streaming metrics: batches, merges and processes give the one-shot numbers.
+
+Every test runs on PyTorch's kernels and on the fused one-pass kernel (``BAYESDROP_FUSED``).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +27,15 @@ from bayesdrop.calibration import (
     negative_log_likelihood,
 )
 from bayesdrop.exceptions import BayesdropValueError
+
+
+@pytest.fixture(autouse=True, scope="module", params=["never", "always"])
+def metric_path(request):
+    if request.param == "always":
+        pytest.importorskip("numba")
+    with pytest.MonkeyPatch.context() as mpatch:
+        mpatch.setenv("BAYESDROP_FUSED", request.param)
+        yield request.param
 
 
 def data(n: int = 3001, c: int = 6, seed: int = 0):

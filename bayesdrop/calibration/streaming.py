@@ -25,6 +25,7 @@ from bayesdrop.calibration.inputs import (
 from bayesdrop.calibration.metrics import (
     ClassificationMetrics,
     Norm,
+    _top_label_sums,
     calibration_error_from_statistics,
 )
 
@@ -63,10 +64,13 @@ class StreamingMetric:
         self._state = self._empty_state()
         return self
 
+    def _validated_batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
+        probs, target = check_classification(probs, target)
+        return self._batch_state(probs, target)
+
     def update(self, probs: Tensor, target: Tensor):
         """Add a batch (``probs (N, C)`` or ``(S, N, C)``, ``target (N,)``); returns ``self``."""
-        probs, target = check_classification(probs, target)
-        batch = self._batch_state(probs, target)
+        batch = self._validated_batch_state(probs, target)
         self._state = {k: v.to(batch[k].device) + batch[k] for k, v in self._state.items()}
         return self
 
@@ -190,6 +194,16 @@ class CalibrationError(StreamingMetric):
             "accuracy": stats.accuracy_sum,
         }
 
+    def _validated_batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
+        # one pass over the batch (the fused CPU kernel where it applies), validation included
+        stats = _top_label_sums(probs, target, self.num_bins, bins=True).stats
+        assert stats is not None
+        return {
+            "count": stats.counts,
+            "confidence": stats.confidence_sum,
+            "accuracy": stats.accuracy_sum,
+        }
+
     def statistics(self) -> BinStatistics:
         """The accumulated per-bin statistics."""
         s = self._state
@@ -234,6 +248,22 @@ class CalibrationMetrics(StreamingMetric):
         state["nll"] = _nll(probs, target).to(acc).sum().reshape(1)
         state["num_data"] = _zeros(1, probs.device) + len(target)
         return state
+
+    def _validated_batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
+        # one pass over the batch (the fused CPU kernel where it applies), validation included
+        sums = _top_label_sums(probs, target, self.num_bins, bins=True)
+        assert sums.stats is not None
+        counts = sums.stats.counts
+        return {
+            "count": counts,
+            "confidence": sums.stats.confidence_sum,
+            "accuracy": sums.stats.accuracy_sum,
+            "brier": sums.brier_sum.reshape(1),
+            "nll": sums.nll_sum.reshape(1),
+            "num_data": torch.full(
+                (1,), float(sums.num_data), dtype=counts.dtype, device=counts.device
+            ),
+        }
 
     def _compute(self) -> ClassificationMetrics:
         self._ece._state = {k: self._state[k] for k in ("count", "confidence", "accuracy")}
