@@ -28,14 +28,7 @@ from bayesdrop.calibration import (
 )
 from bayesdrop.exceptions import BayesdropTypeError, BayesdropValueError
 
-
-@pytest.fixture(autouse=True, scope="module", params=["never", "always"])
-def metric_path(request):
-    if request.param == "always":
-        pytest.importorskip("numba")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BAYESDROP_FUSED", request.param)
-        yield request.param
+pytestmark = pytest.mark.usefixtures("metric_path")
 
 
 def random_predictions(

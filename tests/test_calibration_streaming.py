@@ -28,14 +28,7 @@ from bayesdrop.calibration import (
 )
 from bayesdrop.exceptions import BayesdropValueError
 
-
-@pytest.fixture(autouse=True, scope="module", params=["never", "always"])
-def metric_path(request):
-    if request.param == "always":
-        pytest.importorskip("numba")
-    with pytest.MonkeyPatch.context() as mpatch:
-        mpatch.setenv("BAYESDROP_FUSED", request.param)
-        yield request.param
+pytestmark = pytest.mark.usefixtures("metric_path")
 
 
 def data(n: int = 3001, c: int = 6, seed: int = 0):
