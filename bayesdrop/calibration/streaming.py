@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, check_positive_int, fail
-from bayesdrop.calibration.binning import BinStatistics, accumulator_dtype, bin_statistics
+from bayesdrop.calibration.binning import BinStatistics, accumulator_dtype
 from bayesdrop.calibration.inputs import (
     check_classification,
     top_label,
@@ -53,7 +53,8 @@ class StreamingMetric:
     def _empty_state(self, device: Any = None) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def _batch_state(self, probs: Tensor, target: Tensor) -> dict[str, Tensor]:
+    def _batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
+        """Validate a raw batch and reduce it to the sums of the state."""
         raise NotImplementedError
 
     def _compute(self) -> Any:
@@ -64,13 +65,9 @@ class StreamingMetric:
         self._state = self._empty_state()
         return self
 
-    def _validated_batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
-        probs, target = check_classification(probs, target)
-        return self._batch_state(probs, target)
-
     def update(self, probs: Tensor, target: Tensor):
         """Add a batch (``probs (N, C)`` or ``(S, N, C)``, ``target (N,)``); returns ``self``."""
-        batch = self._validated_batch_state(probs, target)
+        batch = self._batch_state(probs, target)
         self._state = {k: v.to(batch[k].device) + batch[k] for k, v in self._state.items()}
         return self
 
@@ -111,6 +108,14 @@ def _nll(probs: Tensor, target: Tensor) -> Tensor:
     return -true_class_probability(probs, target).clamp_min(torch.finfo(probs.dtype).tiny).log()
 
 
+def _bin_state(stats: BinStatistics) -> dict[str, Tensor]:
+    return {
+        "count": stats.counts,
+        "confidence": stats.confidence_sum,
+        "accuracy": stats.accuracy_sum,
+    }
+
+
 def _zeros(size: int, device: Any = None) -> Tensor:
     device = torch.device("cpu") if device is None else device
     return torch.zeros(size, dtype=accumulator_dtype(device), device=device)
@@ -123,7 +128,8 @@ class _MeanMetric(StreamingMetric):
     def _per_point(self, probs: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _batch_state(self, probs: Tensor, target: Tensor) -> dict[str, Tensor]:
+    def _batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
+        probs, target = check_classification(probs, target)
         values = self._per_point(probs, target).to(accumulator_dtype(probs.device))
         return {"total": values.sum().reshape(1), "count": _zeros(1, probs.device) + len(values)}
 
@@ -186,23 +192,11 @@ class CalibrationError(StreamingMetric):
     def _empty_state(self, device: Any = None) -> dict[str, Tensor]:
         return {k: _zeros(self.num_bins, device) for k in ("count", "confidence", "accuracy")}
 
-    def _batch_state(self, probs: Tensor, target: Tensor) -> dict[str, Tensor]:
-        stats = bin_statistics(*top_label(probs, target), num_bins=self.num_bins)
-        return {
-            "count": stats.counts,
-            "confidence": stats.confidence_sum,
-            "accuracy": stats.accuracy_sum,
-        }
-
-    def _validated_batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
+    def _batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
         # one pass over the batch (the fused CPU kernel where it applies), validation included
         stats = _top_label_sums(probs, target, self.num_bins, bins=True).stats
         assert stats is not None
-        return {
-            "count": stats.counts,
-            "confidence": stats.confidence_sum,
-            "accuracy": stats.accuracy_sum,
-        }
+        return _bin_state(stats)
 
     def statistics(self) -> BinStatistics:
         """The accumulated per-bin statistics."""
@@ -241,23 +235,13 @@ class CalibrationMetrics(StreamingMetric):
         state.update({k: _zeros(1, device) for k in ("brier", "nll", "num_data")})
         return state
 
-    def _batch_state(self, probs: Tensor, target: Tensor) -> dict[str, Tensor]:
-        state = self._ece._batch_state(probs, target)
-        acc = accumulator_dtype(probs.device)
-        state["brier"] = _brier(probs, target).to(acc).sum().reshape(1)
-        state["nll"] = _nll(probs, target).to(acc).sum().reshape(1)
-        state["num_data"] = _zeros(1, probs.device) + len(target)
-        return state
-
-    def _validated_batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
+    def _batch_state(self, probs: Any, target: Any) -> dict[str, Tensor]:
         # one pass over the batch (the fused CPU kernel where it applies), validation included
         sums = _top_label_sums(probs, target, self.num_bins, bins=True)
         assert sums.stats is not None
         counts = sums.stats.counts
         return {
-            "count": counts,
-            "confidence": sums.stats.confidence_sum,
-            "accuracy": sums.stats.accuracy_sum,
+            **_bin_state(sums.stats),
             "brier": sums.brier_sum.reshape(1),
             "nll": sums.nll_sum.reshape(1),
             "num_data": torch.full(

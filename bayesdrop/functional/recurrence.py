@@ -86,19 +86,18 @@ class _LSTMRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gates_x, h0, c0, weight_hh, mask):
         T, G, N, H = gates_x.shape
-        saved_mask = mask
         # Internally the gates run in the order i, f, o, g, so that one sigmoid covers three of
-        # them; the gradient goes back in torch's order i, f, g, o.
+        # them; the gradient goes back in torch's order i, f, g, o (the saved mask keeps it).
         order = torch.tensor([0, 1, 3, 2], device=gates_x.device)
         w_t = weight_hh.view(G, H, H).index_select(0, order).transpose(1, 2).contiguous()
         acts = gates_x.index_select(1, order)  # one copy of all steps' input parts, contiguous
-        if mask is not None and mask.shape[0] == G:
-            mask = mask.index_select(0, order)
         m = mask
+        if m is not None and m.shape[0] == G:
+            m = m.index_select(0, order)
         out = gates_x.new_empty(T, N, H)
         cs = gates_x.new_empty(T + 1, N, H)
         tc = gates_x.new_empty(T, N, H)  # tanh(c_t), kept for the backward pass
-        hm = None if mask is None else gates_x.new_empty(mask.shape[0], N, H)
+        hm = None if m is None else gates_x.new_empty(m.shape[0], N, H)
         cs[0] = c0
         h = h0
         for t in range(T):
@@ -118,8 +117,8 @@ class _LSTMRecurrence(torch.autograd.Function):
         torch.mul(g, g, out=deriv[:, 2]).sub_(1.0).mul_(i).neg_()  # i (1 - g^2)
         torch.mul(tc, tc, out=deriv[:, 3]).sub_(1.0).mul_(o).neg_()  # c_t -> h_t: o (1 - tc^2)
         torch.addcmul(o, o, o, value=-1.0, out=deriv[:, 4]).mul_(tc)  # output gate
-        f = f.clone()
-        ctx.save_for_backward(deriv, f, out, h0, weight_hh, saved_mask)
+        f = f.clone()  # a copy, so that the whole (T, 4, N, H) acts buffer can be freed
+        ctx.save_for_backward(deriv, f, out, h0, weight_hh, mask)
         ctx.layout = _layout(gates_x)
         return out, out[T - 1].clone(), cs[T].clone()
 
