@@ -135,7 +135,7 @@ def run_mc(ds, splits, *, epochs, samples, val_samples, hidden, show=True) -> Me
         test.rmse.tolist(),
         test.log_likelihood.tolist(),
         time.perf_counter() - start,
-        {"chosen_p_tau": best},
+        {"chosen_p_tau": best, "grid": grid, "validation_ll": val_ll.tolist()},
     )
 
 
@@ -276,6 +276,24 @@ def format_table(name, results, published) -> str:
     return "\n".join(lines + _published_rows(published, num_splits))
 
 
+def format_validation_grid(grid, validation_ll, published_validation) -> str:
+    """Our validation log-likelihood per grid point beside the published one on the same
+    splits, with the paired difference (ours - published) and its standard error: checks the
+    whole grid of the MC-dropout protocol, not only the chosen models."""
+    ours = np.asarray(validation_ll, dtype=np.float64)  # (splits, grid points)
+    k = ours.shape[0]
+    lines = [f"{'':9s} validation LL per grid point, {k} splits: ours, published, paired diff"]
+    for j, (p, tau) in enumerate(grid):
+        theirs = published_validation.get((p, tau), ())
+        row = f"{'':9s}   p={p:<6g} tau={tau:<6g} {ours[:, j].mean():8.3f}"
+        if len(theirs) >= k:
+            diff = ours[:, j] - np.asarray(theirs[:k])
+            se = diff.std(ddof=1) / math.sqrt(k) if k > 1 else float("nan")
+            row += f" {np.mean(theirs[:k]):8.3f} {diff.mean():+7.3f} ± {se:5.3f}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
 def summarize(paths, data_root=None) -> None:
     """Print the tables of finished runs from their ``--json`` files."""
     for path in paths:
@@ -287,7 +305,12 @@ def summarize(paths, data_root=None) -> None:
                 )
                 for m, r in methods.items()
             }
-            print(format_table(name, results, load_uci(name, data_root).published))
+            ds = load_uci(name, data_root)
+            print(format_table(name, results, ds.published))
+            if "validation_ll" in methods.get("mc", {}):
+                mc = methods["mc"]
+                grid = [tuple(g) for g in mc["grid"]]
+                print(format_validation_grid(grid, mc["validation_ll"], ds.published_validation))
             keys = ("chosen_p_tau", "mean_learned_p_per_layer")
             extras = {m: {k: v for k, v in r.items() if k in keys} for m, r in methods.items()}
             print(f"{'':9s} wall {payload['wall_s']:.0f} s; {extras}")
@@ -361,6 +384,9 @@ def main(argv=None) -> dict:
         ds = load_uci(name, args.data_root)
         results = run_dataset(ds, args, on_result=lambda r, name=name: save(name, r))
         print(format_table(name, results, ds.published), flush=True)
+        if "mc" in results:
+            mc = results["mc"].extra
+            print(format_validation_grid(mc["grid"], mc["validation_ll"], ds.published_validation))
     total = time.perf_counter() - start
     print(
         f"total wall time {total:.0f} s ({args.splits} splits, epochs "

@@ -55,8 +55,22 @@ def test_reduced_protocol_runs_and_beats_the_mean(capsys):
         assert math.isfinite(res["ll"]) and res["rmse"] < 0.7 * mean_rmse, (method, res)
     p, tau = report["yacht"]["mc"]["chosen_p_tau"][0]
     assert p in (0.005, 0.01, 0.05, 0.1) and tau in (0.25, 0.5, 0.75)
+    assert np.asarray(report["yacht"]["mc"]["validation_ll"]).shape == (1, 12)
     printed = capsys.readouterr().out
     assert "published MC" in printed and "0.666" in printed
+    assert "validation LL per grid point" in printed and "-1.657" in printed
+
+
+def test_validation_grid_table_pairs_splits():
+    bench = _benchmark()
+    grid = [(0.01, 0.5), (0.1, 0.5)]
+    ours = [[-1.0, -2.0], [-3.0, -2.0]]
+    published = {(0.01, 0.5): (-1.5, -3.5, -9.0), (0.1, 0.5): (-2.0,)}
+    lines = bench.format_validation_grid(grid, ours, published).splitlines()
+    # p = 0.01: ours (-1, -3), published on the same two splits (-1.5, -3.5): +0.5 twice
+    assert lines[1].split()[-5:] == ["-2.000", "-2.500", "+0.500", "±", "0.000"]
+    # p = 0.1: the published file has one split only, so no comparison is printed
+    assert lines[2].split()[-1] == "-2.000"
 
 
 def test_validation_split_is_the_last_fifth():

@@ -47,6 +47,9 @@ def test_shipped_sets(name, shape, taus):
     assert ds.published["ll"].std_error == pytest.approx(ll_se, abs=0.001)
     assert len(ds.published["rmse"].per_split) == 20
     assert np.mean(ds.published["ll"].per_split) == pytest.approx(ds.published["ll"].mean, 1e-5)
+    grid = {(p, t) for p in ds.dropout_rates for t in taus}
+    assert set(ds.published_validation) == grid
+    assert all(len(v) == 20 for v in ds.published_validation.values())
     x_tr, _, _, y_te = ds.split(3)
     assert x_tr.shape[0] == len(ds.splits[3][0]) and y_te.shape == (len(ds.splits[3][1]),)
 
@@ -81,7 +84,32 @@ def test_any_set_in_the_layout(tmp_path):
     np.testing.assert_allclose(ds.X, table[:, [0, 2, 3]])
     np.testing.assert_allclose(ds.y, table[:, 1])
     assert ds.num_splits == 2 and ds.published == {} and ds.tau_values == ()
-    assert ds.n_epochs is None
+    assert ds.n_epochs is None and ds.published_validation == {}
+
+
+def test_published_validation_grid(tmp_path):
+    _write_set(tmp_path / "uci" / "toy")
+    results = tmp_path / "uci" / "toy" / "results"
+    results.mkdir()
+    lines = [
+        f"Dropout_Rate: {p} Tau: {t} :: {-k - p - t}"
+        for k in range(2)
+        for p in (0.01, 0.1)
+        for t in (0.5, 1)
+    ]
+    (results / "validation_ll_10_xepochs_1_hidden_layers.txt").write_text(
+        "\n".join(["a header that is skipped", *lines]) + "\n"
+    )
+    grid = load_uci("toy", tmp_path).published_validation
+    assert sorted(grid) == [(0.01, 0.5), (0.01, 1.0), (0.1, 0.5), (0.1, 1.0)]
+    assert grid[(0.1, 0.5)] == pytest.approx((-0.6, -1.6))
+
+
+@needs_data
+def test_published_validation_yacht_values():
+    grid = load_uci("yacht", DATA).published_validation
+    assert grid[(0.005, 0.25)][0] == pytest.approx(-1.657125792765559)
+    assert grid[(0.005, 0.75)][0] == pytest.approx(-1.2205531016996531)
 
 
 def test_unknown_name_lists_available(tmp_path):

@@ -9,7 +9,9 @@ One folder per data set, ``<root>/<name>/data/`` holding
   settings and grids;
 
 and, optionally, ``<root>/<name>/results/log_*.txt`` with the published summary
-(``MC errors <mean> +- <std> (stddev) +- <se> (std error)`` and ``lls ...``).
+(``MC errors <mean> +- <std> (stddev) +- <se> (std error)`` and ``lls ...``), the per-split
+test values beside it, and ``validation_ll_*.txt`` with the published validation
+log-likelihood of every grid point of every split (``Dropout_Rate: p Tau: t :: value``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from bayesdrop.datasets._root import data_root, require_file
 __all__ = ["PublishedResult", "UCIDataset", "available_uci", "load_uci"]
 
 _REQUIRED = ("data.txt", "index_features.txt", "index_target.txt")
+_VALIDATION_LINE = re.compile(
+    r"^Dropout_Rate:\s*(?P<p>\S+)\s+Tau:\s*(?P<tau>\S+)\s*::\s*(?P<value>\S+)$"
+)
 _LOG_LINE = re.compile(
     r"^(?P<key>MC errors|errors|lls)\s+(?P<mean>\S+)\s+\+-\s+(?P<std>\S+)\s+\(stddev\)\s+"
     r"\+-\s+(?P<se>\S+)\s+\(std error\)"
@@ -66,6 +71,10 @@ class UCIDataset:
         The grid of the protocol (empty when the files are absent).
     published : dict of str to PublishedResult
         ``"rmse"`` (of the MC mean) and ``"ll"`` read from ``results/log_*.txt`` when present.
+    published_validation : dict of (float, float) to tuple of float
+        Published validation log-likelihood per grid point ``(p, tau)``, one value per split in
+        the files' order, read from ``results/validation_ll_*.txt`` (empty when absent). It
+        lets a re-run compare its grid point by point, not only the chosen models.
     """
 
     name: str
@@ -77,6 +86,9 @@ class UCIDataset:
     dropout_rates: tuple[float, ...]
     tau_values: tuple[float, ...]
     published: dict[str, PublishedResult]
+    published_validation: dict[tuple[float, float], tuple[float, ...]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def num_splits(self) -> int:
@@ -128,6 +140,17 @@ def _read_published(results: Path) -> dict[str, PublishedResult]:
                 float(match["mean"]), float(match["std"]), float(match["se"]), values
             )
     return out
+
+
+def _read_published_validation(results: Path) -> dict[tuple[float, float], tuple[float, ...]]:
+    files = sorted(results.glob("validation_ll_*.txt")) if results.is_dir() else []
+    grid: dict[tuple[float, float], list[float]] = {}
+    for line in files[0].read_text().splitlines() if files else []:
+        match = _VALIDATION_LINE.match(line.strip())
+        if match:
+            key = (float(match["p"]), float(match["tau"]))
+            grid.setdefault(key, []).append(float(match["value"]))
+    return {k: tuple(v) for k, v in grid.items()}
 
 
 def available_uci(root: str | os.PathLike[str] | None = None) -> list[str]:
@@ -220,4 +243,5 @@ def load_uci(name: str, root: str | os.PathLike[str] | None = None) -> UCIDatase
         dropout_rates=() if rates is None else tuple(rates.tolist()),
         tau_values=() if taus is None else tuple(taus.tolist()),
         published=_read_published(folder.parent / "results"),
+        published_validation=_read_published_validation(folder.parent / "results"),
     )
