@@ -10,16 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bayesdrop.datasets import load_uci
 
 DATA = Path(os.environ.get("BAYESDROP_DATA", Path(__file__).parents[2] / "shared" / "data"))
 needs_data = pytest.mark.skipif(not (DATA / "uci").is_dir(), reason="UCI data not available")
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "uci.py"
+ABLATION = SCRIPT.with_name("uci_concrete_ablation.py")
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("uci_benchmark", SCRIPT)
+def _benchmark(script=SCRIPT, name="uci_benchmark"):
+    spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -91,3 +93,28 @@ def test_unknown_method_is_rejected(capsys):
     with pytest.raises(SystemExit):
         _benchmark().parse_args(["--methods", "mc,svgd"])
     assert "svgd" in capsys.readouterr().err
+
+
+def test_noise_scale_fit_matches_the_closed_form():
+    # one sample per point: the mixture is one Gaussian and the best scale is mean(r^2 / v)
+    ablation = _benchmark(ABLATION, "uci_concrete_ablation")
+    gen = torch.Generator().manual_seed(0)
+    mean, y = torch.randn(1, 200, generator=gen), torch.randn(200, generator=gen)
+    log_var = 0.3 * torch.randn(1, 200, generator=gen)
+    best = float(((y - mean).pow(2) / log_var.exp()).mean())
+    assert math.exp(ablation.fit_noise_scale(mean, log_var, y)) == pytest.approx(best, rel=1e-4)
+
+
+@needs_data
+def test_concrete_ablation_runs_reduced(capsys):
+    ablation = _benchmark(ABLATION, "uci_concrete_ablation")
+    flags = "--dataset yacht --splits 2 --epochs 20 --samples 50 --val-samples 50"
+    report = ablation.main(
+        ["--data-root", str(DATA), *flags.split(), "--variants", "homo-val,tau-grid"]
+    )
+    assert len(report["homo-val"]["log_noise_scale"]) == 2
+    assert set(report["tau-grid"]["chosen_tau"]) <= {0.25, 0.5, 0.75}
+    assert all(math.isfinite(v["ll"]) for v in report.values())
+    assert "published MC" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        ablation.parse_args(["--variants", "nope"])
