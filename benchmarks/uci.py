@@ -288,7 +288,7 @@ def format_validation_grid(grid, validation_ll, published_validation) -> str:
         row = f"{'':9s}   p={p:<6g} tau={tau:<6g} {ours[:, j].mean():8.3f}"
         if len(theirs) >= k:
             diff = ours[:, j] - np.asarray(theirs[:k])
-            se = diff.std(ddof=1) / math.sqrt(k) if k > 1 else float("nan")
+            se = diff.std() / math.sqrt(k)  # ddof = 0, as the published logs
             row += f" {np.mean(theirs[:k]):8.3f} {diff.mean():+7.3f} ± {se:5.3f}"
         lines.append(row)
     return "\n".join(lines)

@@ -165,7 +165,7 @@ def run_variant(ds, variant, splits, *, epochs, samples, val_samples):
 
 def _mean_se(values):
     v = np.asarray(values, dtype=np.float64)
-    se = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+    se = v.std() / math.sqrt(len(v))  # ddof = 0, as the published logs
     return v.mean(), se
 
 
