@@ -316,6 +316,15 @@ def summarize(paths, data_root=None) -> None:
             print(f"{'':9s} wall {payload['wall_s']:.0f} s; {extras}")
 
 
+def parse_choices(parser, text: str, allowed, what: str) -> list[str]:
+    """Split a comma-separated option and check every entry against ``allowed``."""
+    chosen = [c.strip() for c in text.split(",") if c.strip()]
+    bad = [c for c in chosen if c not in allowed]
+    if bad:
+        parser.error(f"unknown {what}(s) {bad}; choose from {', '.join(allowed)}")
+    return chosen
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default=None, help="folder with uci/ (or BAYESDROP_DATA)")
@@ -338,10 +347,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--summarize", nargs="+", default=None, help="print tables of JSON runs")
     args = parser.parse_args(argv)
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in args.methods if m not in METHODS]
-    if bad:
-        parser.error(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    args.methods = parse_choices(parser, args.methods, METHODS, "method")
     return args
 
 

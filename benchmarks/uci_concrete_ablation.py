@@ -43,7 +43,7 @@ from scipy.optimize import minimize_scalar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from uci import split_sets
+from uci import parse_choices, split_sets
 
 from bayesdrop.datasets import load_uci
 from bayesdrop.nn import BatchedMLP
@@ -182,10 +182,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = [v for v in args.variants if v not in VARIANTS]
-    if bad:
-        parser.error(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
+    args.variants = parse_choices(parser, args.variants, VARIANTS, "variant")
     return args
 
 
