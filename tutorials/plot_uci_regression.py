@@ -184,3 +184,19 @@ for ax, (name, mean, var) in zip(
 axes[0].set_ylabel("residuary resistance")
 axes[0].legend(loc="upper left", fontsize=8)
 fig.tight_layout()
+
+# %%
+# When Concrete Dropout's learned noise over-fits
+# -----------------------------------------------
+# Concrete Dropout picks its rates by the ELBO, not by held-out likelihood. With 50 hidden
+# units and a few hundred points the entropy term :math:`\tfrac{2}{N} K \mathcal H(p)` is
+# weak, and on all three UCI sets shipped here the learned rates fall to about
+# :math:`10^{-4}`: the predictive is then nearly a point estimate with a learned noise level.
+# Where that noise is well identified (yacht, energy) this beats the searched MC dropout's
+# log-likelihood clearly. Where the data are small and noisy (UCI ``concrete``, full protocol
+# in ``benchmarks/README.md``), the noise fitted on the training data is too small for unseen
+# data. There the test LL is -3.31 against MC dropout's -2.94. A deeper network fits the
+# mean better and the noise worse. Rescaling the noise variance by one factor fitted on the
+# validation split closes most of the gap (-2.98 with a homoscedastic noise), but that is a
+# fit on held-out data again. Check the learned rates printed above before trusting the
+# intervals.
