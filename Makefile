@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed
 # torch is pinned to the CPU wheel that lies on this machine's disk; a looser spec
 # could pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
+# The torchvision release built against that torch (its CUDA operator registrations do not load
+# beside the CPU build; tests/conftest.py stubs them, the models themselves work).
+TORCHVISION ?= torchvision==0.28.0
 export BAYESDROP_DATA ?= $(abspath ../shared/data)
 
 .PHONY: demo test docs bench lint install clean
@@ -13,7 +16,7 @@ export BAYESDROP_DATA ?= $(abspath ../shared/data)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q "$(TORCH)" "$(TORCHVISION)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
