@@ -13,7 +13,10 @@ devices, or for small inputs, the metrics use PyTorch and give the same numbers.
 any size) or ``never`` (PyTorch only).
 
 The kernel keeps the semantics of the PyTorch path exactly: first maximal index on ties, the bin of
-``x`` is ``min(floor(B x), B - 1)`` evaluated in float64, sums in float64. It never raises: it
+``x`` is the ``b`` with ``b / B <= x < (b + 1) / B`` for the exact value of ``x`` (see
+:func:`~bayesdrop.calibration.binning.equal_width_bin`: ``floor(B x)`` in float64, lowered by one
+when the product was rounded up onto an integer), the last bin closed, sums in float64. float16 and
+bfloat16 inputs are converted to float32 first (numba has no half type). It never raises: it
 reports whether any entry is outside ``[0, 1]`` (NaN included) and the largest ``|row sum - 1|``,
 and the caller then runs the PyTorch checks, which raise with the usual messages.
 """
@@ -53,6 +56,17 @@ def _kernel() -> Any:
     except ImportError:
         return None
 
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _product_error(a, b, product):
+        # Dekker's two-product: a * b - product rounded once, with the exact sign
+        c = a * 134217729.0
+        a_hi = c - (c - a)
+        a_lo = a - a_hi
+        cb = b * 134217729.0
+        b_hi = cb - (cb - b)
+        b_lo = b - b_hi
+        return ((a_hi * b_hi - product) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
     @numba.njit(cache=True, nogil=True)
     def top_label_sums(probs, target, num_bins, tiny, counts, hits, confidence_sum):
         n, c = probs.shape
@@ -82,12 +96,15 @@ def _kernel() -> Any:
                 max_sum_error = error
             y = target[i]
             p_true = probs[i, y]
-            v = np.float64(best) * num_bins
+            x = np.float64(best)
+            v = x * num_bins
             # guard the index: NaN or inf entries (reported, then rejected by the caller) must
             # not write outside the bins
             b = num_bins - 1
             if v >= 0.0 and v < num_bins:
                 b = int(v)
+                if b == v and b > 0 and _product_error(x, num_bins, v) < 0.0:
+                    b -= 1  # B x was rounded up onto the edge: x is below it
             elif not v >= 0.0:
                 b = 0
             counts[b] += 1
@@ -123,13 +140,15 @@ def fused_top_label_sums(probs: Tensor, target: Tensor, num_bins: int) -> FusedS
     mode = fused_mode()
     if mode == "never" or probs.device.type != "cpu" or target.device.type != "cpu":
         return None
-    if probs.dtype not in (torch.float32, torch.float64) or probs.ndim != 2:
+    if not probs.is_floating_point() or probs.ndim != 2:
         return None
     if mode == "auto" and probs.numel() < FUSED_MIN_ELEMENTS:
         return None
     kernel = _kernel()
     if kernel is None:
         return None
+    if probs.dtype in (torch.float16, torch.bfloat16):
+        probs = probs.float()  # a copy: the loop reads float32, sums in float64
     p = probs.detach().contiguous().numpy()
     y = target.detach().contiguous().numpy()
     counts = np.zeros(num_bins, dtype=np.int64)

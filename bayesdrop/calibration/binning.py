@@ -6,10 +6,17 @@ sum of their confidences and the sum of their correctness indicators. These thre
 
 Bins are half-open :math:`[e_b, e_{b+1})` except the last, which is closed on the right, so a
 confidence of exactly 1.0 falls in the last bin (Guo et al., 2017; netcal does the same,
-torchmetrics puts it in a separate, hidden bin). Equal-width bins use the exact edges
-:math:`b/B`: the bin of :math:`x` is :math:`\min(\lfloor B x \rfloor, B - 1)`, computed in float64
-(exact for float32 confidences, as netcal's float64 edges; torchmetrics compares with float32
-edges, which can differ for a confidence within one float32 step of an edge).
+torchmetrics puts it in a separate, hidden bin).
+
+Equal-width bins use the exact edges :math:`b/B`: the bin of a confidence :math:`x` is the
+:math:`b` with :math:`b/B \le x < (b+1)/B` for the exact value of the floating-point number
+:math:`x` (the last bin closed), on every path. So the double ``0.3``, which is slightly less than
+:math:`3/10`, is in bin :math:`[0.2, 0.3)`. A plain ``floor(B * x)`` in float64 rounds
+:math:`B x` first and would put it in :math:`[0.3, 0.4)`; :func:`equal_width_bin` corrects that
+with the exact rounding error of the product (Dekker's two-product). For float32 and half inputs
+the product is exact in float64 and nothing changes. netcal compares with the edges of
+``numpy.linspace(0, 1, B + 1)``, which give the same bins whenever those edges round up (all
+edges for ``B = 10``); torchmetrics compares with float32 edges.
 """
 
 from __future__ import annotations
@@ -17,12 +24,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_choice, check_positive_int, fail
+from bayesdrop._validation import check_choice, check_finite, check_positive_int, fail
+from bayesdrop.calibration.inputs import as_float_tensor
 
-__all__ = ["BinStatistics", "Binning", "bin_statistics", "equal_mass_edges", "equal_width_edges"]
+__all__ = [
+    "BinStatistics",
+    "Binning",
+    "bin_statistics",
+    "equal_mass_edges",
+    "equal_width_bin",
+    "equal_width_edges",
+]
 
 Binning = Literal["equal_width", "equal_mass"]
 
@@ -75,6 +91,47 @@ class BinStatistics:
         )
 
 
+def equal_width_bin(x: Tensor, num_bins: int) -> Tensor:
+    r"""The equal-width bin of every entry of ``x`` in ``[0, 1]``, exactly.
+
+    Returns the integer :math:`b` with :math:`b/B \le x < (b+1)/B` for the exact value of ``x``,
+    clamped to ``[0, B - 1]`` (so 1.0 is in the last bin). :math:`p = \mathrm{fl}(Bx)` can only
+    be rounded up onto an integer; Dekker's exact product error tells when it was.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayesdrop.calibration.binning import equal_width_bin
+    >>> x = torch.tensor([0.3, 0.30000000000000004, 1.0], dtype=torch.float64)
+    >>> equal_width_bin(x, 10)  # the double 0.3 is below 3/10
+    tensor([2, 3, 9])
+    """
+    num_bins = check_positive_int("num_bins", num_bins)
+    acc = accumulator_dtype(x.device)
+    wide = x.to(acc)
+    product = wide * num_bins
+    index = product.floor()
+    # float32 (or half) times B < 2^29 is exact in float64: no rounding to undo
+    if not (acc == torch.float64 and x.dtype != torch.float64 and num_bins < 2**29):
+        on_integer = index == product
+        if bool(on_integer.any()):
+            error = _product_error(wide[on_integer], float(num_bins), product[on_integer])
+            index[on_integer] -= (error < 0).to(index.dtype)
+    return index.long().clamp_(0, num_bins - 1)
+
+
+def _product_error(a: Tensor, b: float, product: Tensor) -> Tensor:
+    """``a * b - product`` rounded once (its sign is exact), for ``product = fl(a * b)``."""
+    split = 134217729.0 if a.dtype == torch.float64 else 4097.0  # 2^27 + 1 or 2^12 + 1
+    c = a * split
+    a_hi = c - (c - a)
+    a_lo = a - a_hi
+    cb = b * split
+    b_hi = cb - (cb - b)
+    b_lo = b - b_hi
+    return ((a_hi * b_hi - product) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
+
 def equal_width_edges(num_bins: int, *, dtype=torch.float64, device=None) -> Tensor:
     """The ``num_bins + 1`` equal-width edges ``b / num_bins``, ``b`` from 0 to ``num_bins``.
 
@@ -115,7 +172,9 @@ def bin_statistics(
 ) -> BinStatistics:
     """Bin top-label ``confidence (N,)`` and ``correct (N,)`` indicators.
 
-    ``correct`` is boolean (or integer, nonzero = correct), or floating for fractional hits.
+    ``confidence`` must be finite and in ``[0, 1]``; ``correct`` is boolean (or integer,
+    nonzero = correct), or floating in ``[0, 1]`` for fractional hits. Equal-width bins follow
+    :func:`equal_width_bin`.
 
     Examples
     --------
@@ -125,11 +184,12 @@ def bin_statistics(
     """
     num_bins = check_positive_int("num_bins", num_bins)
     check_choice("binning", binning, ("equal_width", "equal_mass"))
+    confidence, correct = _check_binning_input(confidence, correct)
     acc = accumulator_dtype(confidence.device)
     conf64 = confidence.to(acc)
     if binning == "equal_width":
         edges = equal_width_edges(num_bins, dtype=confidence.dtype, device=confidence.device)
-        index = conf64.mul(num_bins).long().clamp_(0, num_bins - 1)
+        index = equal_width_bin(confidence, num_bins)
     else:
         edges = equal_mass_edges(confidence, num_bins)
         # right=True counts the interior edges <= x: bins [e_b, e_{b+1}), the last one closed.
@@ -144,3 +204,24 @@ def bin_statistics(
         counts = torch.bincount(index, minlength=num_bins).to(acc)
         hits = torch.bincount(index, weights=correct.to(acc), minlength=num_bins)
     return BinStatistics(edges, counts, conf_sum, hits)
+
+
+def _check_binning_input(confidence: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
+    confidence = as_float_tensor("confidence", confidence)
+    if confidence.ndim != 1:
+        fail("confidence", "a 1-D tensor", f"shape {tuple(confidence.shape)}")
+    lo, hi = (v.item() for v in torch.aminmax(confidence))
+    if lo < 0.0 or hi > 1.0:
+        fail("confidence", "in [0, 1]", f"values in [{lo:.4g}, {hi:.4g}]")
+    if isinstance(correct, np.ndarray):
+        correct = torch.from_numpy(correct)
+    if not isinstance(correct, Tensor):
+        fail("correct", "a torch.Tensor or numpy.ndarray", type(correct).__name__, type_error=True)
+    if correct.shape != confidence.shape:
+        want = f"of shape {tuple(confidence.shape)} like `confidence`"
+        fail("correct", want, f"shape {tuple(correct.shape)}")
+    if correct.is_floating_point():
+        c_lo, c_hi = (v.item() for v in torch.aminmax(check_finite("correct", correct)))
+        if c_lo < 0.0 or c_hi > 1.0:
+            fail("correct", "boolean or fractions in [0, 1]", f"values in [{c_lo:.4g}, {c_hi:.4g}]")
+    return confidence, correct.to(confidence.device)

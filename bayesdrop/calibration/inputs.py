@@ -19,18 +19,46 @@ from bayesdrop._validation import check_finite, fail
 __all__ = [
     "PROBS_SUM_ATOL",
     "as_float_tensor",
+    "at_least_float32",
     "check_classification",
     "check_probs",
     "check_probs_shape",
     "check_probs_values",
     "check_scores",
     "check_target",
+    "probs_sum_atol",
     "top_label",
     "true_class_probability",
 ]
 
-#: Absolute tolerance on ``|sum_c probs[n, c] - 1|`` for every row.
+#: Absolute tolerance on ``|sum_c probs[n, c] - 1|`` for every row of float32 or float64 input
+#: (half precision gets a wider one, see :func:`probs_sum_atol`).
 PROBS_SUM_ATOL = 1e-3
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def probs_sum_atol(dtype: torch.dtype) -> float:
+    """The row-sum tolerance for probabilities of ``dtype``: ``max(PROBS_SUM_ATOL, 2 eps)``.
+
+    Rounding every entry of an exact distribution to ``dtype`` moves its sum by at most
+    ``eps / 2``; twice ``eps`` leaves room for a softmax or an MC mean computed in that dtype.
+    That is 1e-3 for float32 and float64, 1.95e-3 for float16 and 1.56e-2 for bfloat16.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayesdrop.calibration.inputs import probs_sum_atol
+    >>> probs_sum_atol(torch.float32), probs_sum_atol(torch.bfloat16)
+    (0.001, 0.015625)
+    """
+    return max(PROBS_SUM_ATOL, 2 * torch.finfo(dtype).eps)
+
+
+def at_least_float32(values: Tensor) -> Tensor:
+    """``values`` in float32 when they are float16 or bfloat16 (every sum is then accumulated
+    in float32 or float64), else unchanged."""
+    return values.float() if values.dtype in _HALF else values
 
 
 def as_float_tensor(name: str, value: Any, *, check_values: bool = True) -> Tensor:
@@ -62,9 +90,10 @@ def check_probs_shape(probs: Any, name: str = "probs") -> Tensor:
 def check_probs(probs: Any, name: str = "probs") -> Tensor:
     """Probabilities ``(N, C)``, or MC samples ``(S, N, C)`` averaged over ``S``.
 
-    Every entry must lie in ``[0, 1]`` and every row sum to one within :data:`PROBS_SUM_ATOL`.
+    Every entry must lie in ``[0, 1]`` and every row sum to one within
+    :func:`probs_sum_atol` of the dtype. Half-precision input comes back as float32.
     """
-    return check_probs_values(check_probs_shape(probs, name), name)
+    return at_least_float32(check_probs_values(check_probs_shape(probs, name), name))
 
 
 def check_probs_values(probs: Tensor, name: str = "probs") -> Tensor:
@@ -80,12 +109,14 @@ def check_probs_values(probs: Tensor, name: str = "probs") -> Tensor:
             f"values in [{lo:.4g}, {hi:.4g}]",
             "If these are logits, pass logits.softmax(-1).",
         )
-    row_sums = probs @ torch.ones(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+    wide = at_least_float32(probs)  # a half-precision sum would round to the dtype's resolution
+    row_sums = wide @ torch.ones(probs.shape[-1], dtype=wide.dtype, device=probs.device)
     err = max(abs(v.item() - 1.0) for v in torch.aminmax(row_sums))
-    if err > PROBS_SUM_ATOL:
+    atol = probs_sum_atol(probs.dtype)
+    if err > atol:
         fail(
             name,
-            f"probabilities whose rows sum to 1 (within {PROBS_SUM_ATOL:g})",
+            f"probabilities whose rows sum to 1 (within {atol:g} for {probs.dtype})",
             f"a row sum off by {err:.4g}",
             "Normalise the rows, e.g. probs / probs.sum(-1, keepdim=True).",
         )
