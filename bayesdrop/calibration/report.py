@@ -191,6 +191,8 @@ class CalibrationReport:
             (f"MCE ({m.num_bins} bins)", _fmt(m.mce)),
             ("Brier score", _fmt(m.brier)),
             ("NLL (nats)", _fmt(m.nll)),
+            ("AURC (risk-coverage)", _fmt(self.rejection.aurc)),
+            ("E-AURC", _fmt(self.rejection.eaurc)),
         ]
         for label, scores in (("misclassification", self.misclassification), ("OOD", self.ood)):
             if scores is not None:
@@ -240,6 +242,8 @@ class CalibrationReport:
                 "rejection_rate": self.rejection.rejection_rate.tolist(),
                 "accuracy": self.rejection.accuracy.tolist(),
                 "oracle_accuracy": self.rejection.oracle_accuracy.tolist(),
+                "aurc": self.rejection.aurc,
+                "eaurc": self.rejection.eaurc,
             },
             "conventions": {
                 "binning": "equal_width",

@@ -7,7 +7,14 @@ Detection treats the positives (misclassified points, or OOD points) as the clas
 * AUPR: average precision with the positives as the relevant class;
 * FPR at 95 % TPR: the fraction of negatives flagged when the threshold catches 95 % of positives.
 
-The curves come from scikit-learn (``roc_auc_score``, ``average_precision_score``, ``roc_curve``).
+The curves come from scikit-learn (``roc_auc_score``, ``average_precision_score``, ``roc_curve``),
+which treat tied scores as one threshold, so the numbers do not depend on the order of the rows.
+
+Rejection curves rank by the score too, and scores tie often (every saturated softmax row has
+entropy 0). Where the points to keep end inside a group of tied scores, the curve counts each of
+them with the group's mean correctness: the expected value when ties are broken at random, the
+same averaging as the ROC curve's diagonal segment. The area under the risk-coverage curve (AURC,
+Geifman et al., 2019) and its excess over the oracle (E-AURC) come with the curve.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ class DetectionScores:
 def detection_scores(scores: Any, is_positive: Any) -> DetectionScores:
     """AUROC, AUPR and FPR at 95 % TPR of ``scores (N,)`` against boolean ``is_positive (N,)``.
 
+    ``is_positive`` is boolean or holds the labels 0 and 1 only; NaN, other labels and
+    probabilities are errors. The numbers do not depend on the order of the rows, ties included.
+
     Examples
     --------
     >>> s = detection_scores(torch.tensor([0.1, 0.2, 0.8, 0.9]), torch.tensor([0, 0, 1, 1]))
@@ -55,7 +65,7 @@ def detection_scores(scores: Any, is_positive: Any) -> DetectionScores:
     from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
     scores = check_scores(scores, "scores").detach().cpu().double().numpy()
-    positive = torch.as_tensor(is_positive).reshape(-1).bool().cpu().numpy()
+    positive = _check_binary("is_positive", is_positive).numpy()
     if positive.shape != scores.shape:
         fail("is_positive", f"of shape {scores.shape}", f"shape {positive.shape}")
     num_pos = int(positive.sum())
@@ -71,6 +81,30 @@ def detection_scores(scores: Any, is_positive: Any) -> DetectionScores:
         num_positive=num_pos,
         num_negative=len(positive) - num_pos,
     )
+
+
+def _check_binary(name: str, value: Any) -> Tensor:
+    """A boolean 1-D tensor from booleans or 0/1 labels (integer or floating)."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, Tensor):
+        fail(name, "a torch.Tensor or numpy.ndarray", type(value).__name__, type_error=True)
+    value = value.detach().reshape(-1).cpu()
+    if value.dtype == torch.bool:
+        return value
+    if value.is_complex():
+        fail(name, "boolean or 0/1 labels", f"dtype {value.dtype}", type_error=True)
+    is_label = (value == 0) | (value == 1)  # False for NaN
+    if not bool(is_label.all()):
+        bad = value[~is_label]
+        shown = ", ".join(f"{v:g}" for v in bad.unique()[:5].double().tolist())
+        fail(
+            name,
+            "boolean or 0/1 labels",
+            f"{bad.numel()} other value(s) such as {shown}",
+            "Pass a boolean mask, e.g. labels == positive_class.",
+        )
+    return value == 1
 
 
 def misclassification_detection(probs: Tensor, target: Tensor, scores: Tensor) -> DetectionScores:
@@ -104,11 +138,39 @@ def ood_detection(id_scores: Tensor, ood_scores: Tensor) -> DetectionScores:
 
 @dataclass(frozen=True)
 class RejectionCurve:
-    """Accuracy on the retained points when the most uncertain fraction is rejected."""
+    """Accuracy on the retained points when the most uncertain fraction is rejected.
+
+    Attributes
+    ----------
+    rejection_rate, accuracy, oracle_accuracy : Tensor, shape ``(num_points,)``
+        The curve of the score and of the oracle (errors rejected first).
+    aurc : float
+        Area under the risk-coverage curve: the mean over :math:`k = 1..N` of the error rate of
+        the :math:`k` most certain points (lower is better).
+    eaurc : float
+        ``aurc`` minus the oracle's, 0 for a score that ranks every error last.
+    """
 
     rejection_rate: Tensor
     accuracy: Tensor
     oracle_accuracy: Tensor
+    aurc: float
+    eaurc: float
+
+
+def _expected_prefix_sums(scores: Tensor, values: Tensor) -> Tensor:
+    """For ``k = 1..N``: the expected sum of ``values`` over the ``k`` lowest ``scores``, ties
+    broken uniformly at random (a tied group cut at ``k`` contributes its mean per point)."""
+    order = scores.argsort()
+    ordered_scores, ordered = scores[order], values[order].double()
+    counts = torch.unique_consecutive(ordered_scores, return_counts=True)[1]
+    ends = counts.cumsum(0)
+    starts = ends - counts
+    prefix = torch.cat([ordered.new_zeros(1), ordered.cumsum(0)])
+    group_mean = (prefix[ends] - prefix[starts]) / counts
+    k = torch.arange(1, len(values) + 1)
+    group = torch.searchsorted(ends, k)  # the group holding the k-th point
+    return prefix[starts[group]] + (k - starts[group]) * group_mean[group]
 
 
 def accuracy_rejection_curve(
@@ -118,7 +180,18 @@ def accuracy_rejection_curve(
 
     For rejection rates :math:`r \in \{0, \dots, (K-1)/K\}` (``num_points = K``) the
     :math:`\lceil (1-r) N\rceil` points with the lowest scores are kept. The oracle curve rejects
-    errors first, the best any score can do.
+    errors first, the best any score can do. Where tied scores straddle the cut, the kept part of
+    the tie counts with the tie's mean accuracy, so the curve does not depend on the row order.
+
+    .. math::
+        \mathrm{AURC} = \frac1N \sum_{k=1}^{N} \frac{\#\{\text{errors among the } k
+        \text{ lowest scores}\}}{k}, \qquad \mathrm{E\text{-}AURC} = \mathrm{AURC} -
+        \mathrm{AURC}_{\text{oracle}}
+
+    References
+    ----------
+    Geifman, Uziel, El-Yaniv, "Bias-Reduced Uncertainty Estimation for Deep Neural
+    Classifiers", ICLR 2019.
 
     Examples
     --------
@@ -127,13 +200,25 @@ def accuracy_rejection_curve(
     ...                                  num_points=2)
     >>> curve.accuracy
     tensor([0.5000, 1.0000], dtype=torch.float64)
+    >>> round(curve.aurc, 4), round(curve.eaurc, 4)  # risks 0, 0, 1/3, 1/2: as the oracle's
+    (0.2083, 0.0)
     """
     probs, target = check_classification(probs, target)
     scores = check_scores(scores, "scores", probs.shape[0])
     num_points = check_positive_int("num_points", num_points)
     correct = top_label(probs, target)[1].double().cpu()
+    n = len(correct)
     rates = torch.arange(num_points, dtype=torch.float64) / num_points
-    keep = ((1 - rates) * len(correct)).ceil().long().clamp_min(1)
-    ordered = correct[scores.detach().cpu().argsort(stable=True)].cumsum(0)
-    oracle = correct.sort(descending=True).values.cumsum(0)
-    return RejectionCurve(rates, ordered[keep - 1] / keep, oracle[keep - 1] / keep)
+    keep = ((1 - rates) * n).ceil().long().clamp_min(1)
+    kept_correct = _expected_prefix_sums(scores.detach().cpu().double(), correct)
+    k = torch.arange(1, n + 1, dtype=torch.float64)
+    oracle = k.clamp_max(correct.sum())  # every correct point kept first
+    aurc = (1 - kept_correct / k).mean().item()
+    oracle_aurc = (1 - oracle / k).mean().item()
+    return RejectionCurve(
+        rates,
+        kept_correct[keep - 1] / keep,
+        oracle[keep - 1] / keep,
+        aurc=aurc,
+        eaurc=aurc - oracle_aurc,
+    )
