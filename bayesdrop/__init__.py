@@ -27,6 +27,7 @@ from bayesdrop.predict import (
     ClassificationPrediction,
     MCPredictor,
     RegressionPrediction,
+    check_noise,
     mc_predict,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "VariationalGRU",
     "VariationalLSTM",
     "calibration",
+    "check_noise",
     "convert",
     "expected_calibration_error",
     "functional",

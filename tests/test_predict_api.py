@@ -46,7 +46,7 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_bad_argument_types_are_type_errors():
-    with pytest.raises(TypeError, match=r"Expected `x` to be a torch\.Tensor, but got list"):
+    with pytest.raises(TypeError, match=r"Expected `x` to be a tensor, a tuple of positional"):
         bayesdrop.mc_predict(MLP(), [[1.0] * 5])
     with pytest.raises(TypeError, match="Expected `num_samples` to be an integer"):
         bayesdrop.mc_predict(MLP(), X, num_samples=2.5)
@@ -68,12 +68,15 @@ def test_model_without_dropout():
 
 
 class FunctionalOnly(nn.Module):
+    """Functional dropout whose switch is not visible on the call (unreachable)."""
+
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(5, 3)
 
     def forward(self, x):
-        return self.fc(F.dropout(x, 0.5, training=self.training))
+        on = self.training
+        return self.fc(F.dropout(x, 0.5, training=on))
 
 
 class Mixed(FunctionalOnly):
@@ -82,7 +85,19 @@ class Mixed(FunctionalOnly):
         self.drop = nn.Dropout(0.2)
 
     def forward(self, x):
-        return self.drop(self.fc(F.dropout(x, 0.5, training=self.training)))
+        on = self.training
+        return self.drop(self.fc(F.dropout(x, 0.5, training=on)))
+
+
+class FlagSwitched(nn.Module):
+    """``training=self.training`` on the dropout call: sampling() switches this module."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc(F.dropout(x, 0.5, training=self.training))
 
 
 def test_functional_dropout():
@@ -91,6 +106,11 @@ def test_functional_dropout():
     with pytest.warns(UserWarning, match="call functional dropout"):
         pred = bayesdrop.mc_predict(Mixed(), X, num_samples=4)
     assert pred.num_samples == 4
+    # the module's own training flag switches its functional dropout: sampled, no warning
+    model = FlagSwitched().eval()
+    assert bayesdrop.nn.is_noise_module(model)
+    pred = bayesdrop.mc_predict(model, X, num_samples=8, seed=0)
+    assert bool((pred.mutual_information > 0).all()) and not model.training
 
 
 def test_output_that_does_not_fit_the_task():
@@ -239,7 +259,12 @@ def test_predictor_bad_data():
     with pytest.raises(ValueError, match="Expected `data` to be at least one batch"):
         predictor.predict([])
     with pytest.raises(TypeError, match="Expected `data` to be an iterable of tensors"):
-        predictor.predict([{"x": X}])
+        predictor.predict(["text"])
+    keyed = bayesdrop.MCPredictor(MLP(), num_samples=2, progress=False, target_key="y")
+    with pytest.raises(
+        ValueError, match=r"Expected `target_key` to be a key of the batches \('x'\)"
+    ):
+        keyed.predict([{"x": X}])
     with pytest.raises(ValueError, match="Expected `engine` to be one of"):
         bayesdrop.MCPredictor(MLP(), engine="gpu")
 

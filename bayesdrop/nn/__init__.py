@@ -9,8 +9,12 @@ from bayesdrop.nn.embedding import EmbeddingDropout, LockedDropout
 from bayesdrop.nn.mc_dropout import MCDropout, SpatialMCDropout
 from bayesdrop.nn.rnn import RNNMasks, VariationalGRU, VariationalLSTM
 from bayesdrop.nn.sampling import (
+    drop_rate,
     find_functional_dropout,
+    is_noise_module,
     is_stochastic,
+    noise_modules,
+    register_stochastic_module,
     sampling,
     stochastic_modules,
 )
@@ -30,8 +34,12 @@ __all__ = [
     "VariationalGRU",
     "VariationalLSTM",
     "convert",
+    "drop_rate",
     "find_functional_dropout",
+    "is_noise_module",
     "is_stochastic",
+    "noise_modules",
+    "register_stochastic_module",
     "sampling",
     "stochastic_modules",
 ]

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from bayesdrop._validation import check_choice, check_module, check_positive, fail
 from bayesdrop.functional.rdrop import rdrop_loss, rdrop_mse_loss, symmetric_kl
-from bayesdrop.nn.sampling import stochastic_modules
+from bayesdrop.nn.sampling import noise_modules
 
 __all__ = ["RDrop", "RDropOutput"]
 
@@ -117,7 +117,7 @@ class RDrop(nn.Module):
     ) -> None:
         super().__init__()
         self.model = check_module("model", model)
-        if not stochastic_modules(model):
+        if not noise_modules(model):
             fail(
                 "model",
                 "a model with dropout",

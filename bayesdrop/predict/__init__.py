@@ -1,7 +1,15 @@
 """Monte-Carlo dropout prediction: engines, running sums, results."""
 
 from bayesdrop.predict.api import mc_predict
+from bayesdrop.predict.noise import NoiseCheck, check_noise
 from bayesdrop.predict.predictor import MCPredictor
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
 
-__all__ = ["ClassificationPrediction", "MCPredictor", "RegressionPrediction", "mc_predict"]
+__all__ = [
+    "ClassificationPrediction",
+    "MCPredictor",
+    "NoiseCheck",
+    "RegressionPrediction",
+    "check_noise",
+    "mc_predict",
+]

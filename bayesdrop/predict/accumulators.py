@@ -77,12 +77,14 @@ class ClassificationAccumulator:
         self.samples: list[Tensor] = []
 
     def update(self, logits: object) -> None:
-        if not isinstance(logits, Tensor) or logits.dim() < 3:
+        if not isinstance(logits, Tensor) or logits.dim() < 3 or logits.shape[-1] < 2:
             fail(
                 "model",
-                "a classifier returning logits of shape (N, C) for task='classification'",
+                "a classifier returning logits of shape (N, C) with C >= 2 for "
+                "task='classification'",
                 _describe(logits),
-                "For mean and log-variance heads use task='heteroscedastic'.",
+                "For regression use task='regression', for mean and log-variance heads "
+                "task='heteroscedastic'.",
             )
         probs = _float(logits).softmax(-1)
         first = self.moments.count
@@ -116,6 +118,10 @@ class ClassificationAccumulator:
             self.group_probs, self.group_entropy, counts
         )
         return probs_se, mi_se
+
+    def has_zero_spread(self) -> bool:
+        """Every sampled probability equal across samples (nothing varied)."""
+        return bool((_get(self.moments.m2) == 0).all())
 
     def converged(self, tolerance: float) -> bool:
         probs_se, mi_se = self.std_error()
@@ -216,6 +222,10 @@ class RegressionAccumulator:
         if self.log_variance_sum is not None:
             return (self.log_variance_sum / count).exp()
         return torch.full_like(mean, 1.0 / float(self.tau or 1.0))
+
+    def has_zero_spread(self) -> bool:
+        """Every sampled prediction equal across samples (nothing varied)."""
+        return bool((_get(self.moments.m2) == 0).all())
 
     def converged(self, tolerance: float) -> bool:
         epistemic = _get(self.moments.m2) / self.moments.count

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +25,7 @@ __all__ = ["mc_predict"]
 
 def mc_predict(
     model: nn.Module,
-    x: Tensor,
+    x: Tensor | tuple | Mapping[str, object],
     *,
     num_samples: int | Literal["auto"] = 50,
     task: Literal["classification", "regression", "heteroscedastic"] = "classification",
@@ -38,10 +39,13 @@ def mc_predict(
     tolerance: float = 1e-2,
     max_samples: int = 1000,
     autocast: bool | torch.dtype = False,
+    output: str | int | Callable[[Any], Any] | None = None,
+    class_dim: int | None = None,
+    batch_dim: Literal[0, 1] = 0,
 ) -> ClassificationPrediction | RegressionPrediction:
     r"""Monte-Carlo dropout prediction: sample the dropout masks, reduce to uncertainty.
 
-    The model runs in eval mode with only its stochastic modules sampling (see
+    The model runs in eval mode with only its noise modules sampling (see
     :func:`bayesdrop.sampling`; BatchNorm keeps its running statistics), without gradients;
     every mode and flag is restored afterwards, also when the model raises. For
     ``task="classification"`` the model returns logits :math:`f_s(x)` and
@@ -57,10 +61,18 @@ def mc_predict(
     Parameters
     ----------
     model : nn.Module
-        A model with at least one dropout module (``nn.Dropout`` family, bayesdrop layers,
-        attention with dropout). Functional dropout is not sampled (a warning says so).
-    x : Tensor (N, ...)
-        A batch-first input on the model's device.
+        A model with at least one noise module whose rate is not 0 (``nn.Dropout`` family,
+        bayesdrop layers, attention with dropout, torchvision's ``StochasticDepth``, timm's
+        ``DropPath`` and fused attention, Hugging Face attention; see
+        :func:`bayesdrop.nn.is_stochastic`). Functional dropout is not sampled (a warning says
+        so). When every sample comes out the same, :func:`bayesdrop.predict.check_noise`
+        compares with training-mode noise and the error says which modules were looked at.
+    x : Tensor, tuple of tensors or mapping of tensors
+        What the model takes, on the model's device: a tensor ``model(x)``, a tuple of
+        positional arguments ``model(*x)`` or a mapping of keyword arguments ``model(**x)``
+        (a tokenizer's ``input_ids`` and ``attention_mask``). Every tensor with more than
+        ``batch_dim`` dimensions is batched and all share the batch size; other entries
+        (``None``, flags, 0-d tensors) are passed unchanged.
     num_samples : int or "auto", default 50
         :math:`S`. ``"auto"`` samples in chunks until the Monte-Carlo standard error of every
         mean probability and of every mutual information (regression: of the mean, relative
@@ -99,6 +111,21 @@ def mc_predict(
         Stopping rule of ``num_samples="auto"``.
     autocast : bool or torch.dtype, default False
         Run the model under :func:`torch.autocast` (``True``: the device's default dtype).
+    output : str, int, callable or None
+        Where the prediction is in what the model returns. None: a tensor as it is; for
+        ``task="heteroscedastic"`` a pair ``(mean, log_variance)``; an object with a tensor
+        ``logits`` (key or attribute, as Hugging Face's ``ModelOutput``) its ``logits``; a
+        mapping (torchvision's segmentation ``{"out": ...}``) its first tensor; a tuple or
+        list its first tensor. A string picks a key or attribute, an integer an index, a
+        callable is applied to the output.
+    class_dim : int, optional
+        The class dimension of one model output, for per-pixel or per-token predictions:
+        ``1`` for PyTorch's ``(N, C, H, W)``, ``-1`` for Hugging Face's ``(N, T, C)``. Needed
+        (there is no guessing) when the output has more than two dimensions. Results keep the
+        classes last: ``probs`` is ``(N, H, W, C)`` and the uncertainty maps ``(N, H, W)``.
+    batch_dim : {0, 1}, default 0
+        The batch dimension of the inputs and outputs: 1 for sequence-first models
+        (``nn.LSTM``/``nn.Transformer`` without ``batch_first``). Results are batch-first.
 
     Returns
     -------
@@ -107,8 +134,11 @@ def mc_predict(
     Raises
     ------
     BayesdropValueError
-        For a model without dropout, an input on another device, ``num_samples <= 0``, an
-        unknown ``task`` or ``engine``, or outputs that do not fit the task.
+        For a model without noise (or whose noise modules all have rate 0), outputs that do
+        not vary over the samples, an input on another device or with inconsistent batch
+        sizes, ``num_samples <= 0``, an unknown ``task`` or ``engine``, an ``output`` that is
+        not in the model's output, a ``class_dim`` out of range, or outputs that do not fit
+        the task.
 
     Examples
     --------
@@ -118,6 +148,20 @@ def mc_predict(
     (torch.Size([8, 3]), torch.Size([8]), 'cached')
     >>> bool((pred.mutual_information <= pred.predictive_entropy).all())
     True
+
+    Keyword inputs, a structured output and per-token classes (``(N, T, C)``):
+
+    >>> class Tagger(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.embed, self.drop = nn.Embedding(10, 8), nn.Dropout(0.3)
+    ...         self.out = nn.Linear(8, 5)
+    ...     def forward(self, input_ids, attention_mask=None):
+    ...         return {"logits": self.out(self.drop(self.embed(input_ids)))}
+    >>> batch = {"input_ids": torch.randint(0, 10, (2, 7)), "attention_mask": torch.ones(2, 7)}
+    >>> pred = bayesdrop.mc_predict(Tagger(), batch, class_dim=-1, num_samples=8, seed=0)
+    >>> pred.probs.shape, pred.mutual_information.shape
+    (torch.Size([2, 7, 5]), torch.Size([2, 7]))
     """
     settings = make_settings(
         num_samples=num_samples,
@@ -130,6 +174,9 @@ def mc_predict(
         tolerance=tolerance,
         max_samples=max_samples,
         autocast=autocast,
+        output=output,
+        class_dim=class_dim,
+        batch_dim=batch_dim,
     )
     check_module("model", model)
     plans = plan_source(model)
@@ -137,8 +184,9 @@ def mc_predict(
         check_model(model)
         plans.checked = True
     device = model_device(model)
-    x = check_input(x, device)
+    inputs = check_input(x, device, batch_dim)
+    on = inputs.tensors()[0].device
     if target is not None:
-        target = check_tensor("target", target).to(x.device)
-    with SeedStream(seed, device or x.device).active():
-        return predict_batch(model, x, settings, plans, target)
+        target = check_tensor("target", target).to(on)
+    with SeedStream(seed, device or on).active():
+        return predict_batch(model, inputs, settings, plans, target)

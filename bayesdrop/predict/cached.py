@@ -88,8 +88,29 @@ def _trace(model: nn.Module) -> tuple[fx.GraphModule, fx.Graph]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CacheUnavailable(
             f"torch.fx could not trace the model ({type(exc).__name__}: {first[:160]})"
+            + _hugging_face_note(model)
         ) from exc
     return fx.GraphModule(model, graph), graph
+
+
+def _hugging_face_note(model: nn.Module) -> str:
+    """Why a Hugging Face model does not trace, without importing transformers needlessly."""
+    if not type(model).__module__.startswith("transformers."):
+        return ""
+    import importlib.util
+    import sys
+
+    version = getattr(sys.modules.get("transformers"), "__version__", "?")
+    if importlib.util.find_spec("transformers.utils.fx") is None:
+        return (
+            f"; Hugging Face models need their own fx tracer, which transformers {version} no "
+            "longer has (transformers.utils.fx was removed in 5.0), so the batched engine "
+            "runs the whole model on the repeated batch"
+        )
+    return (
+        f"; transformers {version}'s fx tracer (transformers.utils.fx) takes the input names "
+        "and is not used here: the batched engine runs the whole model on the repeated batch"
+    )
 
 
 def _is_source(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
@@ -98,21 +119,6 @@ def _is_source(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_function":
         return node.target in _RANDOM_FUNCTIONS
     return node.op == "call_method" and node.target in _RANDOM_METHODS
-
-
-def _classify(graph: fx.Graph, modules: dict[str, nn.Module]) -> tuple[set, set]:
-    """Nodes that are stochastic, and nodes that depend on the input."""
-    stochastic: set[fx.Node] = set()
-    batched: set[fx.Node] = set()
-    for node in graph.nodes:
-        inputs = node.all_input_nodes
-        if node.op == "placeholder" or any(i in batched for i in inputs):
-            batched.add(node)
-        if node.op != "output" and (
-            _is_source(node, modules) or any(i in stochastic for i in inputs)
-        ):
-            stochastic.add(node)
-    return stochastic, batched
 
 
 def _is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
@@ -126,29 +132,65 @@ def _is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return False
 
 
-def _check_mutations(graph: fx.Graph, stochastic: set, boundary: list, modules: dict) -> None:
-    """An in-place trunk op on a boundary value after the head read it would reorder effects."""
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    crossing = set(boundary)
+def _storage_roots(graph: fx.Graph, modules: dict) -> tuple[dict, dict]:
+    """For every node, the node whose tensor it shares through in-place ops (``relu_(x)`` is
+    ``x``); for every such root, its in-place mutators in graph order."""
+    root: dict[fx.Node, fx.Node] = {}
+    mutators: dict[fx.Node, list[fx.Node]] = {}
     for node in graph.nodes:
-        if not node.args or not _is_inplace(node, modules):
-            continue
-        target = node.args[0]
-        if not isinstance(target, fx.Node) or target in stochastic:
-            continue
-        if node in stochastic:
-            raise CacheUnavailable(
-                f"`{node.name}` changes `{target.name}`, computed before the first dropout, "
-                "in place"
-            )
-        if target not in crossing:
-            continue
-        reads = [order[u] for u in target.users if u in stochastic or u.op == "output"]
-        if reads and order[node] > min(reads):
-            raise CacheUnavailable(
-                f"`{node.name}` changes `{target.name}` in place after the stochastic part "
-                "read it; computed once, the change would come too early"
-            )
+        target = node.args[0] if node.args else None
+        if _is_inplace(node, modules) and isinstance(target, fx.Node):
+            root[node] = root.get(target, target)
+            mutators.setdefault(root[node], []).append(node)
+        else:
+            root[node] = node
+    return root, mutators
+
+
+def _classify(graph: fx.Graph, modules: dict[str, nn.Module]) -> tuple[set, set]:
+    """Nodes that are stochastic, and nodes that depend on the input.
+
+    In-place operations are data dependencies too: a node reading a tensor after an in-place
+    op changed it depends on that op, so a dropout that overwrites a value computed before it
+    (``nn.Dropout(inplace=True)``) makes the later readers of that value stochastic. A
+    deterministic in-place op that changes a value after the stochastic part read it moves into
+    the stochastic part, so that the value computed once is the one before the change.
+    """
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    root, mutators = _storage_roots(graph, modules)
+    readers: dict[fx.Node, list[fx.Node]] = {}
+    for node in graph.nodes:
+        for i in node.all_input_nodes:
+            readers.setdefault(root[i], []).append(node)
+
+    def inputs_of(node: fx.Node) -> list[fx.Node]:
+        found = list(node.all_input_nodes)
+        for i in node.all_input_nodes:
+            found += [m for m in mutators.get(root[i], ()) if order[m] < order[node]]
+        return found
+
+    forced: set[fx.Node] = set()
+    while True:
+        stochastic: set[fx.Node] = set()
+        batched: set[fx.Node] = set()
+        for node in graph.nodes:
+            inputs = inputs_of(node)
+            if node.op == "placeholder" or any(i in batched for i in inputs):
+                batched.add(node)
+            if node.op != "output" and (
+                node in forced or _is_source(node, modules) or any(i in stochastic for i in inputs)
+            ):
+                stochastic.add(node)
+        late = {
+            m
+            for r, ms in mutators.items()
+            for m in ms
+            if m not in stochastic
+            and any(u in stochastic and order[u] < order[m] for u in readers.get(r, ()))
+        }
+        if not late:
+            return stochastic, batched
+        forced |= late
 
 
 def build_plan(model: nn.Module) -> CachedPlan:
@@ -165,7 +207,6 @@ def build_plan(model: nn.Module) -> CachedPlan:
         and n not in stochastic
         and any(u in stochastic or u.op == "output" for u in n.users)
     ]
-    _check_mutations(graph, stochastic, boundary, modules)
     trunk_graph, env = fx.Graph(), dict[fx.Node, fx.Node]()
     for node in graph.nodes:
         if node.op != "output" and node not in stochastic:

@@ -1,14 +1,17 @@
 """The three ways of drawing Monte-Carlo samples: loop, batched, cached.
 
-Every engine's :meth:`sample` returns the model outputs of ``k`` samples shaped ``(k, N, ...)``
-(a tuple of such tensors for a model returning a tuple). Inputs and outputs are batch-first:
-dimension 0 of ``x`` and of every output is the data dimension.
+Every engine's :meth:`sample` returns the selected model outputs of ``k`` samples shaped
+``(k, N, ...)`` (a tuple of such tensors for a ``(mean, log_variance)`` pair). ``select`` finds
+the prediction in the model's raw output and moves its batch dimension first; the inputs keep
+their batch at ``batch_dim`` (0, or 1 for sequence-first models), where the batched engines
+repeat them.
 """
 
 from __future__ import annotations
 
 import warnings
 import weakref
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +19,7 @@ from torch import Tensor, nn
 from bayesdrop._validation import fail
 from bayesdrop.nn.sampling import is_stochastic, sampling
 from bayesdrop.predict.cached import CachedPlan, CacheUnavailable, build_plan, contains_size
+from bayesdrop.predict.io import ModelInputs
 
 __all__ = [
     "BatchedEngine",
@@ -29,13 +33,17 @@ __all__ = [
 ]
 
 Output = Tensor | tuple[Tensor, ...]
+Select = Callable[[object], object]
 
 
-def repeat_batch(t: Tensor, k: int) -> Tensor:
-    """``(N, ...) -> (k * N, ...)``, sample-major: rows ``s*N .. s*N+N-1`` are sample ``s``."""
+def repeat_batch(t: Tensor, k: int, dim: int = 0) -> Tensor:
+    """``(N, ...) -> (k * N, ...)`` along ``dim``, sample-major: rows ``s*N .. s*N+N-1`` are
+    sample ``s``."""
     if k == 1:
         return t
-    return t.unsqueeze(0).expand(k, *t.shape).reshape(k * t.shape[0], *t.shape[1:])
+    shape = list(t.shape)
+    expanded = t.unsqueeze(dim).expand(*shape[:dim], k, *shape[dim:])
+    return expanded.reshape(*shape[:dim], k * shape[dim], *shape[dim + 1 :])
 
 
 def split_samples(output: object, k: int, n: int) -> Output:
@@ -50,10 +58,11 @@ def _split_one(output: object, k: int, n: int) -> Tensor:
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         fail(
             "model",
-            f"batch-first: an output with {k} * {n} rows for {k} repeats of a batch of {n}",
+            f"returning {k} * {n} rows along the batch dimension for {k} repeats of a batch of {n}",
             got,
-            "Repeating the batch needs outputs whose first dimension is the batch; "
-            "use engine='loop' for other models.",
+            "Repeating the batch needs outputs that keep the batch dimension of the inputs "
+            "(pass batch_dim=1 for sequence-first models); engine='loop' works for any "
+            "output.",
         )
     return output.view(k, n, *output.shape[1:])
 
@@ -62,6 +71,8 @@ def _stack(outputs: list[object]) -> Output:
     first = outputs[0]
     if isinstance(first, (tuple, list)):
         return tuple(torch.stack([o[i] for o in outputs]) for i in range(len(first)))  # type: ignore[index]
+    if not isinstance(first, Tensor):
+        fail("model", "returning a tensor (or a pair of tensors)", type(first).__name__)
     return torch.stack(outputs)  # type: ignore[arg-type]
 
 
@@ -70,11 +81,13 @@ class LoopEngine:
 
     name = "loop"
 
-    def __init__(self, model: nn.Module, x: Tensor, reason: str = "") -> None:
-        self.model, self.x, self.reason = model, x, reason
+    def __init__(
+        self, model: nn.Module, inputs: ModelInputs, select: Select, reason: str = ""
+    ) -> None:
+        self.model, self.inputs, self.select, self.reason = model, inputs, select, reason
 
     def sample(self, k: int) -> Output:
-        return _stack([self.model(self.x) for _ in range(k)])
+        return _stack([self.select(self.inputs.call(self.model)) for _ in range(k)])
 
 
 class BatchedEngine:
@@ -82,11 +95,20 @@ class BatchedEngine:
 
     name = "batched"
 
-    def __init__(self, model: nn.Module, x: Tensor, reason: str = "") -> None:
-        self.model, self.x, self.reason = model, x, reason
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: ModelInputs,
+        select: Select,
+        reason: str = "",
+        batch_dim: int = 0,
+    ) -> None:
+        self.model, self.inputs, self.select, self.reason = model, inputs, select, reason
+        self.batch_dim = batch_dim
 
     def sample(self, k: int) -> Output:
-        return split_samples(self.model(repeat_batch(self.x, k)), k, self.x.shape[0])
+        repeated = self.inputs.map(lambda t: repeat_batch(t, k, self.batch_dim))
+        return split_samples(self.select(repeated.call(self.model)), k, self.inputs.n)
 
 
 class CachedEngine:
@@ -95,18 +117,26 @@ class CachedEngine:
     name = "cached"
 
     def __init__(
-        self, model: nn.Module, plan: CachedPlan, x: Tensor, reason: str = "", validate: bool = True
+        self,
+        model: nn.Module,
+        plan: CachedPlan,
+        inputs: ModelInputs,
+        select: Select,
+        reason: str = "",
+        validate: bool = True,
+        batch_dim: int = 0,
     ) -> None:
-        self.model, self.plan, self.n, self.reason = model, plan, x.shape[0], reason
+        self.model, self.plan, self.n, self.reason = model, plan, inputs.n, reason
+        self.select, self.batch_dim = select, batch_dim
         try:
-            values = plan.trunk(x)
+            values = inputs.call(plan.trunk)
         except Exception as exc:  # the model's own errors resurface in the fallback engine
             raise CacheUnavailable(f"the trunk failed ({type(exc).__name__}: {exc})") from exc
         self.values = values if isinstance(values, tuple) else (values,)
         self.repeat = []
         for name, value in zip(plan.boundary, self.values, strict=True):
             if isinstance(value, Tensor):
-                self.repeat.append(value.dim() > 0 and value.shape[0] == self.n)
+                self.repeat.append(value.dim() > batch_dim and value.shape[batch_dim] == self.n)
             elif contains_size(value, self.n):
                 raise CacheUnavailable(
                     f"the stochastic part reads `{name}` = {value!r}, a size computed before "
@@ -121,13 +151,16 @@ class CachedEngine:
         # always a fresh tensor (k = 1 clones): an in-place op in the head must not change the
         # cached trunk values that later chunks read
         pairs = zip(self.values, self.repeat, strict=True)
-        return [(repeat_batch(v, k) if k > 1 else v.clone()) if r else v for v, r in pairs]
+        return [
+            (repeat_batch(v, k, self.batch_dim) if k > 1 else v.clone()) if r else v
+            for v, r in pairs
+        ]
 
     def _validate(self) -> None:
         """Without sampling, both halves of a 2-repeat head pass must agree row for row."""
         try:
             with sampling(self.model, enabled=False):
-                out = split_samples(self.plan.head(*self._inputs(2)), 2, self.n)
+                out = split_samples(self.select(self.plan.head(*self._inputs(2))), 2, self.n)
         except Exception as exc:
             raise CacheUnavailable(
                 f"the head failed on a repeated batch ({type(exc).__name__}: {str(exc)[:160]})"
@@ -137,7 +170,7 @@ class CachedEngine:
                 raise CacheUnavailable("the head mixes rows of the repeated batch")
 
     def sample(self, k: int) -> Output:
-        return split_samples(self.plan.head(*self._inputs(k)), k, self.n)
+        return split_samples(self.select(self.plan.head(*self._inputs(k))), k, self.n)
 
 
 class PlanSource:
@@ -186,14 +219,23 @@ def plan_source(model: nn.Module) -> PlanSource:
 
 
 def _cached_or_batched(
-    model: nn.Module, x: Tensor, plans: PlanSource, forced: bool
+    model: nn.Module,
+    inputs: ModelInputs,
+    select: Select,
+    plans: PlanSource,
+    forced: bool,
+    batch_dim: int,
 ) -> CachedEngine | BatchedEngine:
     try:
         plan = plans.get()
         if plan.trunk_ops == 0 and not forced:
-            return BatchedEngine(model, x, "auto: no computation precedes the first dropout")
+            return BatchedEngine(
+                model, inputs, select, "auto: no computation precedes the first dropout", batch_dim
+            )
         reason = "forced" if forced else "auto: the model traces"
-        engine = CachedEngine(model, plan, x, reason, validate=not plans.validated)
+        engine = CachedEngine(
+            model, plan, inputs, select, reason, validate=not plans.validated, batch_dim=batch_dim
+        )
         plans.validated = True
         return engine
     except CacheUnavailable as exc:
@@ -201,15 +243,20 @@ def _cached_or_batched(
         reason = f"cached engine unavailable: {exc}"
         if forced:
             warnings.warn(f"bayesdrop: {reason}; falling back to 'batched'.", stacklevel=4)
-        return BatchedEngine(model, x, reason)
+        return BatchedEngine(model, inputs, select, reason, batch_dim)
 
 
 def choose_engine(
-    model: nn.Module, x: Tensor, name: str, plans: PlanSource
+    model: nn.Module,
+    inputs: ModelInputs,
+    name: str,
+    plans: PlanSource,
+    select: Select,
+    batch_dim: int = 0,
 ) -> LoopEngine | BatchedEngine | CachedEngine:
     """The engine for ``name`` (``"auto"``: cached when it traces and has a trunk, else batched)."""
     if name == "loop":
-        return LoopEngine(model, x, "forced")
+        return LoopEngine(model, inputs, select, "forced")
     if name == "batched":
-        return BatchedEngine(model, x, "forced")
-    return _cached_or_batched(model, x, plans, forced=name == "cached")
+        return BatchedEngine(model, inputs, select, "forced", batch_dim)
+    return _cached_or_batched(model, inputs, select, plans, name == "cached", batch_dim)

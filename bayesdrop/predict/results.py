@@ -66,6 +66,9 @@ class ClassificationPrediction:
         The engine that drew the samples (``"loop"``, ``"batched"``, ``"cached"``).
     engine_reason : str
         Why that engine was chosen, e.g. why tracing fell back to ``"batched"``.
+    target : Tensor or None
+        The targets of the data, when :class:`bayesdrop.MCPredictor` read them from the
+        batches (``target_key=`` or ``(input, target)`` tuples).
 
     Examples
     --------
@@ -86,6 +89,7 @@ class ClassificationPrediction:
     mutual_information_std_error: Tensor | None = None
     engine: str | None = None
     engine_reason: str = ""
+    target: Tensor | None = None
 
     @property
     def prediction(self) -> Tensor:

@@ -16,16 +16,30 @@ from bayesdrop._validation import (
     check_module,
     check_positive,
     check_positive_int,
-    check_tensor,
     fail,
 )
-from bayesdrop.nn.sampling import find_functional_dropout, sampling, stochastic_modules
+from bayesdrop.nn.sampling import (
+    find_functional_dropout,
+    noise_modules,
+    sampling,
+    stochastic_modules,
+)
 from bayesdrop.predict.accumulators import (
     NUM_GROUPS,
     ClassificationAccumulator,
     RegressionAccumulator,
 )
 from bayesdrop.predict.engines import LoopEngine, PlanSource, choose_engine
+from bayesdrop.predict.io import (
+    ModelInputs,
+    OutputSpec,
+    as_inputs,
+    batch_first,
+    check_output_spec,
+    classes_last,
+    select_output,
+)
+from bayesdrop.predict.noise import check_noise, fork_rng, training_flag_readers
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
 
 __all__ = [
@@ -64,6 +78,9 @@ class Settings:
     tolerance: float
     max_samples: int
     autocast: torch.dtype | bool | None
+    output: OutputSpec = None
+    class_dim: int | None = None
+    batch_dim: int = 0
 
 
 def make_settings(
@@ -78,6 +95,9 @@ def make_settings(
     tolerance: float,
     max_samples: int,
     autocast: bool | torch.dtype,
+    output: OutputSpec = None,
+    class_dim: int | None = None,
+    batch_dim: int = 0,
 ) -> Settings:
     """Check every option and name the bad one."""
     check_choice("task", task, TASKS)
@@ -92,6 +112,13 @@ def make_settings(
         fail("tau", "None unless task='regression'", tau)
     if autocast is not False and autocast is not True and not isinstance(autocast, torch.dtype):
         fail("autocast", "a bool or a torch.dtype", repr(autocast), type_error=True)
+    if class_dim is not None:
+        if isinstance(class_dim, bool) or not isinstance(class_dim, int):
+            fail("class_dim", "an integer or None", repr(class_dim), type_error=True)
+        if task != "classification":
+            fail("class_dim", "None unless task='classification'", class_dim)
+    if isinstance(batch_dim, bool) or batch_dim not in (0, 1):
+        fail("batch_dim", "0 (batch-first) or 1 (sequence-first)", repr(batch_dim))
     return Settings(
         task=task,
         num_samples=count,
@@ -105,6 +132,9 @@ def make_settings(
         autocast=autocast
         if isinstance(autocast, torch.dtype)
         else (None if not autocast else True),
+        output=check_output_spec(output),
+        class_dim=class_dim,
+        batch_dim=batch_dim,
     )  # type: ignore[arg-type]
 
 
@@ -116,15 +146,34 @@ def model_device(model: nn.Module) -> torch.device | None:
 
 
 def check_model(model: nn.Module) -> None:
-    """A model with at least one stochastic module; warn about functional dropout."""
+    """A model with at least one noise module whose rate is not 0; warn about functional dropout."""
     check_module("model", model)
-    functional = find_functional_dropout(model)
+    # functional dropout in a module that sampling() switches (training=self.training on the
+    # call) is sampled; the rest cannot be reached
+    switched = {name for name, _ in noise_modules(model)}
+    functional = [name for name in find_functional_dropout(model) if name not in switched]
     if not stochastic_modules(model):
-        fix = "Without dropout there is no Monte-Carlo uncertainty: add nn.Dropout or "
-        fix += "bayesdrop.MCDropout layers (or use bayesdrop.convert)."
+        zero = [name or "(model)" for name, _ in noise_modules(model)]
+        got = "a model with none"
+        if zero:
+            got = f"only noise modules with rate 0 ({', '.join(zero[:8])}"
+            got += ", ...)" if len(zero) > 8 else ")"
+        fix = (
+            "Without noise there is no Monte-Carlo uncertainty. bayesdrop looked for torch's "
+            "dropout modules, attention and recurrent modules with a dropout rate, bayesdrop's "
+            "layers, torchvision's StochasticDepth, timm's DropPath/DropBlock2d and attention "
+            "modules whose forward reads self.training to pick a dropout rate (Hugging Face, "
+            "timm). Add dropout (nn.Dropout, bayesdrop.MCDropout, bayesdrop.convert) or register "
+            "your own noise module type with bayesdrop.nn.register_stochastic_module(MyType, "
+            "rate='p')."
+        )
+        readers = training_flag_readers(model)
+        if readers:
+            names = ", ".join(f"{n} ({t})" for n, t in readers[:8])
+            fix += f" Modules whose forward reads self.training: {names}."
         if functional:
             fix += f" The functional dropout in {functional} cannot be switched on."
-        fail("model", "a model with at least one dropout module", "a model with none", fix)
+        fail("model", "a model with at least one dropout with a non-zero rate", got, fix)
     if functional:
         warnings.warn(
             f"bayesdrop: modules {functional} call functional dropout (F.dropout), which "
@@ -135,19 +184,21 @@ def check_model(model: nn.Module) -> None:
         )
 
 
-def check_input(x: object, device: torch.device | None) -> Tensor:
-    """A batch-first tensor on the model's device."""
-    x = check_tensor("x", x)
-    if x.dim() == 0 or x.shape[0] == 0:
-        fail("x", "a batch-first tensor with at least one row", f"shape {tuple(x.shape)}")
-    if device is not None and x.device != device:
-        fail(
-            "x",
-            f"on the model's device ({device})",
-            f"a tensor on {x.device}",
-            "Move it with x.to(device).",
-        )
-    return x
+def check_input(
+    x: object, device: torch.device | None, batch_dim: int = 0, name: str = "x"
+) -> ModelInputs:
+    """Batched model inputs on the model's device."""
+    inputs = as_inputs(x, name, batch_dim)
+    if device is not None:
+        for t in inputs.tensors():
+            if t.device != device:
+                fail(
+                    name,
+                    f"on the model's device ({device})",
+                    f"a tensor on {t.device}",
+                    "Move it with x.to(device).",
+                )
+    return inputs
 
 
 @contextmanager
@@ -162,13 +213,6 @@ def prediction_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module in switched:
             module.training = True
-
-
-def _fork(device: torch.device | None):
-    if device is None or device.type in ("cpu", "meta"):
-        return torch.random.fork_rng(devices=[])
-    index = device.index if device.index is not None else 0
-    return torch.random.fork_rng(devices=[index], device_type=device.type)
 
 
 def _rng_state(device: torch.device | None) -> tuple[Tensor, Tensor | None]:
@@ -201,7 +245,7 @@ class SeedStream:
         if self.seed is None:
             yield
             return
-        with _fork(self.device):
+        with fork_rng(self.device):
             if self._state is None:
                 torch.manual_seed(self.seed)
             else:
@@ -259,9 +303,36 @@ def _autocast(settings: Settings, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _selector(settings: Settings):
+    def select(raw: object) -> object:
+        return batch_first(select_output(raw, settings.output, settings.task), settings.batch_dim)
+
+    return select
+
+
+def _check_noise_reached(model: nn.Module, inputs: ModelInputs, settings: Settings) -> None:
+    """Zero spread over every sample: find out whether noise was missed, and say so."""
+    check = check_noise(
+        model, inputs, output=settings.output, task=settings.task, batch_dim=settings.batch_dim
+    )
+    if check.sampled_spread > 0.0:
+        return  # the outputs vary; the zero spread is in the read-out (saturated softmax)
+    what = (
+        "sampling() misses noise the model uses in training"
+        if check.missed
+        else ("no noise reaches the output")
+    )
+    fail(
+        "model",
+        "a model whose sampled outputs vary",
+        f"the same output in every sample ({what})",
+        check.describe(),
+    )
+
+
 def predict_batch(
     model: nn.Module,
-    x: Tensor,
+    inputs: ModelInputs,
     settings: Settings,
     plans: PlanSource,
     target: Tensor | None = None,
@@ -269,22 +340,34 @@ def predict_batch(
     """Draw the samples of one batch and reduce them (the caller seeds)."""
     total = settings.num_samples or settings.max_samples
     acc = _accumulator(settings, target)
-    with prediction_mode(model), torch.no_grad(), _autocast(settings, x.device):
-        engine = choose_engine(model, x, settings.engine, plans)
-        chunk = settings.chunk_size or max(1, TARGET_ROWS // x.shape[0])
+    classify = settings.task == "classification"
+    device = inputs.tensors()[0].device
+
+    def add(output: object) -> None:
+        if classify and isinstance(output, Tensor):
+            output = classes_last(output, settings.class_dim, settings.batch_dim)
+        acc.update(output)
+
+    with prediction_mode(model), torch.no_grad(), _autocast(settings, device):
+        select = _selector(settings)
+        engine = choose_engine(model, inputs, settings.engine, plans, select, settings.batch_dim)
+        chunk = settings.chunk_size or max(1, TARGET_ROWS // inputs.n)
         if engine.name == "batched" and settings.engine == "auto" and chunk == 1:
-            engine = LoopEngine(model, x, f"auto: a batch of {x.shape[0]} fills a pass")
+            engine = LoopEngine(model, inputs, select, f"auto: a batch of {inputs.n} fills a pass")
         done = 0
         if settings.max_memory is not None and settings.chunk_size is None:
             output, per_sample = _probe(model, engine)
-            acc.update(output)
+            add(output)
             done, chunk = 1, max(1, settings.max_memory // max(per_sample, 1))
         auto = settings.num_samples is None
         while done < total:
             # "auto" doubles the sample count between checks: at most 2x past the stopping point
             step = min(chunk, max(2 * NUM_GROUPS, done) if auto else chunk, total - done)
-            acc.update(engine.sample(step))
+            add(engine.sample(step))
             done += step
             if auto and done >= 2 * NUM_GROUPS and acc.converged(settings.tolerance):
                 break
-        return acc.result(engine.name, engine.reason)
+        result = acc.result(engine.name, engine.reason)
+    if done > 1 and acc.has_zero_spread():
+        _check_noise_reached(model, inputs, settings)
+    return result

@@ -14,7 +14,7 @@ from torch.nn.modules.dropout import _DropoutNd
 from bayesdrop._validation import check_choice, check_module, fail
 from bayesdrop.nn.base import StochasticModule
 from bayesdrop.nn.drop_path import DropPath
-from bayesdrop.nn.sampling import find_functional_dropout, is_stochastic
+from bayesdrop.nn.sampling import find_functional_dropout, is_noise_module
 
 __all__ = ["DropoutScheduler"]
 
@@ -165,7 +165,7 @@ class DropoutScheduler:
             for name, m in model.named_modules()
             if id(m) not in reached
             and not isinstance(m, _TRANSFORMER_LAYERS)  # reached through their children
-            and (is_stochastic(m) or isinstance(m, StochasticModule))
+            and (is_noise_module(m) or isinstance(m, StochasticModule))
         ]
         functional = find_functional_dropout(model)
         if target == "dropout" and functional:
