@@ -92,3 +92,65 @@ def test_netcal_wrapper_errors():
         BetaCalibration().fit(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]))
     with pytest.raises(BayesdropTypeError, match=r"`num_bins`.*integer"):
         HistogramBinning(num_bins=2.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# what temperature scaling receives is declared, never guessed
+# ---------------------------------------------------------------------------------------------
+def test_probabilities_as_logits_are_rejected():
+    logits, target = synthetic(2.0, n=4000)
+    probs = logits.softmax(-1)
+    with pytest.raises(
+        BayesdropValueError, match=r'`logits`.*which are probabilities.*inputs="probs"'
+    ):
+        TemperatureScaling().fit(probs, target)
+    with pytest.raises(BayesdropValueError, match=r"`logits`.*probabilities"):
+        TemperatureScaling().fit(logits, target).transform(probs)
+
+
+def test_probs_and_log_probs_give_the_logits_temperature():
+    logits, target = synthetic(2.0, n=4000)
+    expected = TemperatureScaling().fit(logits, target)
+    assert expected.temperature_ == pytest.approx(2.0, rel=0.1)
+    for kind, values in (
+        ("probs", logits.softmax(-1)),
+        ("log_probs", logits.log_softmax(-1)),
+        ("probs", logits.softmax(-1).float()),
+    ):
+        ts = TemperatureScaling(inputs=kind).fit(values, target)
+        assert ts.temperature_ == pytest.approx(expected.temperature_, rel=1e-4)
+        torch.testing.assert_close(
+            ts.transform(values).double(), expected.transform(logits), atol=1e-5, rtol=0
+        )
+
+
+def test_mc_samples_and_zero_probabilities():
+    logits, target = synthetic(1.5, n=2000)
+    probs = logits.softmax(-1)
+    samples = torch.stack([probs, probs])  # (S, N, C) averaged
+    a = TemperatureScaling(inputs="probs").fit(samples, target).temperature_
+    assert a == pytest.approx(TemperatureScaling(inputs="probs").fit(probs, target).temperature_)
+    hard = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=torch.float64)
+    y = torch.tensor([0, 1, 0])
+    fitted = TemperatureScaling(inputs="probs").fit(hard, y)
+    from_logs = TemperatureScaling(inputs="log_probs").fit(hard.log(), y)  # -inf entries
+    assert np.isfinite(fitted.temperature_)
+    assert from_logs.temperature_ == pytest.approx(fitted.temperature_)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "values", "match"),
+    [
+        ({"inputs": "logit"}, None, r"`inputs`.*'logits', 'probs', 'log_probs'"),
+        ({"inputs": "probs"}, torch.randn(3, 2), r"`probs`.*logits"),
+        ({"inputs": "log_probs"}, torch.randn(3, 2), r'`log_probs`.*inputs="logits"'),
+        (
+            {"inputs": "log_probs"},
+            torch.tensor([[float("nan"), 0.0]] * 3),
+            r"`log_probs`.*but got 3 NaN or \+inf value",
+        ),
+    ],
+)
+def test_declared_inputs_are_checked(kwargs, values, match):
+    with pytest.raises(BayesdropValueError, match=match):
+        TemperatureScaling(**kwargs).fit(values, torch.tensor([0, 1, 0]))

@@ -1,32 +1,61 @@
 r"""Post-hoc recalibration behind one small interface: ``fit(x, target)``, ``transform(x)``.
 
 :class:`TemperatureScaling` works on logits with Guo et al.'s temperature :math:`T`
-(``softmax(logits / T)``; :math:`T > 1` softens over-confident predictions). netcal's
+(``softmax(logits / T)``; :math:`T > 1` softens over-confident predictions), or on probabilities
+or log-probabilities when told so (``inputs="probs"``, ``"log_probs"``). netcal's
 ``TemperatureScaling.temperature`` is the reciprocal weight :math:`1/T` on log-probabilities.
 The other three wrap netcal's estimators and take probabilities.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import math
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_positive_int, fail
-from bayesdrop.calibration.inputs import as_float_tensor, check_probs, check_target
+from bayesdrop._validation import check_choice, check_finite, check_positive_int, fail
+from bayesdrop.calibration.inputs import (
+    as_float_tensor,
+    at_least_float32,
+    check_probs,
+    check_target,
+    probs_sum_atol,
+)
 
 __all__ = ["BetaCalibration", "HistogramBinning", "IsotonicCalibration", "TemperatureScaling"]
+
+
+TemperatureInputs = Literal["logits", "probs", "log_probs"]
 
 
 class TemperatureScaling:
     r"""Temperature scaling (Guo et al., 2017): :math:`\hat p = \mathrm{softmax}(z / T)`.
 
     ``fit`` minimises the mean negative log-likelihood over :math:`\log T` with L-BFGS
-    (strong Wolfe line search) on held-out logits; ``transform`` returns probabilities.
+    (strong Wolfe line search) on held-out predictions; ``transform`` returns probabilities.
 
     .. math:: T^\star = \arg\min_{T > 0} -\frac1N\sum_i \log \mathrm{softmax}(z_i / T)_{y_i}
+
+    What ``fit`` and ``transform`` receive is declared, never guessed:
+
+    * ``inputs="logits"`` (default): logits :math:`z` of shape ``(N, C)``. Rows that are
+      probabilities (in ``[0, 1]``, summing to 1) are rejected: a temperature fitted on them
+      means nothing (0.30 instead of 1.99 on one data set).
+    * ``inputs="probs"``: probabilities ``(N, C)`` or MC samples ``(S, N, C)`` (averaged), such
+      as ``mc_predict(...).probs``; the logits are :math:`z = \log p`, so
+      :math:`\hat p \propto p^{1/T}`.
+    * ``inputs="log_probs"``: log-probabilities ``(N, C)`` (``-inf`` allowed), e.g. the log of an
+      MC mean; they are logits up to a constant per row, which the softmax ignores.
+
+    Parameters
+    ----------
+    inputs : {"logits", "probs", "log_probs"}, default "logits"
+        What ``fit`` and ``transform`` receive.
+    max_iter : int, default 100
+        L-BFGS iterations.
 
     Attributes
     ----------
@@ -35,28 +64,44 @@ class TemperatureScaling:
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.calibration import TemperatureScaling
+    >>> _ = torch.manual_seed(0)
     >>> true_logits = 3 * torch.randn(4000, 5)
     >>> target = torch.distributions.Categorical(logits=true_logits).sample()
     >>> ts = TemperatureScaling().fit(2.5 * true_logits, target)  # over-confident by 2.5
     >>> round(ts.temperature_, 1)
     2.5
+    >>> probs = (2.5 * true_logits).softmax(-1)  # what mc_predict returns
+    >>> round(TemperatureScaling(inputs="probs").fit(probs, target).temperature_, 1)
+    2.5
     """
 
-    def __init__(self, *, max_iter: int = 100) -> None:
+    def __init__(self, *, inputs: TemperatureInputs = "logits", max_iter: int = 100) -> None:
+        self.inputs: TemperatureInputs = inputs
+        check_choice("inputs", inputs, ("logits", "probs", "log_probs"))
         self.max_iter = check_positive_int("max_iter", max_iter)
         self.temperature_: float | None = None
 
-    @staticmethod
-    def _logits(logits: Any) -> Tensor:
-        logits = as_float_tensor("logits", logits)
-        if logits.ndim != 2 or logits.shape[1] < 2:
-            fail("logits", "of shape (N, C) with C >= 2", f"shape {tuple(logits.shape)}")
-        return logits
+    def _logits(self, values: Any) -> Tensor:
+        """Validate ``values`` as declared by ``inputs`` and return logits ``(N, C)``."""
+        if self.inputs == "probs":
+            probs = check_probs(values).double()
+            return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+        name = self.inputs
+        values = as_float_tensor(name, values, check_values=False)
+        if values.ndim != 2 or values.shape[1] < 2:
+            fail(name, "of shape (N, C) with C >= 2", f"shape {tuple(values.shape)}")
+        if self.inputs == "logits":
+            check_finite(name, values)
+            _reject_probabilities(values)
+            return values
+        return _check_log_probs(values)
 
-    def fit(self, logits: Tensor, target: Tensor) -> TemperatureScaling:
-        """Fit :math:`T` on ``logits (N, C)`` and integer ``target (N,)``; returns ``self``."""
-        logits = self._logits(logits).detach().double()
+    def fit(self, x: Any, target: Any) -> TemperatureScaling:
+        """Fit :math:`T` on ``x`` (as declared by ``inputs``) and integer ``target (N,)``;
+        returns ``self``."""
+        logits = self._logits(x).detach().double()
         target = check_target(target, logits.shape[0], logits.shape[1]).to(logits.device)
         log_t = torch.zeros((), dtype=logits.dtype, device=logits.device, requires_grad=True)
         opt = torch.optim.LBFGS(
@@ -74,14 +119,52 @@ class TemperatureScaling:
         self.temperature_ = float(log_t.exp().item())
         return self
 
-    def transform(self, logits: Tensor) -> Tensor:
-        """Calibrated probabilities ``softmax(logits / T)``."""
+    def transform(self, x: Any) -> Tensor:
+        """Calibrated probabilities ``softmax(z / T)`` of ``x`` (as declared by ``inputs``)."""
         if self.temperature_ is None:
             fail("self", "fitted", "an unfitted TemperatureScaling", "Call fit first.")
-        return (self._logits(logits) / cast(float, self.temperature_)).softmax(-1)
+        logits = self._logits(x)
+        return (logits / cast(float, self.temperature_)).softmax(-1)
 
-    def fit_transform(self, logits: Tensor, target: Tensor) -> Tensor:
-        return self.fit(logits, target).transform(logits)
+    def fit_transform(self, x: Any, target: Any) -> Tensor:
+        """``fit(x, target).transform(x)``."""
+        return self.fit(x, target).transform(x)
+
+
+def _reject_probabilities(logits: Tensor) -> None:
+    lo, hi = (v.item() for v in torch.aminmax(logits))
+    if lo < 0.0 or hi > 1.0:
+        return
+    wide = at_least_float32(logits)
+    if (wide.sum(-1) - 1).abs().max().item() <= probs_sum_atol(logits.dtype):
+        fail(
+            "logits",
+            "logits (unnormalised log-probabilities)",
+            "rows in [0, 1] that sum to 1, which are probabilities",
+            'For probabilities (e.g. mc_predict(...).probs) use TemperatureScaling(inputs="probs");'
+            ' for log-probabilities inputs="log_probs".',
+        )
+
+
+def _check_log_probs(values: Tensor) -> Tensor:
+    bad = int((torch.isnan(values) | (values == float("inf"))).sum())
+    if bad:
+        fail(
+            "log_probs",
+            "log-probabilities (-inf allowed, no NaN or +inf)",
+            f"{bad} NaN or +inf value(s)",
+        )
+    wide = at_least_float32(values)
+    error = (wide.logsumexp(-1)).abs().max().item()
+    if wide.max().item() > probs_sum_atol(values.dtype) or error > probs_sum_atol(values.dtype):
+        fail(
+            "log_probs",
+            "log-probabilities (rows whose exp sums to 1)",
+            f"a row with log-sum-exp {error:.4g} away from 0",
+            'For logits use TemperatureScaling(inputs="logits").',
+        )
+    # -inf (a zero probability) becomes log of float64's tiny, as in inputs="probs"
+    return values.double().clamp_min(math.log(torch.finfo(torch.float64).tiny))
 
 
 def _to_netcal(probs: Tensor) -> np.ndarray:
