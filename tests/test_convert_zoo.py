@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -289,3 +291,183 @@ def test_hugging_face_head_keeps_a_large_rate_and_its_mutual_information():
     assert model.classifier.p.item() == pytest.approx(0.5, abs=1e-6)
     after = mutual_information()
     assert before > 0 and 0.7 < after / before < 1.3
+
+
+# --------------------------------------------------------------------------------------------
+# torchvision (fx traces them; conftest.py stubs torchvision's operator registrations)
+
+TORCHVISION = {
+    "vgg11": ({"classifier.2": "classifier.3", "classifier.5": "classifier.6"}, 0),
+    "mobilenet_v3_small": ({"classifier.2": "classifier.3"}, 0),
+    "efficientnet_b0": ({"classifier.0": "classifier.1"}, 15),
+}
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_torchvision_classifiers(name):
+    models = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    model = getattr(models, name)(num_classes=10).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+    rates = rates_of(model)
+    report = bayesdrop.convert(model, to="concrete")
+    expected, num_depth = TORCHVISION[name]
+    assert converted(report) == expected
+    check_converted(model, report, rates)
+    depth = [why for _, why in report.skipped if why.startswith("StochasticDepth")]
+    assert len(depth) == len(report.skipped) == num_depth
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)
+    if name != "vgg11":  # same answer from one forward pass
+        again = getattr(models, name)(num_classes=10)
+        assert bayesdrop.convert(again, to="concrete", example_inputs=x).replaced == report.replaced
+    check_kl_has_gradients(model)
+
+
+# --------------------------------------------------------------------------------------------
+# data flows, one rule each, with fx (no inputs) and with a forward pass
+
+
+class Flows(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.through_view = nn.Dropout(0.15)
+        self.fc_view = nn.Linear(12, 4)
+        self.spatial = nn.Dropout2d(0.35)
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.elementwise = nn.Dropout(0.2)
+        self.conv2 = nn.Conv2d(3, 3, 1)
+        self.twice = nn.Dropout(0.2)
+        self.shared_in = nn.Dropout(0.2)
+        self.shared = nn.Linear(4, 4)
+        self.residual = nn.Dropout(0.2)
+        self.fc_res = nn.Linear(4, 4)
+
+    def forward(self, x):  # x: (N, 3, 2, 2)
+        h = self.fc_view(self.through_view(x).view(x.shape[0], 12))
+        x = self.conv2(self.elementwise(self.conv(self.spatial(x))))
+        h = self.twice(h) + self.twice(h)
+        h = self.shared(self.shared_in(h)) + self.shared(h)
+        r = self.residual(h)
+        return self.fc_res(r) + r + x.sum()
+
+
+FLOW_REASONS = {
+    "elementwise": "feeds conv2d `conv2` (Conv2d), not an nn.Linear; an elementwise mask",
+    "twice": "called 2 times in one forward pass",
+    "shared_in": "it feeds `shared`, which is also called 1 more time(s) on other inputs",
+    "residual": "its output goes to linear `fc_res`, add: besides any weighted layer",
+}
+
+
+@pytest.mark.parametrize("with_inputs", [False, True])
+def test_each_data_flow_rule(with_inputs):
+    torch.manual_seed(0)
+    model = Flows()
+    x = torch.randn(2, 3, 2, 2)
+    before = model.eval()(x)
+    report = bayesdrop.convert(model, to="concrete", example_inputs=(x,) if with_inputs else None)
+    assert converted(report) == {"through_view": "fc_view", "spatial": "conv"}
+    assert isinstance(model.conv, bayesdrop.SpatialConcreteDropout)
+    assert model.conv.p.item() == pytest.approx(0.35, abs=1e-6)
+    assert model.fc_view.p.item() == pytest.approx(0.15, abs=1e-6)
+    why = reasons(report)
+    assert set(why) == set(FLOW_REASONS)
+    for name, start in FLOW_REASONS.items():
+        assert why[name].lower().startswith(start.lower())  # fx names the module type
+    torch.testing.assert_close(model(x), before)
+
+
+def test_explicit_initial_rate_overrides_the_model():
+    model = nn.Sequential(nn.Dropout(0.4), nn.Linear(3, 2))
+    bayesdrop.convert(model, to="concrete", init_min=0.1, init_max=0.1)
+    assert model[1].p.item() == pytest.approx(0.1, abs=1e-6)
+
+
+def test_forward_pass_leaves_model_modes_statistics_and_rng_alone():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.3), nn.Linear(4, 2))
+    model.train()
+    model[3].eval()
+    stats = model[1].running_mean.clone()
+    x = torch.randn(8, 3)
+    torch.manual_seed(1)
+    bayesdrop.convert(copy.deepcopy(model), to="concrete")
+    rng = torch.get_rng_state()
+    torch.manual_seed(1)
+    bayesdrop.convert(model, to="concrete", example_inputs=x)
+    assert torch.equal(torch.get_rng_state(), rng)  # the forward pass draws no random numbers
+    assert torch.equal(model[1].running_mean, stats)
+    assert [m.training for m in model] == [True, True, True, False]
+
+
+# --------------------------------------------------------------------------------------------
+# bad input: clear errors, model unchanged
+
+
+def head():
+    return nn.Sequential(
+        nn.Linear(3, 4), nn.Dropout(0.3), nn.Linear(4, 4), nn.Dropout(0.3), nn.Linear(4, 2)
+    )
+
+
+@pytest.mark.parametrize("bad", [{1: torch.ones(1)}, {torch.ones(1)}, "x", 3])
+def test_example_inputs_of_another_type(bad):
+    model = head()
+    with pytest.raises(
+        BayesdropTypeError,
+        match=r"Expected `example_inputs` to be a tensor, a tuple of positional inputs or a map",
+    ):
+        bayesdrop.convert(model, to="concrete", example_inputs=bad)
+
+
+def test_example_inputs_the_model_rejects():
+    model = head().train()
+    saved = state(model)
+    with pytest.raises(
+        BayesdropValueError,
+        match=r"Expected `example_inputs` to be inputs the model's forward accepts, but got inputs "
+        r"on which the forward pass raised RuntimeError: mat1 and mat2 shapes cannot be multiplied",
+    ):
+        bayesdrop.convert(model, to="concrete", example_inputs=torch.randn(2, 5))
+    assert state(model) == saved
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"lenght_scale": 1.0}, BayesdropTypeError, r"Expected `kwargs` to be keyword arguments "
+         r"of ConcreteDropout \(weight_regularizer, .*\), but got lenght_scale"),
+        ({"weight_regularizer": -1.0}, BayesdropValueError, r"Expected `weight_regularizer` to be "
+         r"non-negative, but got -1\.0"),
+    ],
+)  # fmt: skip
+def test_bad_keyword_arguments_change_nothing(kwargs, error, match):
+    model = head()
+    saved = state(model)
+    with pytest.raises(error, match=match):
+        bayesdrop.convert(model, to="concrete", **kwargs)
+    assert state(model) == saved
+
+
+def test_a_failure_on_a_later_layer_changes_nothing(monkeypatch):
+    import sys
+
+    module = sys.modules["bayesdrop.nn.convert"]
+    built = []
+
+    class Failing(bayesdrop.ConcreteDropout):
+        def __init__(self, layer, **kwargs):
+            built.append(layer)
+            if len(built) == 2:
+                raise RuntimeError("second layer")
+            super().__init__(layer, **kwargs)
+
+    monkeypatch.setattr(module, "ConcreteDropout", Failing)
+    model = head()
+    saved = state(model)
+    with pytest.raises(RuntimeError, match="second layer"):
+        bayesdrop.convert(model, to="concrete")
+    assert len(built) == 2 and state(model) == saved
