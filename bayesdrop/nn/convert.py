@@ -286,37 +286,36 @@ def convert(
     modules they replace. A converted torch ``TransformerEncoderLayer`` loses its inference
     fast path, which reads ``linear2.weight`` directly and would bypass the wrapper.
 
-    What converts on common architectures (random weights; ``tests/test_convert_zoo.py``):
+    What converts on common architectures (measured by ``tests/test_convert_zoo.py``, random
+    weights; ``i`` runs over blocks):
 
-    ========================== ================================== ================================
-    Model                      Converted (dropout -> wrapped)     Skipped, why
-    ========================== ================================== ================================
-    torch TransformerEncoder   ``layers.i.dropout`` ->            ``dropout1/2``: layer outputs
-                               ``layers.i.linear2``               before residual adds;
-                                                                  ``self_attn``: float rate on
-                                                                  attention probabilities
-    timm ViT                   ``blocks.i.mlp.drop1`` ->          ``attn_drop``: read by fused
-                               ``mlp.fc2``; ``head_drop`` ->      attention; ``proj_drop``,
-                               ``head``                           ``mlp.drop2``: layer outputs;
-                                                                  ``pos_drop``: p = 0 or feeds
-                                                                  the residual stream;
-                                                                  ``DropPath``
-    HF BERT                    ``dropout`` -> ``classifier``      embeddings: q/k/v and residual;
-                                                                  ``attention.self``: fused
-                                                                  attention; ``*.output``: layer
-                                                                  outputs before residual adds
-    HF DistilBERT              ``dropout`` -> ``classifier``      likewise (``ffn.dropout``:
-                                                                  layer output)
-    HF GPT-2                   nothing                            ``drop``: residual and
-                                                                  ``ln_1``; ``resid_dropout``,
-                                                                  ``mlp.dropout``: outputs;
-                                                                  ``attn_dropout``: fused
-    torchvision vgg11          ``classifier.2`` -> ``.3``,
-                               ``classifier.5`` -> ``.6``
-    torchvision mobilenet_v3,  ``classifier.*`` dropout ->        ``StochasticDepth`` blocks
-    efficientnet_b0            the last Linear
-    nn.LSTM(dropout=p)         nothing                            float rate (see above)
-    ========================== ================================== ================================
+    ======================== ============================== ==================================
+    Model                    Converted: dropout -> layer    Skipped, and why
+    ======================== ============================== ==================================
+    torch                    ``layers.i.dropout`` ->        ``dropout1/2``: block outputs
+    ``TransformerEncoder``   ``layers.i.linear2``           before the residual add;
+                                                            ``self_attn``: float rate on
+                                                            attention probabilities
+    timm ViT                 ``blocks.i.mlp.drop1`` ->      ``attn_drop``: its rate goes to
+                             ``blocks.i.mlp.fc2``,          fused attention (unfused: drops
+                             ``head_drop`` -> ``head``      softmax output); ``proj_drop``,
+                                                            ``mlp.drop2``: layer outputs;
+                                                            ``pos_drop``: p = 0; ``DropPath``
+    HF BERT, DistilBERT      ``dropout`` -> ``classifier``  embeddings dropout: feeds q, k, v
+                                                            and the residual add; attention
+                                                            dropout: fused attention (eager:
+                                                            ``F.dropout``); block dropouts:
+                                                            layer outputs before residual adds
+    HF GPT-2                 nothing                        ``drop``: feeds ``ln_1`` and the
+                                                            residual; ``resid_dropout``,
+                                                            ``mlp.dropout``: layer outputs;
+                                                            ``attn_dropout``: fused attention
+    torchvision vgg11        ``classifier.2`` -> ``.3``,
+                             ``classifier.5`` -> ``.6``
+    mobilenet_v3_small       ``classifier.2`` -> ``.3``
+    efficientnet_b0          ``classifier.0`` -> ``.1``     ``StochasticDepth`` (15 blocks)
+    ``nn.LSTM/GRU(dropout)`` nothing                        float rate between stacked layers
+    ======================== ============================== ==================================
 
     Hugging Face models do not trace with ``torch.fx``: pass ``example_inputs`` (e.g.
     ``dict(input_ids=ids, attention_mask=mask)``), else their dropouts are skipped with that
