@@ -199,7 +199,7 @@ def _noise_skips(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def _check_kwargs(cls: type, kwargs: dict[str, Any], taken: tuple[str, ...]) -> None:
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     allowed = [k for k, v in params.items() if v.kind is v.KEYWORD_ONLY and k not in taken]
     bad = sorted(set(kwargs) - set(allowed))
     if bad:
