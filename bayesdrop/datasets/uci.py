@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from bayesdrop._validation import fail
-from bayesdrop.datasets._root import data_root, require_file
+from bayesdrop.datasets._root import data_root, missing_data_hint, require_file
+from bayesdrop.datasets.remote import download as _download
+from bayesdrop.datasets.remote import sources as _sources
 
 __all__ = ["PublishedResult", "UCIDataset", "available_uci", "load_uci"]
 
@@ -118,12 +120,18 @@ def _read_splits(folder: Path) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     k = 0
     while (folder / f"index_train_{k}.txt").is_file():
         train = _read_numbers(folder / f"index_train_{k}.txt", int)
-        test = _read_numbers(require_file(folder, f"index_test_{k}.txt"), int)
+        test = _read_numbers(require_file(folder, f"index_test_{k}.txt", _source(folder)), int)
         splits.append((train, test))
         k += 1
     if not splits:
-        require_file(folder, "index_train_0.txt")
+        require_file(folder, "index_train_0.txt", _source(folder))
     return tuple(splits)
+
+
+def _source(folder: Path) -> str | None:
+    """The downloadable source of a data set folder (``<uci>/<name>/data``), if there is one."""
+    name = folder.parent.name if folder.name == "data" else folder.name
+    return f"uci-{name}" if f"uci-{name}" in _sources() else None
 
 
 def _read_published(results: Path) -> dict[str, PublishedResult]:
@@ -167,7 +175,8 @@ def available_uci(root: str | os.PathLike[str] | None = None) -> list[str]:
 
 
 def _dataset_folder(name: str, root: str | os.PathLike[str] | None) -> Path:
-    folder = data_root(root, "uci")
+    source = f"uci-{name}" if f"uci-{name}" in _sources() else None
+    folder = data_root(root, "uci", source=source)
     if (folder / name).is_dir():
         sub = folder / name / "data"
         return sub if sub.is_dir() else folder / name
@@ -179,12 +188,15 @@ def _dataset_folder(name: str, root: str | os.PathLike[str] | None) -> Path:
         "name",
         f"a data set folder under {folder}",
         repr(name),
-        f"Available: {', '.join(names) if names else 'none (no <name>/data/data.txt there)'}.",
+        f"Available: {', '.join(names) if names else 'none (no <name>/data/data.txt there)'}. "
+        + missing_data_hint(source),
     )
     raise AssertionError  # unreachable
 
 
-def load_uci(name: str, root: str | os.PathLike[str] | None = None) -> UCIDataset:
+def load_uci(
+    name: str, root: str | os.PathLike[str] | None = None, *, download: bool = False
+) -> UCIDataset:
     """Load a UCI regression data set with its standard splits and protocol grids.
 
     ``root`` (or the ``BAYESDROP_DATA`` environment variable) is a folder holding ``uci/``, the
@@ -197,6 +209,9 @@ def load_uci(name: str, root: str | os.PathLike[str] | None = None) -> UCIDatase
         Data set folder name, e.g. ``"concrete"``, ``"energy"``, ``"yacht"``.
     root : path, optional
         Data folder; defaults to ``BAYESDROP_DATA``.
+    download : bool, default False
+        Fetch missing files of ``concrete``, ``energy`` or ``yacht`` first into
+        ``root/uci/<name>/`` (:func:`bayesdrop.datasets.download`, SHA-256 verified).
 
     Returns
     -------
@@ -210,18 +225,36 @@ def load_uci(name: str, root: str | os.PathLike[str] | None = None) -> UCIDatase
 
     Examples
     --------
-    >>> import os
-    >>> ds = load_uci("yacht", os.environ.get("BAYESDROP_DATA", "../shared/data"))
-    >>> ds.X.shape, ds.num_splits, ds.tau_values
-    ((308, 6), 20, (0.25, 0.5, 0.75))
-    >>> round(ds.published["rmse"].mean, 2)
-    0.67
+    A data set in the standard layout, made up on the spot (``load_uci("yacht",
+    download=True)`` fetches a real one):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from bayesdrop.datasets import load_uci
+    >>> folder = Path(tempfile.mkdtemp()) / "uci" / "toy" / "data"
+    >>> folder.mkdir(parents=True)
+    >>> np.savetxt(folder / "data.txt", np.arange(12.0).reshape(4, 3))
+    >>> for name, rows in [("features", [0, 1]), ("target", [2]), ("train_0", [0, 1, 2]),
+    ...                    ("test_0", [3])]:
+    ...     np.savetxt(folder / f"index_{name}.txt", rows, fmt="%d")
+    >>> ds = load_uci("toy", folder.parents[1])
+    >>> ds.X.shape, ds.y.tolist(), ds.num_splits
+    ((4, 2), [2.0, 5.0, 8.0, 11.0], 1)
+    >>> X_train, y_train, X_test, y_test = ds.split(0)
+    >>> y_test.tolist()
+    [11.0]
     """
     if not isinstance(name, str):
         fail("name", "a string", type(name).__name__, type_error=True)
+    if download:
+        if f"uci-{name}" not in _sources():
+            known = sorted(k[len("uci-") :] for k in _sources() if k.startswith("uci-"))
+            fail("name", f"one of {known} for download=True", repr(name))
+        _download(f"uci-{name}", root)
     folder = _dataset_folder(name, root)
     for filename in _REQUIRED:
-        require_file(folder, filename)
+        require_file(folder, filename, _source(folder))
     table = np.loadtxt(folder / "data.txt", dtype=np.float64, ndmin=2)
     features = _read_numbers(folder / "index_features.txt", int)
     target = _read_numbers(folder / "index_target.txt", int)
