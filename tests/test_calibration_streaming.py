@@ -181,3 +181,135 @@ def test_two_processes_gloo_equal_single_process(tmp_path):
         for name, value in expected.items():
             assert results[name] == pytest.approx(value, abs=1e-12)
         assert results["collection_local_untouched"] == (1900 if rank == 0 else 1101)
+
+
+# ---------------------------------------------------------------------------------------------
+# empty batches, class counts, checkpoints
+# ---------------------------------------------------------------------------------------------
+ALL_METRICS = [
+    lambda: CalibrationError(num_bins=10),
+    lambda: CalibrationMetrics(num_bins=10),
+    BrierScore,
+    NegativeLogLikelihood,
+    Accuracy,
+]
+
+
+def _value(metric):
+    value = metric.compute()
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value.item()
+
+
+@pytest.mark.parametrize("make", ALL_METRICS)
+def test_empty_batch_is_a_no_op(make):
+    probs, target = data(n=200)
+    metric = make().update(probs, target)
+    before = _value(metric)
+    empty_target = torch.empty(0, dtype=torch.long)
+    metric.update(torch.empty(0, 6, dtype=torch.float64), empty_target)
+    metric.update(torch.empty(4, 0, 6), empty_target)  # MC samples of no point
+    assert _value(metric) == before
+    with pytest.raises(BayesdropValueError, match=r"`update`.*before compute"):
+        make().update(torch.empty(0, 6), empty_target).compute()
+    with pytest.raises(BayesdropValueError, match=r"`target`.*shape \(0,\)"):
+        metric.update(torch.empty(0, 6), torch.tensor([1]))
+
+
+@pytest.mark.parametrize("make", ALL_METRICS)
+def test_class_count_change_is_rejected(make):
+    probs, target = data(n=100)
+    metric = make().update(probs, target)
+    other_probs = torch.full((3, 4), 0.25, dtype=torch.float64)
+    with pytest.raises(BayesdropValueError, match=r"`probs`.*over 6 classes.*but got 4 classes"):
+        metric.update(other_probs, torch.tensor([0, 1, 2]))
+    with pytest.raises(BayesdropValueError, match=r"`probs`.*over 6 classes.*but got 4"):
+        metric.update(torch.empty(0, 4), torch.empty(0, dtype=torch.long))
+    with pytest.raises(BayesdropValueError, match=r"`other`.*over 6 classes"):
+        metric.merge(make().update(other_probs, torch.tensor([0, 1, 2])))
+    metric.reset().update(other_probs, torch.tensor([0, 1, 2]))  # a reset forgets the count
+
+
+@pytest.mark.parametrize("make", ALL_METRICS)
+def test_state_dict_round_trip(make, tmp_path):
+    probs, target = data()
+    metric = make().update(probs[:1000], target[:1000])
+    torch.save(metric.state_dict(), tmp_path / "metric.pt")
+    restored = make().load_state_dict(torch.load(tmp_path / "metric.pt", weights_only=True))
+    assert _value(restored) == _value(metric)
+    restored.update(probs[1000:], target[1000:])
+    assert _value(restored) == pytest.approx(_value(make().update(probs, target)), abs=1e-12)
+    with pytest.raises(BayesdropValueError, match=r"`probs`.*over 6 classes"):
+        restored.update(torch.full((2, 3), 1 / 3), torch.tensor([0, 1]))
+    before = _value(metric)
+    for value in metric.state_dict()["state"].values():
+        value.add_(1)  # the state_dict holds copies
+    assert _value(metric) == before
+
+
+def test_load_state_dict_rejects_other_metrics_and_options():
+    saved = CalibrationError(num_bins=10).update(*data(n=50)).state_dict()
+    with pytest.raises(
+        BayesdropValueError,
+        match=r"`state_dict`.*CalibrationError with options \(15, 'l1'\).*options \(10, 'l1'\)",
+    ):
+        CalibrationError().load_state_dict(saved)
+    with pytest.raises(BayesdropValueError, match=r"`state_dict`.*of a BrierScore"):
+        BrierScore().load_state_dict(saved)
+    with pytest.raises(BayesdropValueError, match=r"`state_dict`.*but got list"):
+        BrierScore().load_state_dict([])
+
+
+def _mismatch_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=60),
+    )
+    try:
+        messages = []
+        probs, target = data(n=100)
+        bins = CalibrationError(num_bins=10 if rank == 0 else 15).update(probs, target)
+        c = 6 if rank == 0 else 4
+        classes = BrierScore().update(torch.full((5, c), 1 / c), torch.zeros(5, dtype=torch.long))
+        idle = BrierScore()  # no data on rank 1: its class count is unknown, which is fine
+        if rank == 0:
+            idle.update(probs, target)
+        for metric in (bins, classes, idle):
+            try:
+                metric.sync()
+                messages.append("ok")
+            except BayesdropValueError as error:
+                messages.append(str(error))
+        torch.save(messages, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sync_with_different_options_fails_with_a_message(tmp_path):
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    ctx = mp.spawn(
+        _mismatch_worker,
+        args=(2, str(tmp_path / "store"), str(tmp_path)),
+        nprocs=2,
+        join=False,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not ctx.join(timeout=1):
+            if time.monotonic() > deadline:
+                pytest.fail("distributed workers did not finish within 120 s")
+    finally:
+        for process in ctx.processes:
+            if process.is_alive():
+                process.kill()
+    for rank in range(2):
+        bins, classes, idle = torch.load(tmp_path / f"rank{rank}.pt")
+        assert "Expected `num_bins` to be the same on every process" in bins
+        assert "from 10 to 15" in bins
+        assert "Expected `probs` to be over the same number of classes" in classes
+        assert "from 4 to 6 classes" in classes
+        assert idle == "ok"

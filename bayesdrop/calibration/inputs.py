@@ -61,15 +61,18 @@ def at_least_float32(values: Tensor) -> Tensor:
     return values.float() if values.dtype in _HALF else values
 
 
-def as_float_tensor(name: str, value: Any, *, check_values: bool = True) -> Tensor:
-    """A non-empty floating tensor from a tensor or NumPy array, finite if ``check_values``."""
+def as_float_tensor(
+    name: str, value: Any, *, check_values: bool = True, allow_empty: bool = False
+) -> Tensor:
+    """A floating tensor from a tensor or NumPy array, non-empty unless ``allow_empty``, finite
+    if ``check_values``."""
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
     if not isinstance(value, Tensor):
         fail(name, "a torch.Tensor or numpy.ndarray", type(value).__name__, type_error=True)
     if not value.is_floating_point():
         fail(name, "a floating-point tensor", f"dtype {value.dtype}", type_error=True)
-    if value.numel() == 0:
+    if value.numel() == 0 and not allow_empty:
         fail(name, "non-empty", f"shape {tuple(value.shape)}")
     return check_finite(name, value) if check_values else value
 

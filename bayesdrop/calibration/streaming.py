@@ -5,6 +5,11 @@ does not grow with the data, two metrics over disjoint data merge by adding thei
 ``sync()`` sums the states of all processes with ``torch.distributed.all_reduce``: a data set
 sharded over processes gives exactly the single-process numbers (up to float64 summation order).
 Only equal-width bins stream; equal-mass edges need every confidence at once.
+
+An empty batch is a no-op; a batch with another number of classes than the earlier ones is an
+error. ``state_dict()`` / ``load_state_dict()`` checkpoint a metric (options, class count and
+sums); ``sync()`` first checks that every process has the same options and class count, so a
+mismatch fails with a message on every rank instead of inside the collective.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from torch import Tensor
 from bayesdrop._validation import check_choice, check_positive_int, fail
 from bayesdrop.calibration.binning import BinStatistics, accumulator_dtype
 from bayesdrop.calibration.inputs import (
+    as_float_tensor,
     check_classification,
+    check_target,
     top_label,
     true_class_probability,
 )
@@ -43,6 +50,7 @@ class StreamingMetric:
     """Base class: a state of named tensors that add up over batches and processes."""
 
     _state: dict[str, Tensor]
+    _num_classes: int | None
 
     def __init__(self) -> None:
         self.reset()
@@ -61,34 +69,119 @@ class StreamingMetric:
         raise NotImplementedError
 
     def reset(self):
-        """Forget all data seen so far; returns ``self``."""
+        """Forget all data seen so far (and the class count); returns ``self``."""
         self._state = self._empty_state()
+        self._num_classes = None
         return self
 
     def update(self, probs: Tensor, target: Tensor):
-        """Add a batch (``probs (N, C)`` or ``(S, N, C)``, ``target (N,)``); returns ``self``."""
+        """Add a batch (``probs (N, C)`` or ``(S, N, C)``, ``target (N,)``); returns ``self``.
+
+        A batch of ``N = 0`` points changes nothing. Every batch must have the class count of
+        the first one.
+        """
+        probs = as_float_tensor("probs", probs, check_values=False, allow_empty=True)
+        if probs.ndim in (2, 3) and probs.shape[-1] >= 2:
+            self._check_num_classes(probs.shape[-1], "probs")
+            if probs.shape[-2] == 0:  # empty batch: only the labels' shape is left to check
+                check_target(target, 0, None)
+                return self
         batch = self._batch_state(probs, target)
         self._state = {k: v.to(batch[k].device) + batch[k] for k, v in self._state.items()}
+        self._num_classes = probs.shape[-1]
         return self
+
+    def _check_num_classes(self, num_classes: int | None, name: str) -> None:
+        if None not in (num_classes, self._num_classes) and num_classes != self._num_classes:
+            fail(
+                name,
+                f"predictions over {self._num_classes} classes, as the earlier batches",
+                f"{num_classes} classes",
+                "Call reset() before streaming a problem with another class count.",
+            )
 
     def merge(self, other: StreamingMetric):
         """Add the state of ``other`` (same class and options) in place; returns ``self``."""
         if type(other) is not type(self) or other._config() != self._config():
             fail("other", f"a {type(self).__name__} with options {self._config()}", repr(other))
+        self._check_num_classes(other._num_classes, "other")
         self._state = {k: v + other._state[k].to(v.device) for k, v in self._state.items()}
+        if self._num_classes is None:
+            self._num_classes = other._num_classes
         return self
 
     def sync(self, group: Any = None):
         """A copy whose state is summed over all processes of ``group`` (``self`` unchanged).
 
-        Without an initialised default process group this is a plain copy.
+        Without an initialised default process group this is a plain copy. Every process must
+        hold the same metric with the same options (``num_bins``) and, where it has seen data,
+        the same class count; otherwise every process raises the same error.
         """
         synced = copy.deepcopy(self)
         dist = torch.distributed
         if dist.is_available() and dist.is_initialized():
+            self._check_same_on_all_ranks(group)
             for value in synced._state.values():
                 dist.all_reduce(value, op=dist.ReduceOp.SUM, group=group)
         return synced
+
+    def _check_same_on_all_ranks(self, group: Any) -> None:
+        """One MAX all-reduce of (sizes, -sizes, classes, -classes): equal iff max == min."""
+        dist = torch.distributed
+        first = next(iter(self._state.values()))
+        sizes = [float(v.numel()) for v in self._state.values()]
+        classes = self._num_classes
+        spec = sizes + [-x for x in sizes]
+        spec += [-1.0, -1e18] if classes is None else [float(classes), -float(classes)]
+        values = torch.tensor(spec, dtype=first.dtype, device=first.device)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX, group=group)
+        k = len(sizes)
+        hi, lo = values[:k], -values[k : 2 * k]
+        if not torch.equal(hi, lo):
+            size_name = "num_bins" if hasattr(self, "num_bins") else "the state size"
+            fail(
+                size_name,
+                "the same on every process",
+                f"state sizes from {lo.max().item():g} to {hi.max().item():g} across processes",
+                f"Create the {type(self).__name__} with the same options on every rank.",
+            )
+        c_hi, c_lo = values[2 * k].item(), -values[2 * k + 1].item()
+        if c_hi >= 0 and c_lo != c_hi:
+            fail(
+                "probs",
+                "over the same number of classes on every process",
+                f"from {c_lo:g} to {c_hi:g} classes across processes",
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The metric's options, class count and sums (tensors are copies), for checkpoints."""
+        return {
+            "metric": type(self).__name__,
+            "options": self._config(),
+            "num_classes": self._num_classes,
+            "state": {k: v.detach().clone() for k, v in self._state.items()},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]):
+        """Restore what :meth:`state_dict` saved (same metric and options); returns ``self``."""
+        expected = {"metric": type(self).__name__, "options": self._config()}
+        got = {k: state_dict.get(k) for k in expected} if isinstance(state_dict, dict) else None
+        state = state_dict.get("state") if isinstance(state_dict, dict) else None
+        if (
+            got is None
+            or (got["metric"], tuple(got["options"] or ())) != tuple(expected.values())
+            or not isinstance(state, dict)
+            or set(state) != set(self._state)
+            or any(tuple(state[k].shape) != tuple(v.shape) for k, v in self._state.items())
+        ):
+            fail(
+                "state_dict",
+                f"the state_dict() of a {type(self).__name__} with options {self._config()}",
+                _describe(state_dict),
+            )
+        self._state = {k: state[k].detach().clone().to(v) for k, v in self._state.items()}
+        self._num_classes = state_dict.get("num_classes")
+        return self
 
     def compute(self) -> Any:
         """The metric over all data added so far (this process only; see :meth:`sync`)."""
@@ -98,6 +191,12 @@ class StreamingMetric:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}{self._config()}"
+
+
+def _describe(state_dict: Any) -> str:
+    if not isinstance(state_dict, dict):
+        return type(state_dict).__name__
+    return f"one of a {state_dict.get('metric')} with options {state_dict.get('options')}"
 
 
 def _brier(probs: Tensor, target: Tensor) -> Tensor:
