@@ -35,6 +35,7 @@ __all__ = [
     "BinStatistics",
     "Binning",
     "bin_statistics",
+    "classwise_bin_sums",
     "equal_mass_edges",
     "equal_width_bin",
     "equal_width_edges",
@@ -225,3 +226,35 @@ def _check_binning_input(confidence: Tensor, correct: Tensor) -> tuple[Tensor, T
         if c_lo < 0.0 or c_hi > 1.0:
             fail("correct", "boolean or fractions in [0, 1]", f"values in [{c_lo:.4g}, {c_hi:.4g}]")
     return confidence, correct.to(confidence.device)
+
+
+#: Entries of ``probs`` binned at once by :func:`classwise_bin_sums` (bounds its scratch memory).
+CLASSWISE_CHUNK_ELEMENTS = 1 << 18
+
+
+def classwise_bin_sums(probs: Tensor, target: Tensor, num_bins: int) -> tuple[Tensor, ...]:
+    """Per-class equal-width bin sums of validated ``probs (N, C)`` and ``target (N,)``.
+
+    Returns ``counts``, ``confidence_sum`` and ``hits`` of shape ``(C, num_bins)``: class ``c``'s
+    bins hold every point by ``probs[:, c]``, a hit being ``target == c``. Rows are processed in
+    chunks of about :data:`CLASSWISE_CHUNK_ELEMENTS` entries, so the extra memory is
+    ``O(C * num_bins)`` plus a fixed scratch, never an ``N x C`` one-hot array.
+    """
+    num_classes = probs.shape[1]
+    acc = accumulator_dtype(probs.device)
+    size = num_classes * num_bins
+    counts = torch.zeros(size, dtype=torch.long, device=probs.device)
+    hits = torch.zeros(size, dtype=torch.long, device=probs.device)
+    confidence_sum = torch.zeros(size, dtype=acc, device=probs.device)
+    offsets = torch.arange(num_classes, device=probs.device) * num_bins
+    rows = max(1, CLASSWISE_CHUNK_ELEMENTS // num_classes)
+    for start in range(0, probs.shape[0], rows):
+        chunk = probs[start : start + rows]
+        index = equal_width_bin(chunk.reshape(-1), num_bins).view(chunk.shape).add_(offsets)
+        counts += torch.bincount(index.reshape(-1), minlength=size)
+        weights = chunk.reshape(-1).to(acc)
+        confidence_sum += torch.bincount(index.reshape(-1), weights=weights, minlength=size)
+        y = target[start : start + rows]
+        hits += torch.bincount(index.gather(1, y[:, None]).reshape(-1), minlength=size)
+    shape = (num_classes, num_bins)
+    return counts.to(acc).view(shape), confidence_sum.view(shape), hits.to(acc).view(shape)

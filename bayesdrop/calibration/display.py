@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bayesdrop.calibration.binning import Binning, BinStatistics, bin_statistics
+from bayesdrop._validation import check_positive_int
+from bayesdrop.calibration.binning import (
+    Binning,
+    BinStatistics,
+    bin_statistics,
+    classwise_bin_sums,
+    equal_width_edges,
+)
 from bayesdrop.calibration.inputs import check_classification, check_scores, top_label
 from bayesdrop.calibration.metrics import calibration_error_from_statistics
 from bayesdrop.calibration.regression import regression_calibration_curve
@@ -159,10 +166,12 @@ class ClasswiseReliabilityDisplay:
         cls, probs: Any, target: Any, *, num_bins: int = 10
     ) -> ClasswiseReliabilityDisplay:
         probs, target = check_classification(probs, target)
-        onehot = torch.nn.functional.one_hot(target, probs.shape[1])
+        num_bins = check_positive_int("num_bins", num_bins)
+        counts, confidence_sum, hits = classwise_bin_sums(probs, target, num_bins)
+        edges = equal_width_edges(num_bins, dtype=confidence_sum.dtype)
         return cls(
             [
-                bin_statistics(probs[:, c], onehot[:, c], num_bins=num_bins)
+                BinStatistics(edges, counts[c], confidence_sum[c], hits[c])
                 for c in range(probs.shape[1])
             ]
         )

@@ -21,6 +21,7 @@ from bayesdrop.calibration.binning import (
     BinStatistics,
     accumulator_dtype,
     bin_statistics,
+    classwise_bin_sums,
     equal_width_edges,
 )
 from bayesdrop.calibration.inputs import (
@@ -186,7 +187,9 @@ def classwise_calibration_error(probs: Tensor, target: Tensor, *, num_bins: int 
         \Big|\frac{1}{n_{cb}}\sum_{i \in b} \mathbb 1[y_i = c]
         - \frac{1}{n_{cb}}\sum_{i\in b} p_{ic}\Big|
 
-    where class ``c``'s bins hold every point by its probability ``p_ic`` (equal width).
+    where class ``c``'s bins hold every point by its probability ``p_ic`` (equal width). It
+    needs ``O(C x num_bins)`` memory beyond the input (rows are binned in chunks), not an
+    ``N x C`` one-hot array.
 
     Examples
     --------
@@ -195,15 +198,10 @@ def classwise_calibration_error(probs: Tensor, target: Tensor, *, num_bins: int 
     0.4
     """
     probs, target = check_classification(probs, target)
-    num_classes = probs.shape[1]
-    onehot = torch.nn.functional.one_hot(target, num_classes)
-    errors = [
-        calibration_error_from_statistics(
-            bin_statistics(probs[:, c], onehot[:, c], num_bins=num_bins), "l1"
-        )
-        for c in range(num_classes)
-    ]
-    return torch.stack(errors).mean()
+    num_bins = check_positive_int("num_bins", num_bins)
+    _, confidence_sum, hits = classwise_bin_sums(probs, target, num_bins)
+    # n_cb / N * |hits_cb / n_cb - conf_cb / n_cb| = |hits_cb - conf_cb| / N
+    return (hits - confidence_sum).abs().sum(1).mean() / probs.shape[0]
 
 
 def brier_score(probs: Tensor, target: Tensor) -> Tensor:
