@@ -117,7 +117,9 @@ def _tokens(vocab: int = 100, n: int = 2, t: int = 8) -> dict:
 def _hf(name: str, only_attention: bool = False):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    small = dict(vocab_size=100, num_labels=3)
+    # initializer_range 0.3 instead of 0.02: logits of a useful size, so that the noise shows
+    # in the probabilities of a randomly initialised model
+    small = dict(vocab_size=100, num_labels=3, initializer_range=0.3)
     if name == "bert":
         config = transformers.BertConfig(
             hidden_size=32,
