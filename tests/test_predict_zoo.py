@@ -166,7 +166,7 @@ def test_dense_outputs_give_uncertainty_maps():
 
 
 def test_hugging_face_dict_batches_from_a_dataloader():
-    model, batch, _ = zoo_models.bert()
+    model, _batch, _ = zoo_models.bert()
     labels = torch.tensor([0, 2, 1, 1, 0])
     data = [
         {
