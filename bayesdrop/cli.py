@@ -67,9 +67,11 @@ def _load(path: Path) -> dict[str, np.ndarray]:
 
 def _report(args: argparse.Namespace) -> None:
     arrays = _load(args.predictions)
+    layout = "probs" if "probs" in arrays else "samples"
     report = CalibrationReport.from_predictions(
-        arrays.get("probs", arrays.get("samples")),
+        arrays[layout],
         arrays["target"],
+        layout=layout,
         ood_scores=arrays.get("ood_scores"),
         uncertainty=args.uncertainty,
         num_bins=args.num_bins,

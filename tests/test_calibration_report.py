@@ -146,7 +146,7 @@ def test_report_from_probs_samples_and_prediction_result():
     samples, target = mc_samples()
     probs = samples.mean(0)
     from_probs = CalibrationReport.from_predictions(probs, target)
-    from_samples = CalibrationReport.from_predictions(samples, target)
+    from_samples = CalibrationReport.from_predictions(samples, target, layout="samples")
     from_result = CalibrationReport.from_predictions(FakePrediction(probs, samples), target)
     for other in (from_samples, from_result):
         assert other.metrics.ece == pytest.approx(from_probs.metrics.ece, abs=1e-6)
@@ -160,7 +160,7 @@ def test_report_mutual_information_sources():
     samples, target = mc_samples()
     mi = mutual_information(samples)
     from_samples = CalibrationReport.from_predictions(
-        samples, target, uncertainty="mutual_information"
+        samples, target, layout="samples", uncertainty="mutual_information"
     )
     torch.testing.assert_close(from_samples.id_scores, mi)
     marker = torch.arange(400.0)
@@ -176,7 +176,11 @@ def test_report_mutual_information_sources():
 def test_report_renders(tmp_path):
     samples, target = mc_samples()
     report = CalibrationReport.from_predictions(
-        samples, target, ood_scores=entropy(samples.mean(0)) + 0.3, name="toy <model>"
+        samples,
+        target,
+        layout="samples",
+        ood_scores=entropy(samples.mean(0)) + 0.3,
+        name="toy <model>",
     )
     summary = report.summary()
     assert "ECE (15 bins, l1)" in summary and "OOD AUROC" in summary
@@ -218,7 +222,9 @@ def test_report_all_correct_has_no_misclassification_scores():
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium binary")
 def test_html_report_renders_in_headless_chromium(tmp_path):
     samples, target = mc_samples()
-    report = CalibrationReport.from_predictions(samples, target, ood_scores=torch.rand(100) + 1)
+    report = CalibrationReport.from_predictions(
+        samples, target, layout="samples", ood_scores=torch.rand(100) + 1
+    )
     page = tmp_path / "report.html"
     report.to_html(page)
     shot = tmp_path / "report.png"
@@ -273,7 +279,7 @@ def test_cli_round_trip(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     expected = CalibrationReport.from_predictions(
-        samples, target, num_bins=10, ood_scores=np.linspace(0, 2, 50)
+        samples, target, layout="samples", num_bins=10, ood_scores=np.linspace(0, 2, 50)
     )
     data = json.loads(js.read_text())
     assert data["metrics"]["ece"] == pytest.approx(expected.metrics.ece, abs=1e-12)

@@ -1,9 +1,13 @@
 """A calibration report for a classifier: metrics, uncertainty quality and diagrams in one object.
 
-``CalibrationReport.from_predictions`` takes probabilities ``(N, C)``, MC samples ``(S, N, C)`` or a
+``CalibrationReport.from_predictions`` takes probabilities ``(N, C)``, dense probabilities
+``(N, ..., C)`` (per pixel, per token: the class dimension last), MC samples ``(S, N, ..., C)`` or a
 prediction result (any object with a ``probs`` attribute, optionally ``samples`` and
-``mutual_information``), the targets and optionally uncertainty scores of OOD inputs. It renders
-as text, Markdown, JSON or a self-contained HTML page with embedded PNG figures.
+``mutual_information``), the targets ``(N, ...)`` and optionally uncertainty scores of OOD inputs.
+Dense predictions are flattened to points; ``ignore_index`` drops the points of one label. An
+array with more than two dimensions is either MC samples or dense probabilities, so its
+``layout`` must be declared. The report renders as text, Markdown, JSON or a self-contained HTML
+page with embedded PNG figures.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, fail
@@ -51,11 +56,42 @@ Uncertainty = Literal["predictive_entropy", "mutual_information", "max_probabili
 _UNCERTAINTIES = ("predictive_entropy", "mutual_information", "max_probability")
 
 
-def _unpack(predictions: Any) -> tuple[Any, Any, Any]:
-    """(probs or samples, samples or None, mutual information or None) of any accepted input."""
+Layout = Literal["probs", "samples"]
+
+
+@dataclass(frozen=True)
+class _Points:
+    """Predictions flattened to points: probs ``(M, C)``, samples ``(S, M, C)``, MI ``(M,)``."""
+
+    probs: Tensor
+    target: Tensor
+    samples: Tensor | None
+    mutual_information: Tensor | None
+    data_shape: tuple[int, ...]
+    num_ignored: int
+
+
+def _unpack(predictions: Any, layout: Layout | None) -> tuple[Tensor, Any, Any]:
+    """(probs (N, ..., C), samples (S, N, ..., C) or None, MI (N, ...) or None)."""
+    if layout is not None:
+        check_choice("layout", layout, ("probs", "samples"))
     if isinstance(predictions, (Tensor, np.ndarray)):
-        samples = predictions if predictions.ndim == 3 else None
-        return predictions, samples, None
+        array = as_float_tensor("predictions", predictions, check_values=False)
+        if array.ndim < 2:
+            fail("predictions", "of shape (N, C), (N, ..., C) or (S, N, ..., C)", _shape(array))
+        if layout is None and array.ndim > 2:
+            fail(
+                "layout",
+                f"declared for a {array.ndim}-D array",
+                f"None for shape {tuple(array.shape)}",
+                'It is either MC samples (S, N, ..., C): pass layout="samples", or probabilities '
+                'with the class dimension last (N, ..., C), e.g. per token: pass layout="probs".',
+            )
+        if layout == "samples":
+            if array.ndim < 3:
+                fail("predictions", 'of shape (S, N, ..., C) for layout="samples"', _shape(array))
+            return array.mean(0), array, None
+        return array, None, None
     if not hasattr(predictions, "probs"):
         fail(
             "predictions",
@@ -63,11 +99,71 @@ def _unpack(predictions: Any) -> tuple[Any, Any, Any]:
             type(predictions).__name__,
             type_error=True,
         )
+    if layout is not None:
+        fail(
+            "layout",
+            "None for a prediction result (its `probs` and `samples` say what they are)",
+            repr(layout),
+        )
+    probs = as_float_tensor("predictions.probs", predictions.probs, check_values=False)
     return (
-        predictions.probs,
+        probs,
         getattr(predictions, "samples", None),
         getattr(predictions, "mutual_information", None),
     )
+
+
+def _shape(value: Tensor) -> str:
+    return f"shape {tuple(value.shape)}"
+
+
+def _as_labels(target: Any) -> Tensor:
+    if isinstance(target, np.ndarray):
+        target = torch.from_numpy(target)
+    if not isinstance(target, Tensor):
+        fail("target", "a torch.Tensor or numpy.ndarray", type(target).__name__, type_error=True)
+    return target
+
+
+def _points(
+    predictions: Any, target: Any, layout: Layout | None, ignore_index: int | None
+) -> _Points:
+    """Flatten dense predictions ``(N, ..., C)`` and ``target (N, ...)`` to points, drop the
+    ignored ones, and validate."""
+    probs, samples, mi = _unpack(predictions, layout)
+    if probs.ndim < 2:
+        fail("predictions.probs", "of shape (N, C) or (N, ..., C)", _shape(probs))
+    data_shape = tuple(probs.shape[:-1])
+    num_classes = probs.shape[-1]
+    target = _as_labels(target)
+    if tuple(target.shape) != data_shape:
+        fail("target", f"of shape {data_shape} to match the predictions", _shape(target))
+    probs, target = probs.reshape(-1, num_classes), target.reshape(-1)
+    if samples is not None:
+        samples = as_float_tensor("predictions.samples", samples, check_values=False)
+        if tuple(samples.shape[1:]) != (*data_shape, num_classes):
+            want = f"of shape (S, {', '.join(map(str, (*data_shape, num_classes)))})"
+            fail("predictions.samples", want, _shape(samples))
+        samples = samples.reshape(samples.shape[0], -1, num_classes)
+    if mi is not None:
+        mi = as_float_tensor("predictions.mutual_information", mi)
+        if tuple(mi.shape) != data_shape:
+            fail("predictions.mutual_information", f"of shape {data_shape}", _shape(mi))
+        mi = mi.reshape(-1)
+    num_ignored = 0
+    if ignore_index is not None:
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            fail("ignore_index", "an integer label", repr(ignore_index), type_error=True)
+        keep = target != ignore_index
+        num_ignored = int((~keep).sum())
+        if num_ignored == len(target):
+            fail("target", f"a label other than ignore_index={ignore_index}", "only that label")
+        if num_ignored:
+            probs, target = probs[keep], target[keep]
+            samples = None if samples is None else samples[:, keep]
+            mi = None if mi is None else mi[keep]
+    probs, target = check_classification(probs, target)
+    return _Points(probs, target, samples, mi, data_shape, num_ignored)
 
 
 def _score(kind: str, probs: Tensor, samples: Any, mi: Any) -> Tensor:
@@ -82,7 +178,7 @@ def _score(kind: str, probs: Tensor, samples: Any, mi: Any) -> Tensor:
             "uncertainty",
             "'predictive_entropy' or 'max_probability' without MC samples",
             repr(kind),
-            "Pass samples (S, N, C) or a prediction result with samples.",
+            'Pass MC samples with layout="samples", or a prediction result with samples.',
         )
     return mutual_information(as_float_tensor("samples", samples).to(probs))
 
@@ -126,6 +222,9 @@ class CalibrationReport:
     id_scores: Tensor
     ood_scores: Tensor | None
     name: str = "model"
+    data_shape: tuple[int, ...] = ()
+    num_ignored: int = 0
+    ignore_index: int | None = None
 
     @classmethod
     def from_predictions(
@@ -133,6 +232,8 @@ class CalibrationReport:
         predictions: Any,
         target: Any,
         *,
+        layout: Layout | None = None,
+        ignore_index: int | None = None,
         ood_scores: Any = None,
         uncertainty: Uncertainty = "predictive_entropy",
         num_bins: int = 15,
@@ -143,29 +244,39 @@ class CalibrationReport:
         Parameters
         ----------
         predictions : Tensor, ndarray or prediction result
-            Probabilities ``(N, C)``, MC samples ``(S, N, C)`` (averaged over ``S``), or an object
-            with ``probs (N, C)`` and optionally ``samples (S, N, C)`` and
-            ``mutual_information (N,)``.
-        target : Tensor or ndarray, shape ``(N,)``
-            Integer labels.
-        ood_scores : Tensor or ndarray, shape ``(M,)``, optional
-            The same uncertainty score computed on out-of-distribution inputs.
+            Probabilities ``(N, C)``; with ``layout="probs"``, dense probabilities ``(N, ..., C)``
+            with the class dimension last (``(N, H, W, C)`` per pixel, ``(N, T, C)`` per token);
+            with ``layout="samples"``, MC samples ``(S, N, ..., C)`` (averaged over ``S``); or an
+            object with ``probs (N, ..., C)`` and optionally ``samples (S, N, ..., C)`` and
+            ``mutual_information (N, ...)``, such as the result of ``mc_predict``.
+        target : Tensor or ndarray, shape ``(N, ...)``
+            Integer labels, one per prediction.
+        layout : {"probs", "samples"}, optional
+            What an array with more than two dimensions holds; required for those (a ``(A, B,
+            C)`` array is either MC samples or per-position probabilities), optional for a 2-D
+            array, not allowed for a prediction result.
+        ignore_index : int, optional
+            Points whose label is this value (e.g. 255 or -100) are dropped before anything is
+            computed.
+        ood_scores : Tensor or ndarray, optional
+            The same uncertainty score computed on out-of-distribution inputs (any shape,
+            flattened).
         uncertainty : {"predictive_entropy", "mutual_information", "max_probability"}
             The score ranking points by uncertainty (``1 - max p`` for "max_probability").
         num_bins : int, default 15
             Equal-width bins of the calibration errors and the reliability diagram.
         """
         check_choice("uncertainty", uncertainty, _UNCERTAINTIES)
-        raw, samples, mi = _unpack(predictions)
-        probs, target = check_classification(raw, target)
-        probs, target = probs.detach().cpu(), target.cpu()
+        points = _points(predictions, target, layout, ignore_index)
+        probs, target = points.probs.detach().cpu(), points.target.cpu()
         metrics = classification_metrics(probs, target, num_bins=num_bins)
-        scores = _score(uncertainty, probs, samples, mi).detach().cpu()
+        scores = _score(uncertainty, probs, points.samples, points.mutual_information)
+        scores = scores.detach().cpu()
         num_wrong = metrics.num_data - round(metrics.accuracy * metrics.num_data)
         has_both = 0 < num_wrong < metrics.num_data
         ood = None
         if ood_scores is not None:
-            ood_scores = check_scores(ood_scores, "ood_scores").detach().cpu()
+            ood_scores = as_float_tensor("ood_scores", ood_scores).detach().cpu().reshape(-1)
             ood = ood_detection(scores, ood_scores)
         return cls(
             metrics=metrics,
@@ -181,6 +292,9 @@ class CalibrationReport:
             id_scores=scores,
             ood_scores=ood_scores,
             name=name,
+            data_shape=points.data_shape,
+            num_ignored=points.num_ignored,
+            ignore_index=ignore_index,
         )
 
     def _rows(self) -> list[tuple[str, str]]:
@@ -205,7 +319,14 @@ class CalibrationReport:
 
     def _header(self) -> str:
         m = self.metrics
-        return f"{m.num_data} points, {self.num_classes} classes, {m.num_bins} equal-width bins"
+        text = f"{m.num_data} points"
+        if len(self.data_shape) > 1 or self.num_ignored:
+            shape = " x ".join(map(str, self.data_shape))
+            text += f" (predictions of shape {shape}"
+            if self.num_ignored:
+                text += f"; {self.num_ignored} with label {self.ignore_index} ignored"
+            text += ")"
+        return f"{text}, {self.num_classes} classes, {m.num_bins} equal-width bins"
 
     def summary(self) -> str:
         """Plain-text table of the numbers."""
@@ -232,6 +353,9 @@ class CalibrationReport:
         return {
             "name": self.name,
             "num_classes": self.num_classes,
+            "data_shape": list(self.data_shape),
+            "num_ignored": self.num_ignored,
+            "ignore_index": self.ignore_index,
             "metrics": dataclasses.asdict(self.metrics),
             "uncertainty": self.uncertainty,
             "misclassification": None
