@@ -6,11 +6,27 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("_ext"))
+sys.path.insert(0, os.path.abspath("_tools"))
 os.environ.setdefault("BAYESDROP_SMOKE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("BAYESDROP_DATA", os.path.abspath(os.path.join("..", "..", "shared", "data")))
 
+# The Makefile pins PyPI's torchvision wheel, a CUDA build whose operator registrations do not
+# load beside the CPU torch; transformers imports torchvision when it is installed. As in
+# tests/conftest.py, the two registration modules are stubbed (the tutorials use no torchvision
+# operator). Build set-up only: the library never imports torchvision.
+import types  # noqa: E402
+
+for _name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
+    sys.modules.setdefault(_name, types.ModuleType(_name))
+
+import fetch_mathjax
+
 import bayesdrop
+
+# The repository: linked from the navigation bar, the landing page and the citation page.
+REPOSITORY_URL = "https://github.com/bayesdrop/bayesdrop"
 
 project = "bayesdrop"
 author = "bayesdrop developers"
@@ -26,6 +42,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinx_gallery.gen_gallery",
+    "myst_parser",  # renders CHANGELOG.md into changelog.rst
 ]
 
 autosummary_generate = True
@@ -38,20 +55,45 @@ napoleon_use_rtype = False
 napoleon_preprocess_types = False
 intersphinx_mapping = {}
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "auto_tutorials/*.ipynb", "auto_tutorials/*.py", "**.zip"]
+exclude_patterns = [
+    "_build",
+    "_ext",
+    "_tools",
+    "_static",
+    "auto_tutorials/*.ipynb",
+    "auto_tutorials/*.py",
+    "**.zip",
+]
 # references.rst lists every paper; not each is cited from a page yet.
 suppress_warnings = ["config.cache", "ref.citation"]
+
+# Math renders from a local MathJax copy (no internet needed to read the docs): fetched once
+# from the npm registry into _static/mathjax, not committed (see _tools/fetch_mathjax.py).
+if not fetch_mathjax.is_current():
+    fetch_mathjax.main([])
+mathjax_path = f"mathjax/{fetch_mathjax.ENTRY}"
 
 html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
 html_title = "bayesdrop"
+html_theme_options = {
+    "icon_links": [
+        {"name": "Source code", "url": REPOSITORY_URL, "icon": "fa-brands fa-github"},
+    ],
+    "navigation_with_keys": False,
+    # the grouped navigation lives in the left sidebar (_templates/global-toc.html)
+    "navbar_center": [],
+    "secondary_sidebar_items": ["page-toc"],
+}
+html_sidebars = {"**": ["global-toc.html"]}
 
 sphinx_gallery_conf = {
     "examples_dirs": ["../tutorials"],
     "gallery_dirs": ["auto_tutorials"],
     # BAYESDROP_GALLERY_PATTERN runs a subset of the tutorials while writing one.
     "filename_pattern": os.environ.get("BAYESDROP_GALLERY_PATTERN", r"/plot_"),
-    "within_subsection_order": "FileNameSortKey",
+    # a reading path: the first tutorial first (docs/_ext/tutorial_order.py)
+    "within_subsection_order": "tutorial_order.TutorialOrder",
     "download_all_examples": False,
     "remove_config_comments": True,
     "show_memory": False,
