@@ -194,7 +194,7 @@ def test_report_renders(tmp_path):
     page = report.to_html(tmp_path / "report.html")
     assert (tmp_path / "report.html").read_text(encoding="utf-8") == page
     assert "toy &lt;model&gt;" in page
-    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == 4
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == 5
     # self-contained: no external requests of any kind
     assert not re.search(
         r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|<script|<link|@import|url\(", page, re.I

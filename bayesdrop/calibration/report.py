@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, fail
+from bayesdrop.calibration.binning import BinStatistics, bin_statistics
 from bayesdrop.calibration.display import (
     ClasswiseReliabilityDisplay,
     ReliabilityDisplay,
@@ -36,6 +37,7 @@ from bayesdrop.calibration.inputs import (
     as_float_tensor,
     check_classification,
     check_scores,
+    top_label,
 )
 from bayesdrop.calibration.metrics import ClassificationMetrics, classification_metrics
 from bayesdrop.calibration.uncertainty_quality import (
@@ -217,6 +219,7 @@ class CalibrationReport:
     misclassification: DetectionScores | None
     ood: DetectionScores | None
     rejection: RejectionCurve
+    bins: BinStatistics
     probs: Tensor
     target: Tensor
     id_scores: Tensor
@@ -287,6 +290,7 @@ class CalibrationReport:
             else None,
             ood=ood,
             rejection=accuracy_rejection_curve(probs, target, scores),
+            bins=bin_statistics(*top_label(probs, target), num_bins=num_bins),
             probs=probs,
             target=target,
             id_scores=scores,
@@ -369,6 +373,13 @@ class CalibrationReport:
                 "aurc": self.rejection.aurc,
                 "eaurc": self.rejection.eaurc,
             },
+            "bins": {
+                "edges": self.bins.edges.tolist(),
+                "counts": [int(n) for n in self.bins.counts.tolist()],
+                "mean_confidence": self.bins.mean_confidence().tolist(),
+                "accuracy": self.bins.mean_accuracy().tolist(),
+                "note": "empty bins have count 0 and report 0 for confidence and accuracy",
+            },
             "conventions": {
                 "binning": "equal_width",
                 "last_bin_closed": True,
@@ -389,8 +400,17 @@ class CalibrationReport:
             )
             .plot()
             .figure_,
+            "Equal-mass reliability diagram": ReliabilityDisplay.from_predictions(
+                self.probs,
+                self.target,
+                num_bins=self.metrics.num_bins,
+                binning="equal_mass",
+                name=self.name,
+            )
+            .plot()
+            .figure_,
             "Classwise reliability": ClasswiseReliabilityDisplay.from_predictions(
-                self.probs, self.target
+                self.probs, self.target, num_bins=self.metrics.num_bins
             )
             .plot()
             .figure_,
