@@ -87,6 +87,8 @@ def as_inputs(x: object, name: str = "x", batch_dim: int = 0) -> ModelInputs:
     """
     if isinstance(x, ModelInputs):
         return x
+    args: tuple
+    kwargs: dict
     if isinstance(x, Tensor):
         args, kwargs = (x,), {}
     elif isinstance(x, Mapping):

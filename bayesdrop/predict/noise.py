@@ -167,8 +167,8 @@ def check_noise(
     >>> from bayesdrop.predict import check_noise
     >>> model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))
     >>> check = check_noise(model, torch.randn(4, 4))
-    >>> check.missed, round(check.ratio, 6)
-    (False, 1.0)
+    >>> check.missed, check.no_noise, check.noise_modules
+    (False, False, [('1', 'Dropout', 0.5)])
     """
     check_module("model", model)
     num_samples = check_positive_int("num_samples", num_samples)
