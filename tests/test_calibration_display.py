@@ -54,8 +54,10 @@ def test_equal_mass_diagram_draws_points_not_wide_bars():
     widest = max((p.get_width() for p in disp.ax_.patches), default=0.0)
     assert widest < 0.05  # ...but no bar spans it
     x, y = disp.ax_.lines[0].get_data()
-    expected = bin_statistics(*probs.max(-1), num_bins=10, binning="equal_mass")
+    confidence, predicted = probs.max(-1)
+    expected = bin_statistics(confidence, predicted == target, num_bins=10, binning="equal_mass")
     np.testing.assert_allclose(x, expected.mean_confidence().numpy())
+    np.testing.assert_allclose(y, expected.mean_accuracy().numpy())
     assert "10 equal-mass bins" in disp.ax_.get_title()
     assert len(texts(disp.hist_ax_)) == 10
 
@@ -84,7 +86,7 @@ def test_report_json_holds_the_bins_and_uses_its_bin_count():
     probs, target = predictions()
     report = CalibrationReport.from_predictions(probs, target, num_bins=12)
     bins = json.loads(report.to_json())["bins"]
-    stats = bin_statistics(*probs.max(-1)[:1], (probs.argmax(-1) == target), num_bins=12)
+    stats = bin_statistics(probs.max(-1).values, probs.argmax(-1) == target, num_bins=12)
     assert bins["counts"] == [int(n) for n in stats.counts.tolist()]
     assert sum(bins["counts"]) == 2000 and len(bins["edges"]) == 13
     np.testing.assert_allclose(bins["accuracy"], stats.mean_accuracy().numpy())
