@@ -293,3 +293,16 @@ def test_missed_noise_is_an_error_that_names_the_module():
         sampling_module = sys.modules["bayesdrop.nn.sampling"]
         sampling_module._REGISTRY.pop(HiddenNoise)
         sampling_module._KIND_CACHE.clear()
+
+
+def test_dense_prediction_to_a_calibration_report_with_ignored_pixels():
+    model, x, opts = zoo_models.deeplabv3_mobilenet()
+    pred = bayesdrop.mc_predict(model, x, num_samples=8, seed=0, **opts)
+    target = torch.randint(0, 4, (2, 32, 32))
+    target[:, :4] = 255  # a void border, as in Pascal VOC
+    report = bayesdrop.CalibrationReport.from_predictions(pred, target, ignore_index=255)
+    kept = target != 255
+    assert report.metrics.num_data == int(kept.sum())
+    flat = pred.probs[kept]
+    expected = bayesdrop.calibration.expected_calibration_error(flat, target[kept])
+    assert report.metrics.ece == pytest.approx(float(expected), abs=1e-6)
