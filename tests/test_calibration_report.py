@@ -291,10 +291,10 @@ def test_cli_errors(tmp_path, capsys):
     path = tmp_path / "bad.npz"
     np.savez(path, probs=np.full((3, 2), 0.5))
     assert main(["report", str(path), "--out", str(tmp_path / "r.html")]) == 1
-    assert "exactly one of `probs` or `samples`" in capsys.readouterr().out
+    assert "exactly one of `probs` or `samples`" in capsys.readouterr().err
     np.savez(path, probs=np.random.default_rng(0).normal(size=(3, 2)), target=np.array([0, 1, 0]))
     assert main(["report", str(path), "--out", str(tmp_path / "r.html")]) == 1
-    assert "If these are logits" in capsys.readouterr().out
+    assert "If these are logits" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["report", "--help"])
     assert "PREDICTIONS.npz holds" in capsys.readouterr().out.replace("\n", " ")

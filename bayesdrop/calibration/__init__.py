@@ -39,6 +39,7 @@ from bayesdrop.calibration.regression import (
     quantile_calibration_error,
     regression_calibration_curve,
 )
+from bayesdrop.calibration.regression_report import RegressionReport
 from bayesdrop.calibration.report import CalibrationReport
 from bayesdrop.calibration.streaming import (
     Accuracy,
@@ -74,6 +75,7 @@ __all__ = [
     "NegativeLogLikelihood",
     "RegressionCalibrationCurve",
     "RegressionCalibrationDisplay",
+    "RegressionReport",
     "RejectionCurve",
     "ReliabilityDisplay",
     "StreamingMetric",

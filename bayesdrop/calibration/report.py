@@ -12,10 +12,7 @@ page with embedded PNG figures.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, fail
+from bayesdrop.calibration._html import html_page
 from bayesdrop.calibration.binning import BinStatistics, bin_statistics
 from bayesdrop.calibration.display import (
     ClasswiseReliabilityDisplay,
@@ -55,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["CalibrationReport", "Uncertainty"]
 
 Uncertainty = Literal["predictive_entropy", "mutual_information", "max_probability"]
+ReportFormat = Literal["html", "md", "json", "text"]
 _UNCERTAINTIES = ("predictive_entropy", "mutual_information", "max_probability")
 
 
@@ -183,12 +182,6 @@ def _score(kind: str, probs: Tensor, samples: Any, mi: Any) -> Tensor:
             'Pass MC samples with layout="samples", or a prediction result with samples.',
         )
     return mutual_information(as_float_tensor("samples", samples).to(probs))
-
-
-def _png(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _fmt(value: float) -> str:
@@ -445,37 +438,20 @@ class CalibrationReport:
 
         Written to ``path`` when given; the HTML text is returned either way.
         """
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in self._rows())
-        images = "".join(
-            f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{_png(f)}">'
-            f"<figcaption>{html.escape(t)}</figcaption></figure>"
-            for t, f in self.figures().items()
+        score = self.uncertainty.replace("_", " ")
+        intro = (
+            f"{self._header()}. Uncertainty score: {score}. "
+            "Bins are half-open, the last closed on the right."
         )
-        page = _PAGE.format(
-            name=html.escape(self.name),
-            header=html.escape(self._header()),
-            rows=rows,
-            images=images,
-            score=html.escape(self.uncertainty.replace("_", " ")),
+        return html_page(
+            f"Calibration report: {self.name}", intro, self._rows(), self.figures(), path
         )
-        if path is not None:
-            Path(path).write_text(page, encoding="utf-8")
-        return page
 
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Calibration report: {name}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
-td {{ border-bottom: 1px solid #ddd; padding: 0.3em 1.2em 0.3em 0; }}
-td:last-child {{ font-family: monospace; text-align: right; }}
-figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
-figcaption {{ text-align: center; color: #555; }}
-</style></head>
-<body><h1>Calibration report: {name}</h1>
-<p>{header}. Uncertainty score: {score}. Bins are half-open, the last closed on the right.</p>
-<table>{rows}</table>
-{images}
-</body></html>
-"""
+    def render(self, format: ReportFormat = "html") -> str:
+        """The report as ``"html"``, ``"md"`` (Markdown), ``"json"`` or ``"text"``."""
+        check_choice("format", format, ("html", "md", "json", "text"))
+        if format == "html":
+            return self.to_html()
+        if format == "md":
+            return self.to_markdown()
+        return self.to_json(indent=2) if format == "json" else self.summary()
