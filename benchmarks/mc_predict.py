@@ -8,6 +8,12 @@ Run:  python benchmarks/mc_predict.py [--quick] [--threads 1]
     Targets: at least 10x faster than the loop, within 1.3x of the limit.
 (b) An MLP with dropout before every layer at batch 1 and 256, S = 64: mc_predict vs loop vs
     repetition. Target: never slower than the better of the two.
+(d) Real architectures with random weights (tests/zoo_models.py: torchvision, timm, Hugging Face,
+    torch), batch 8, S = 64: engine "auto" vs "loop" vs "batched" vs the limit (the cached
+    plan's trunk once plus S head passes, timed directly, where the model can be split).
+    Targets: "cached" is chosen for vgg11, mobilenet_v3_small and efficientnet_b0 and runs
+    within 1.3x of the limit; no model is slower under "auto" than under the better of "loop"
+    and "batched".
 (c) Peak memory (increase of the peak resident set size over the call, each configuration in a
     fresh process; Linux /proc) of repetition and mc_predict with and without a ``max_memory``
     budget, and with S = 64 vs 256 (running sums: memory does not grow with S).
@@ -247,11 +253,94 @@ def part_c() -> None:
         print(f"    {name:<36} {kib / 1024:7.1f} MiB")
 
 
+def _zoo():
+    """The test suite's model zoo (torchvision imports after the test set-up's stub)."""
+    import pathlib
+    import types
+
+    for name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
+        sys.modules.setdefault(name, types.ModuleType(name))  # see tests/conftest.py
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    import zoo_models
+
+    return zoo_models
+
+
+ZOO_MODELS = (
+    "vgg11",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "resnet18_dropout_head",
+    "deeplabv3_mobilenet",
+    "timm_vit_tiny",
+    "timm_convnext_atto",
+    "bert",
+    "distilbert",
+    "gpt2",
+    "transformer_encoder_sequence_first",
+    "lstm_batch_first",
+)
+
+
+def _batch(x, n: int, opts: dict):
+    """The builder's batch grown to ``n`` rows (repeated rows; random ids for tokens)."""
+    dim = opts.get("batch_dim", 0)
+    if isinstance(x, dict):
+        return {k: v.repeat_interleave(n // v.shape[0], 0) for k, v in x.items()}
+    return x.repeat_interleave(n // x.shape[dim], dim)
+
+
+def _limit(model, x) -> float | None:
+    from bayesdrop.predict.engines import plan_source
+
+    try:
+        plan = plan_source(model).get()
+    except Exception:
+        return None
+    with torch.no_grad(), bayesdrop.sampling(model):
+        start = time.perf_counter()
+        values = plan.trunk(**x) if isinstance(x, dict) else plan.trunk(x)
+        values = values if isinstance(values, tuple) else (values,)
+        for _ in range(S):
+            plan.head(*[v.clone() if isinstance(v, torch.Tensor) else v for v in values])
+    return time.perf_counter() - start
+
+
+def part_d(repeats: int, names: list[str]) -> None:
+    zoo = _zoo()
+    print(f"(d) real architectures, batch 8, S={S}")
+    for name in names:
+        model, x, opts = zoo.ZOO[name]()
+        x = _batch(x, 8, opts)
+        chosen = {}
+
+        def run(engine, model=model, x=x, opts=opts, chosen=chosen):
+            start = time.perf_counter()
+            pred = bayesdrop.mc_predict(model, x, num_samples=S, engine=engine, **opts)
+            chosen[engine] = pred.engine
+            return time.perf_counter() - start
+
+        competitors = {e: (lambda e=e: run(e)) for e in ("auto", "loop", "batched")}
+        if _limit(model, x) is not None and chosen.get("auto", run("auto")) == "cached":
+            competitors["limit"] = lambda model=model, x=x: _limit(model, x)
+        t = rounds(competitors, repeats)
+        line = f"    {name:<36} auto={chosen['auto']:<8}"
+        line += "".join(f" {k} {1e3 * v[0]:8.1f} ms" for k, v in t.items())
+        line += f"   auto/best(loop,batched) {ratio(t, 'auto', 'loop', 'batched').split()[0]}"
+        if "limit" in t:
+            line += f"   auto/limit {ratio(t, 'auto', 'limit').split()[0]}"
+        print(line, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--parts", default="abcd", help="which parts to run (default abcd; d: real models)"
+    )
+    parser.add_argument("--models", default=",".join(ZOO_MODELS), help="models of part (d)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_child is not None:
@@ -259,9 +348,14 @@ def main() -> None:
         return
     repeats = 2 if args.quick else 5
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {repeats} rounds")
-    part_a(repeats)
-    part_b(repeats)
-    part_c()
+    if "a" in args.parts:
+        part_a(repeats)
+    if "b" in args.parts:
+        part_b(repeats)
+    if "c" in args.parts:
+        part_c()
+    if "d" in args.parts:
+        part_d(repeats, args.models.split(","))
 
 
 if __name__ == "__main__":
