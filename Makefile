@@ -35,7 +35,8 @@ docs: $(STAMP)
 # Quick configurations of every benchmark (full ones: see benchmarks/README.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/concrete_synthetic.py --quick
-	$(BIN)/python benchmarks/mc_predict.py --quick
+	$(BIN)/python benchmarks/mc_predict.py --quick --parts abc
+	$(BIN)/python benchmarks/mc_predict.py --quick --parts d --models mobilenet_v3_small,bert,lstm_batch_first
 	$(BIN)/python benchmarks/calibration.py --n 1000000
 	$(BIN)/python benchmarks/rnn_speed.py --rounds 3
 	$(BIN)/python benchmarks/ptb_lm.py --train-tokens 5000 --eval-tokens 2000 --epochs 1 --mc-samples 2
