@@ -59,7 +59,9 @@ def test_equal_mass_diagram_draws_points_not_wide_bars():
     np.testing.assert_allclose(x, expected.mean_confidence().numpy())
     np.testing.assert_allclose(y, expected.mean_accuracy().numpy())
     assert "10 equal-mass bins" in disp.ax_.get_title()
-    assert len(texts(disp.hist_ax_)) == 10
+    assert disp.stats.counts.tolist() == [200.0] * 10
+    label = "n per bin: 200"
+    assert texts(disp.hist_ax_) == [label] and len(disp.hist_ax_.lines) == 9  # interior edges
 
 
 def test_classwise_panels_at_10_classes():

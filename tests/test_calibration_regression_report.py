@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
 from dataclasses import dataclass
 
 import matplotlib
@@ -83,3 +85,32 @@ def test_errors():
         RegressionReport.from_predictions(mean, std)
     with pytest.raises(BayesdropValueError, match=r"`format`.*'html', 'md'"):
         RegressionReport.from_predictions(mean, std, target).render("pdf")
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium binary")
+def test_regression_html_renders_in_headless_chromium(tmp_path):
+    page = tmp_path / "reg.html"
+    RegressionReport.from_predictions(*overconfident(1000)).to_html(page)
+    shot = tmp_path / "reg.png"
+    cmd = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1200,1400",
+        page.as_uri(),
+    ]
+    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
+    from matplotlib.image import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (1400, 1200)
+    assert len(shot.read_bytes()) > 40_000  # three figures, not a blank page
+    assert pixels[..., :3].std() > 0.1

@@ -177,23 +177,15 @@ class ReliabilityDisplay:
     def _plot_histogram(self, hist_ax: Any, counts) -> None:
         edges = _np(self.stats.edges)
         if self.binning == "equal_mass":
-            # the equal-mass bins hold the same number of points: show where they lie instead
+            # the bins hold (nearly) the same number of points: mark their edges, state the counts
             for edge in edges[1:-1]:
-                hist_ax.axvline(edge, color="0.5", lw=0.6)
-            conf = _np(self.stats.mean_confidence())
-            filled = counts > 0
-            hist_ax.bar(conf[filled], counts[filled] / counts.sum(), 0.01, color="0.4")
-            for x, n in zip(conf[filled], counts[filled], strict=True):
-                hist_ax.annotate(
-                    _count(n),
-                    (x, 0),
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                    ha="center",
-                    fontsize=6,
-                    rotation=90,
-                )
-            hist_ax.set_ylabel("fraction\n(edges: lines)")
+                hist_ax.axvline(edge, color="0.3", lw=0.8)
+            filled = counts[counts > 0]
+            lo, hi = _count(filled.min()), _count(filled.max())
+            text = f"n per bin: {lo}" if lo == hi else f"n per bin: {lo} to {hi}"
+            hist_ax.text(0.02, 0.5, text, transform=hist_ax.transAxes, va="center", fontsize=8)
+            hist_ax.set_yticks([])
+            hist_ax.set_ylabel("bin edges")
         else:
             left, width = edges[:-1], np.diff(edges)
             fraction = counts / counts.sum()
