@@ -3,25 +3,40 @@
 bayesdrop computes ECE + MCE + Brier + NLL + accuracy together (``classification_metrics``, input
 validation included), once on its fused one-pass kernel (numba, the default on CPU for large
 inputs) and once on PyTorch's kernels alone (``BAYESDROP_FUSED=never``); netcal's ``ECE`` and
-torchmetrics' ``multiclass_calibration_error`` compute the ECE alone. All use 15 equal-width
-bins (netcal's default is 10; it is given 15 here so the values can be compared). Timings are
-the best of ``--repeat`` interleaved rounds, in one process, one torch thread.
+torchmetrics' ``multiclass_calibration_error`` compute the ECE alone; bayesdrop's classwise ECE
+is timed too. All use 15 equal-width bins (netcal's default is 10; it is given 15 here so the
+values can be compared). Timings are the best of ``--repeat`` interleaved rounds, in one process,
+one torch thread. The memory column is the peak resident memory a job adds on top of what the
+process held before it (Linux: ``VmHWM`` reset through ``/proc/self/clear_refs``), input excluded.
 
-    python benchmarks/calibration.py            # N = 10^7, C = 10
-    python benchmarks/calibration.py --n 100000 # quick
+    python benchmarks/calibration.py                              # N = 10^7, C = 10
+    python benchmarks/calibration.py --n 100000 --classes 1000    # many classes
+    python benchmarks/calibration.py --n 100000                   # quick
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+import types
 
 import torch
 from netcal.metrics import ECE
-from torchmetrics.functional.classification import multiclass_calibration_error
 
-from bayesdrop.calibration import classification_metrics, expected_calibration_error
+# torchmetrics imports torchvision, whose PyPI wheels (CUDA builds) fail to register their C++
+# operators beside the CPU torch of the Makefile; as tests/conftest.py does, the two registration
+# modules are replaced by empty ones (torchmetrics' calibration error never uses those operators).
+for _name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
+    sys.modules.setdefault(_name, types.ModuleType(_name))
+from torchmetrics.functional.classification import multiclass_calibration_error  # noqa: E402
+
+from bayesdrop.calibration import (  # noqa: E402
+    classification_metrics,
+    classwise_calibration_error,
+    expected_calibration_error,
+)
 
 
 def make_data(n: int, c: int, seed: int):
@@ -35,17 +50,40 @@ def make_data(n: int, c: int, seed: int):
     return probs, target
 
 
+def _status_kb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    return float("nan")
+
+
+def peak_extra_mb(fn):
+    """(value, peak resident memory added by ``fn`` in MB); NaN where /proc is unavailable."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # reset VmHWM to the current resident size
+    except OSError:
+        return fn(), float("nan")
+    before = _status_kb("VmRSS")
+    value = fn()
+    return value, (_status_kb("VmHWM") - before) / 1024
+
+
 def interleaved_best(repeat: int, jobs: dict):
     """Best time of each job over ``repeat`` rounds, the jobs taking turns within a round, so a
-    change in machine load hits all of them alike."""
+    change in machine load hits all of them alike; the peak extra memory of the first round."""
     times = {name: float("inf") for name in jobs}
-    values = {}
-    for _ in range(repeat):
+    values, memory = {}, {}
+    for round_ in range(repeat):
         for name, fn in jobs.items():
             start = time.perf_counter()
-            values[name] = fn()
+            if round_ == 0:
+                values[name], memory[name] = peak_extra_mb(fn)
+            else:
+                values[name] = fn()
             times[name] = min(times[name], time.perf_counter() - start)
-    return times, values
+    return times, values, memory
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     probs, target = make_data(args.n, args.classes, seed=0)
     p_np, y_np = probs.numpy(), target.numpy()
-    print(f"N = {args.n:,}, C = {args.classes}, {args.bins} bins, float32 probabilities, ", end="")
+    input_mb = (probs.numel() * probs.element_size() + target.numel() * 8) / 2**20
+    print(f"N = {args.n:,}, C = {args.classes}, {args.bins} bins, float32 probabilities ", end="")
+    print(f"({input_mb:.0f} MB with the labels), ", end="")
     print(f"{args.threads} torch thread(s), best of {args.repeat}")
 
     bins, classes = args.bins, args.classes
@@ -88,20 +128,24 @@ def main(argv: list[str] | None = None) -> None:
         "torchmetrics": lambda: multiclass_calibration_error(
             probs, target, num_classes=classes, n_bins=bins
         ).item(),
+        "classwise": lambda: classwise_calibration_error(probs, target, num_bins=bins).item(),
     }
-    times, values = interleaved_best(args.repeat, jobs)
-    t_all, t_torch, t_ece, t_netcal, t_tm = (times[k] for k in jobs)
-    ours, torch_path, ece, netcal, tm = (values[k] for k in jobs)
+    times, values, memory = interleaved_best(args.repeat, jobs)
+    t_all, t_torch, t_netcal = times["all"], times["torch"], times["netcal"]
+    ours, torch_path, ece, netcal, tm, cw = (values[k] for k in jobs)
     rows = [
-        ("bayesdrop ECE+MCE+Brier+NLL+acc", t_all, ours.ece),
-        ("  same, PyTorch kernels only", t_torch, torch_path.ece),
-        ("bayesdrop ECE alone", t_ece, ece),
-        ("netcal ECE alone", t_netcal, netcal),
-        ("torchmetrics ECE alone", t_tm, tm),
+        ("bayesdrop ECE+MCE+Brier+NLL+acc", "all", ours.ece),
+        ("  same, PyTorch kernels only", "torch", torch_path.ece),
+        ("bayesdrop ECE alone", "ece", ece),
+        ("netcal ECE alone", "netcal", netcal),
+        ("torchmetrics ECE alone", "torchmetrics", tm),
+        ("bayesdrop classwise ECE", "classwise", cw),
     ]
-    print(f"{'':34}{'seconds':>9}{'ECE':>13}{'time / bayesdrop all':>22}")
-    for name, seconds, value in rows:
-        print(f"{name:34}{seconds:9.3f}{value:13.8f}{seconds / t_all:22.2f}")
+    header = f"{'':34}{'seconds':>9}{'value':>13}{'time / bayesdrop all':>22}{'extra MB':>10}"
+    print(header)
+    for name, key, value in rows:
+        seconds = times[key]
+        print(f"{name:34}{seconds:9.3f}{value:13.8f}{seconds / t_all:22.2f}{memory[key]:10.1f}")
     print(f"netcal / bayesdrop (all four metrics): {t_netcal / t_all:.1f}x", end="")
     print(f" (PyTorch kernels only: {t_netcal / t_torch:.1f}x)")
     print(f"bayesdrop: MCE {ours.mce:.6f}, Brier {ours.brier:.6f}, NLL {ours.nll:.6f}")
