@@ -30,6 +30,7 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
 docs: $(STAMP)
+	$(BIN)/python docs/_tools/fetch_mathjax.py
 	BAYESDROP_SMOKE=1 $(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
 # Quick configurations of every benchmark (full ones: see benchmarks/README.md).
@@ -49,4 +50,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) docs/_build docs/auto_tutorials docs/api/generated
+	rm -rf $(VENV) docs/_build docs/auto_tutorials docs/api/generated docs/_static/mathjax
