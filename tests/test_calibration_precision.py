@@ -193,3 +193,15 @@ def test_calibration_error_of_empty_statistics_raises():
     for norm in ("l1", "l2", "max"):
         with pytest.raises(BayesdropValueError, match=r"`stats`.*at least one point, but got 0"):
             calibration_error_from_statistics(empty, norm)
+
+
+def test_brier_of_confident_float32_rows_keeps_its_digits():
+    # sum p^2 - 2 p_y + 1 cancels in float32: a Brier score of 2e-8 came out as 0 or 1e-7
+    probs = torch.tensor([[1 - 1e-4, 1e-4]] * 3, dtype=torch.float32)
+    p = probs.double()
+    expected = ((p[:, 0] - 1) ** 2 + p[:, 1] ** 2).mean().item()
+    assert brier_score(probs, torch.zeros(3, dtype=torch.long)).item() == pytest.approx(
+        expected, rel=1e-6
+    )
+    stream = BrierScore().update(probs, torch.zeros(3, dtype=torch.long)).compute().item()
+    assert stream == pytest.approx(expected, rel=1e-6)

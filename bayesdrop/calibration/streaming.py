@@ -33,6 +33,7 @@ from bayesdrop.calibration.metrics import (
     ClassificationMetrics,
     Norm,
     _top_label_sums,
+    brier_per_row,
     calibration_error_from_statistics,
 )
 
@@ -199,10 +200,6 @@ def _describe(state_dict: Any) -> str:
     return f"one of a {state_dict.get('metric')} with options {state_dict.get('options')}"
 
 
-def _brier(probs: Tensor, target: Tensor) -> Tensor:
-    return probs.square().sum(-1) - 2 * true_class_probability(probs, target) + 1
-
-
 def _nll(probs: Tensor, target: Tensor) -> Tensor:
     return -true_class_probability(probs, target).clamp_min(torch.finfo(probs.dtype).tiny).log()
 
@@ -255,7 +252,7 @@ class BrierScore(_MeanMetric):
     """Streaming :func:`~bayesdrop.calibration.brier_score`."""
 
     def _per_point(self, probs: Tensor, target: Tensor) -> Tensor:
-        return _brier(probs, target)
+        return brier_per_row(probs, target)
 
 
 class NegativeLogLikelihood(_MeanMetric):
