@@ -20,6 +20,7 @@ import numpy as np
 
 from bayesdrop._validation import fail
 from bayesdrop.calibration import CalibrationReport, RegressionReport
+from bayesdrop.calibration.report import Layout
 from bayesdrop.exceptions import BayesdropError
 
 __all__ = ["main"]
@@ -120,7 +121,7 @@ def _build(arrays: dict[str, np.ndarray], args: argparse.Namespace) -> Any:
             f"arrays {keys}",
             "Save them with numpy.savez(path, probs=..., target=...).",
         )
-    layout = "probs" if "probs" in arrays else "samples"
+    layout: Layout = "probs" if "probs" in arrays else "samples"
     return CalibrationReport.from_predictions(
         arrays[layout],
         arrays["target"],
