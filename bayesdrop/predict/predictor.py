@@ -10,7 +10,16 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bayesdrop._validation import fail
+from bayesdrop._validation import check_choice, fail
+from bayesdrop.predict.distributed import (
+    check_same_options,
+    context,
+    drop_padding,
+    gather_prediction,
+    local_positions,
+    rank_seed,
+    run_on_every_rank,
+)
 from bayesdrop.predict.engines import plan_source
 from bayesdrop.predict.io import as_inputs
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
@@ -144,26 +153,55 @@ class MCPredictor:
         raise AssertionError  # unreachable
 
     def predict(
-        self, data: Iterable[object] | Tensor
+        self,
+        data: Iterable[object] | Tensor,
+        *,
+        gather: Literal["all", "rank0", "none"] = "all",
+        group: Any = None,
     ) -> ClassificationPrediction | RegressionPrediction:
         """Predict every batch of ``data`` and join the results.
 
-        ``data`` yields tensors or ``(input, target, ...)`` tuples; for regression tasks the
-        second element is used as ``target`` (so ``result.log_likelihood(y)`` works without
-        samples). A single tensor is one batch.
+        ``data`` yields tensors, ``(input, target, ...)`` tuples or mappings (see the class
+        docstring). A single tensor is one batch. Batches are moved to the model's device; on
+        CUDA from pinned memory, one batch ahead, so the copy overlaps the sampling.
+
+        Inside a ``torch.distributed`` job (``torchrun``), each rank predicts the batches of its
+        ``DistributedSampler`` with its own random stream (see
+        :mod:`bayesdrop.predict.distributed`) and the shards are joined in data-set order, the
+        rows the sampler repeats to even out the shards dropped: ``gather="all"`` returns the
+        whole prediction on every rank, ``"rank0"`` on rank 0 (None elsewhere), ``"none"`` this
+        rank's rows only (for streaming metrics, which ``sync()`` their sums). Options that
+        differ between ranks and a rank whose model raises are reported on every rank.
         """
+        ctx = context(group)
+        if not ctx.active:
+            return self._predict_local(data, SeedStream(self.seed, model_device(self.model)))
+        check_choice("gather", gather, ("all", "rank0", "none"))
+        check_same_options(
+            ctx, {"options": repr(self.settings), "seed": self.seed, "gather": gather}
+        )
+        positions = local_positions(data, ctx)
+        base = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()))
+        stream = SeedStream(rank_seed(base, ctx.rank), model_device(self.model))
+        pred = run_on_every_rank(ctx, lambda: self._predict_local(data, stream))
+        if positions is None:  # not sharded (warned): every rank predicted everything
+            return None if gather == "rank0" and ctx.rank != 0 else pred
+        if gather == "none":
+            return drop_padding(pred, positions)
+        return gather_prediction(pred, ctx, positions, to_all=gather == "all")
+
+    def _predict_local(
+        self, data: Iterable[object] | Tensor, stream: SeedStream
+    ) -> ClassificationPrediction | RegressionPrediction:
         batches = [data] if isinstance(data, Tensor) else data
         device = model_device(self.model)
         total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
-        parts, stream = [], SeedStream(self.seed, device)
         regression = self.settings.task != "classification"
-        for batch in tqdm(batches, total=total, disable=not self.progress, desc="MC"):
-            x, target = self._split(batch)
-            inputs = as_inputs(x, "data", self.settings.batch_dim)
-            if device is not None:
-                inputs = inputs.to(device, non_blocking=True)
-                target = None if target is None else target.to(device, non_blocking=True)
-            inputs = check_input(inputs, device, self.settings.batch_dim, "data")
+        parts = []
+        batch_dim = self.settings.batch_dim
+        staged = _prefetch((self._split(b) for b in batches), device, batch_dim)
+        for x, target in tqdm(staged, total=total, disable=not self.progress, desc="MC"):
+            inputs = check_input(x, device, batch_dim, "data")
             with stream.active():
                 part = predict_batch(
                     self.model, inputs, self.settings, self._plans, target if regression else None
@@ -174,3 +212,32 @@ class MCPredictor:
         if not parts:
             fail("data", "at least one batch", "an empty iterable")
         return type(parts[0]).concatenate(parts)  # type: ignore[arg-type]
+
+
+def _move(x: object, target: Tensor | None, device: torch.device | None, batch_dim: int):
+    """Inputs and target on ``device``; from CPU to CUDA through pinned memory, asynchronously."""
+    inputs = as_inputs(x, "data", batch_dim)
+    if device is None:
+        return inputs, target
+    pin = device.type == "cuda"
+
+    def move(t: Tensor) -> Tensor:
+        if t.device == device:
+            return t
+        if pin and t.device.type == "cpu" and not t.is_pinned():
+            t = t.pin_memory()
+        return t.to(device, non_blocking=True)
+
+    return inputs.map(move), None if target is None else move(target)
+
+
+def _prefetch(pairs, device: torch.device | None, batch_dim: int):
+    """Yield batches moved to ``device``, the next one's copy started before this one is used."""
+    ahead = None
+    for x, target in pairs:
+        moved = _move(x, target, device, batch_dim)
+        if ahead is not None:
+            yield ahead
+        ahead = moved
+    if ahead is not None:
+        yield ahead

@@ -50,6 +50,7 @@ __all__ = [
     "Settings",
     "check_input",
     "check_model",
+    "default_memory_budget",
     "make_settings",
     "model_device",
     "predict_batch",
@@ -303,6 +304,19 @@ def _autocast(settings: Settings, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+# Share of the free device memory a pass may use when no budget is given (CUDA only).
+DEVICE_MEMORY_FRACTION = 0.5
+
+
+def default_memory_budget(device: torch.device) -> int | None:
+    """Half the free memory of a CUDA device (``torch.cuda.mem_get_info``); None elsewhere,
+    where the default chunk of :data:`TARGET_ROWS` rows applies."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(DEVICE_MEMORY_FRACTION * free)
+
+
 def _selector(settings: Settings):
     def select(raw: object) -> object:
         return batch_first(select_output(raw, settings.output, settings.task), settings.batch_dim)
@@ -355,10 +369,13 @@ def predict_batch(
         if engine.name == "batched" and settings.engine == "auto" and chunk == 1:
             engine = LoopEngine(model, inputs, select, f"auto: a batch of {inputs.n} fills a pass")
         done = 0
-        if settings.max_memory is not None and settings.chunk_size is None:
+        budget = settings.max_memory
+        if budget is None and settings.chunk_size is None:
+            budget = default_memory_budget(device)
+        if budget is not None and settings.chunk_size is None:
             output, per_sample = _probe(model, engine)
             add(output)
-            done, chunk = 1, max(1, settings.max_memory // max(per_sample, 1))
+            done, chunk = 1, max(1, budget // max(per_sample, 1))
         auto = settings.num_samples is None
         while done < total:
             # "auto" doubles the sample count between checks: at most 2x past the stopping point
