@@ -1,8 +1,9 @@
 """bayesdrop: dropout as a practical Bayesian uncertainty toolkit for PyTorch."""
 
-from bayesdrop import calibration, functional, models, nn, schedules, sweep
+from bayesdrop import active, calibration, functional, models, nn, schedules, sweep
 from bayesdrop.calibration import (
     CalibrationReport,
+    RegressionReport,
     ReliabilityDisplay,
     TemperatureScaling,
     expected_calibration_error,
@@ -50,12 +51,14 @@ __all__ = [
     "RDrop",
     "RDropOutput",
     "RegressionPrediction",
+    "RegressionReport",
     "RegularizerConstants",
     "ReliabilityDisplay",
     "SpatialConcreteDropout",
     "TemperatureScaling",
     "VariationalGRU",
     "VariationalLSTM",
+    "active",
     "calibration",
     "check_noise",
     "convert",
