@@ -89,7 +89,10 @@ class ClassificationAccumulator:
         probs = _float(logits).softmax(-1)
         first = self.moments.count
         ent = BF.entropy(probs)
-        votes = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).sum(0)
+        # a comparison instead of F.one_hot, which checks the class range on the host (a device
+        # synchronisation per chunk on CUDA)
+        classes = torch.arange(probs.shape[-1], device=probs.device)
+        votes = (probs.argmax(-1, keepdim=True) == classes).sum(0)
         self.entropy_sum, self.votes = _add(self.entropy_sum, ent.sum(0)), _add(self.votes, votes)
         self.moments.update(probs)
         if self.std_errors:
