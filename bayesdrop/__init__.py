@@ -8,7 +8,13 @@ from bayesdrop.calibration import (
     TemperatureScaling,
     expected_calibration_error,
 )
-from bayesdrop.exceptions import BayesdropError, BayesdropTypeError, BayesdropValueError
+from bayesdrop.exceptions import (
+    BayesdropError,
+    BayesdropTypeError,
+    BayesdropValueError,
+    BayesdropWarning,
+    ConcreteCollapseWarning,
+)
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
 from bayesdrop.functional.rdrop import rdrop_loss
 from bayesdrop.nn import (
@@ -39,8 +45,10 @@ __all__ = [
     "BayesdropError",
     "BayesdropTypeError",
     "BayesdropValueError",
+    "BayesdropWarning",
     "CalibrationReport",
     "ClassificationPrediction",
+    "ConcreteCollapseWarning",
     "ConcreteDropout",
     "ConversionReport",
     "ELBOTerms",

@@ -4,6 +4,12 @@ from bayesdrop.nn.base import StochasticModule
 from bayesdrop.nn.batched import BatchedMLP
 from bayesdrop.nn.concrete import ConcreteDropout, SpatialConcreteDropout
 from bayesdrop.nn.convert import ConversionReport, convert
+from bayesdrop.nn.diagnostics import (
+    ConcreteRateMonitor,
+    RateReport,
+    collapsed_rates,
+    concrete_rates,
+)
 from bayesdrop.nn.drop_path import DropPath
 from bayesdrop.nn.embedding import EmbeddingDropout, LockedDropout
 from bayesdrop.nn.mc_dropout import MCDropout, SpatialMCDropout
@@ -22,17 +28,21 @@ from bayesdrop.nn.sampling import (
 __all__ = [
     "BatchedMLP",
     "ConcreteDropout",
+    "ConcreteRateMonitor",
     "ConversionReport",
     "DropPath",
     "EmbeddingDropout",
     "LockedDropout",
     "MCDropout",
     "RNNMasks",
+    "RateReport",
     "SpatialConcreteDropout",
     "SpatialMCDropout",
     "StochasticModule",
     "VariationalGRU",
     "VariationalLSTM",
+    "collapsed_rates",
+    "concrete_rates",
     "convert",
     "drop_rate",
     "find_functional_dropout",

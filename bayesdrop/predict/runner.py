@@ -18,6 +18,9 @@ from bayesdrop._validation import (
     check_positive_int,
     fail,
 )
+from bayesdrop.exceptions import ConcreteCollapseWarning
+from bayesdrop.nn.concrete import ConcreteDropout
+from bayesdrop.nn.diagnostics import COLLAPSE_THRESHOLD, concrete_rates
 from bayesdrop.nn.sampling import (
     find_functional_dropout,
     noise_modules,
@@ -175,6 +178,7 @@ def check_model(model: nn.Module) -> None:
         if functional:
             fix += f" The functional dropout in {functional} cannot be switched on."
         fail("model", "a model with at least one dropout with a non-zero rate", got, fix)
+    _warn_collapsed(model)
     if functional:
         warnings.warn(
             f"bayesdrop: modules {functional} call functional dropout (F.dropout), which "
@@ -182,6 +186,23 @@ def check_model(model: nn.Module) -> None:
             "Use nn.Dropout modules instead.",
             UserWarning,
             stacklevel=3,
+        )
+
+
+def _warn_collapsed(model: nn.Module) -> None:
+    """Every noise module a Concrete Dropout layer whose learned rate collapsed: say so."""
+    modules = [m for _, m in stochastic_modules(model)]
+    if not modules or not all(isinstance(m, ConcreteDropout) for m in modules):
+        return
+    rates = concrete_rates(model)
+    if max(rates.values()) < COLLAPSE_THRESHOLD:
+        warnings.warn(
+            f"bayesdrop: every learned Concrete Dropout rate is below {COLLAPSE_THRESHOLD:g} "
+            f"(largest {max(rates.values()):.2g}): the model is close to a point estimate and "
+            "the epistemic uncertainty it reports is near zero. See the user guide, 'When "
+            "Concrete Dropout degenerates'.",
+            ConcreteCollapseWarning,
+            stacklevel=4,
         )
 
 
