@@ -13,6 +13,27 @@ distributions to both cross-entropies:
 
 :func:`bayesdrop.rdrop_loss` is this loss as a pure function; :class:`bayesdrop.RDrop` wraps a
 model and runs both passes as *one* forward on the concatenated batch ``[x; x]``.
+
+**What this page shows.** Each claim is checked by an ``assert`` in the code, so the page
+fails to build if a claim stops holding:
+
+1. With ``alpha = 0`` the loss is the two cross-entropies; it grows with ``alpha`` (the KL is
+   never negative).
+2. During training with R-Drop the consistency term (the symmetric KL between the two
+   sub-models) falls: its mean over the last epoch is below that over the first. (In the very
+   first steps it rises: an untrained network predicts nearly uniform probabilities, on which
+   any two masks agree.)
+3. After training, two dropout passes of the R-Drop network disagree far less on test images
+   than two passes of the network trained with plain dropout: R-Drop does what it is built
+   for. In the full run the symmetric KL is less than four fifths of plain dropout's; in the
+   smoke run it is only required to be smaller.
+4. On this small task R-Drop's test accuracy is on par with plain dropout (within one
+   percentage point); the paper's gains are on large translation and language models, and one
+   seed on 10,000 images does not separate the two.
+
+Claims 1 and 3 are checked in every run, claims 2 and 4 in the full run shown here (10,000
+images, 10 epochs); the smoke run (``BAYESDROP_SMOKE=1``: 1,500 images, 2 epochs) checks
+that the code runs. The run time is printed at the end (a quarter of a minute on one CPU core).
 """
 
 # %%
@@ -20,6 +41,8 @@ model and runs both passes as *one* forward on the concatenated batch ``[x; x]``
 # ------------------------------
 # The KL is summed over classes and averaged over the batch; ``alpha`` is the paper's. The
 # reference codes scale it differently (see :func:`bayesdrop.rdrop_loss` for the table).
+import time
+
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
@@ -28,19 +51,26 @@ from torch import nn
 import bayesdrop
 from bayesdrop.datasets import load_fashion_mnist, smoke_mode
 
+start = time.perf_counter()
 torch.manual_seed(0)
 logits1, logits2 = torch.randn(4, 3), torch.randn(4, 3)
 target = torch.tensor([0, 2, 1, 1])
+losses = []
 for alpha in (0.0, 1.0, 5.0):
-    loss = bayesdrop.rdrop_loss(logits1, logits2, target, alpha=alpha)
-    print(f"alpha={alpha}: {loss.item():.4f}")
+    losses.append(bayesdrop.rdrop_loss(logits1, logits2, target, alpha=alpha).item())
+    print(f"alpha={alpha}: {losses[-1]:.4f}")
+two_ce = F.cross_entropy(logits1, target) + F.cross_entropy(logits2, target)
+print(f"CE(P1, y) + CE(P2, y) = {two_ce.item():.4f}")
+assert abs(losses[0] - two_ce.item()) < 1e-5 and losses[0] < losses[1] < losses[2]  # claim 1
 
 # %%
 # Training with R-Drop
 # --------------------
 # An MLP with dropout on a Fashion-MNIST subset, trained with plain dropout and with R-Drop
-# (alpha = 1). ``RDrop`` returns a frozen dataclass with the loss, its two terms and the
-# averaged logits.
+# (alpha = 1), from the same initial weights and in the same batch order. ``RDrop`` returns a
+# frozen dataclass with the loss, its two terms and the averaged logits. (The training loss
+# printed for R-Drop is its whole objective, two cross-entropies and the KL term, so it is not
+# comparable with plain dropout's.)
 smoke = smoke_mode()
 num_train, epochs = (1500, 2) if smoke else (10000, 10)
 x, y = load_fashion_mnist(split="train")
@@ -63,8 +93,9 @@ def train(alpha):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = torch.Generator().manual_seed(1)
     consistency = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
+        total = 0.0
         for idx in torch.randperm(num_train, generator=order).split(64):
             if objective is None:
                 loss = F.cross_entropy(model(x[idx]), y[idx])
@@ -75,32 +106,78 @@ def train(alpha):
             opt.zero_grad()
             loss.backward()
             opt.step()
+            total += loss.item() * len(idx)
+        name = "plain" if alpha is None else f"R-Drop alpha={alpha}"
+        print(
+            f"{name}, epoch {epoch + 1}: training loss {total / num_train:.3f} "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
     model.eval()
     with torch.no_grad():
         probs = model(x_test).softmax(-1)
     accuracy = (probs.argmax(-1) == y_test).float().mean().item()
-    return accuracy, consistency
+    return model, accuracy, consistency
 
 
-acc_plain, _ = train(None)
-acc_rdrop, consistency = train(1.0)
+plain, acc_plain, _ = train(None)
+rdrop, acc_rdrop, consistency = train(1.0)
 print(f"plain dropout: test accuracy {acc_plain:.3f}")
 print(f"R-Drop (alpha=1): test accuracy {acc_rdrop:.3f}")
+assert smoke or abs(acc_rdrop - acc_plain) < 0.01  # claim 4
 
 # %%
-# The consistency term (the symmetric KL between the two sub-models) during training:
+# The consistency term (the symmetric KL between the two sub-models) during training, as a
+# running mean over 20 steps:
 fig, ax = plt.subplots(figsize=(5, 3))
 steps = torch.tensor(consistency)
 window = min(20, len(steps))
-ax.plot(steps.unfold(0, window, 1).mean(1))  # running mean over `window` steps
+running = steps.unfold(0, window, 1).mean(1)
+ax.plot(running)
 ax.set(xlabel="step", ylabel="symmetric KL", title="R-Drop consistency term")
 fig.tight_layout()
+per_epoch = steps[: len(steps) // epochs * epochs].view(epochs, -1).mean(1)
+peak = int(running.argmax())
+print(f"consistency term: {running[0]:.4f} at the start, {running[peak]:.4f} at step {peak}")
+print("mean per epoch: " + " ".join(f"{v:.4f}" for v in per_epoch))
+assert smoke or per_epoch[-1] < per_epoch[0]  # claim 2
 
 # %%
+# Do the sub-models agree?
+# ------------------------
+# Two dropout passes of each trained network on the test images (under
+# :func:`bayesdrop.sampling`, which samples the dropout and nothing else), and the symmetric
+# KL between their predictions, averaged over the images.
+
+
+def disagreement(model):
+    with torch.no_grad(), bayesdrop.sampling(model):
+        log_p1, log_p2 = model(x_test).log_softmax(-1), model(x_test).log_softmax(-1)
+    kl12 = (log_p1.exp() * (log_p1 - log_p2)).sum(-1)
+    kl21 = (log_p2.exp() * (log_p2 - log_p1)).sum(-1)
+    return 0.5 * (kl12 + kl21).mean().item()
+
+
+torch.manual_seed(1)
+kl_plain, kl_rdrop = disagreement(plain), disagreement(rdrop)
+print(f"symmetric KL between two dropout passes: plain {kl_plain:.4f}, R-Drop {kl_rdrop:.4f}")
+assert kl_rdrop < (1.0 if smoke else 0.8) * kl_plain  # claim 3
+
+# %%
+# R-Drop trains the sub-models to agree, and they do: its two passes disagree less than those
+# of the plainly trained network. A side effect worth knowing: the spread of the
+# dropout sub-models is what MC dropout reads as epistemic uncertainty, so a network trained
+# with R-Drop reports less of it. The accuracy on this small task does not change (claim 4).
+#
 # Regression
 # ----------
 # For regression outputs the consistency term is the squared gap between the two passes:
 # ``rdrop_mse_loss = MSE1 + MSE2 + alpha * MSE(out1, out2)``, or ``RDrop(model,
-# task="regression")``.
+# task="regression")``. With predictions 1 and 3 for a target of 2 and ``alpha = 0.5``:
+# :math:`1 + 1 + 0.5 \cdot 4 = 4`.
 pred1, pred2, y_reg = torch.tensor([1.0]), torch.tensor([3.0]), torch.tensor([2.0])
-print(bayesdrop.functional.rdrop_mse_loss(pred1, pred2, y_reg, alpha=0.5))
+mse_loss = bayesdrop.functional.rdrop_mse_loss(pred1, pred2, y_reg, alpha=0.5)
+print(mse_loss)
+assert mse_loss.item() == 4.0
+print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
+
+# sphinx_gallery_thumbnail_number = 1
