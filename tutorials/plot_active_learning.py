@@ -81,7 +81,7 @@ def accuracy(model):
 
 # %%
 # The loop: acquire, hand the new indices to ``train``, record the curve
-# ---------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # :func:`bayesdrop.active.run_active_learning` owns no training loop: ``train`` gets the
 # labelled indices and returns a model; the loop scores the pool, labels the chosen points of
 # the :class:`~bayesdrop.active.ActiveSplit` and evaluates.
