@@ -138,6 +138,7 @@ def equal_width_edges(num_bins: int, *, dtype=torch.float64, device=None) -> Ten
 
     Examples
     --------
+    >>> from bayesdrop.calibration import equal_width_edges
     >>> equal_width_edges(4)
     tensor([0.0000, 0.2500, 0.5000, 0.7500, 1.0000], dtype=torch.float64)
     """
@@ -152,6 +153,8 @@ def equal_mass_edges(confidence: Tensor, num_bins: int) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import equal_mass_edges
     >>> equal_mass_edges(torch.tensor([0.2, 0.4, 0.6, 0.8, 1.0]), 2)
     tensor([0.0000, 0.6000, 1.0000])
     """
@@ -179,6 +182,8 @@ def bin_statistics(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import bin_statistics
     >>> stats = bin_statistics(torch.tensor([0.3, 0.9, 1.0]), torch.tensor([0, 1, 1]), num_bins=2)
     >>> stats.counts
     tensor([1., 2.], dtype=torch.float64)

@@ -331,6 +331,7 @@ class RegressionCalibrationDisplay:
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.calibration import RegressionCalibrationDisplay
     >>> d = RegressionCalibrationDisplay.from_predictions(torch.zeros(50), torch.ones(50),
     ...                                                   torch.randn(50)).plot()
@@ -362,6 +363,7 @@ class UncertaintyHistogramDisplay:
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.calibration import UncertaintyHistogramDisplay
     >>> d = UncertaintyHistogramDisplay.from_scores(torch.rand(100), torch.rand(80) + 0.5).plot()
     >>> len(d.ax_.patches) > 0

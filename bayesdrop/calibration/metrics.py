@@ -171,10 +171,16 @@ def expected_calibration_error(
 
     Examples
     --------
-    >>> probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
-    >>> target = torch.tensor([0, 1, 1])
-    >>> expected_calibration_error(probs, target, num_bins=10).item()  # (0.1 + 0.8 + 0.3) / 3
-    0.4
+    >>> import torch
+    >>> from bayesdrop.calibration import expected_calibration_error
+    >>> probs = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.35, 0.65]])
+    >>> target = torch.tensor([0, 1, 1])  # right, wrong, right; one point per bin of width 0.1
+    >>> round(expected_calibration_error(probs, target, num_bins=10).item(), 4)
+    0.4167
+
+    That is :math:`(|1 - 0.95| + |0 - 0.85| + |1 - 0.65|) / 3 = 1.25 / 3`. A confidence on a
+    bin edge falls on either side after rounding: ``0.9`` in float32 is ``0.89999998``, in the
+    bin ``[0.8, 0.9)``.
     """
     check_choice("norm", norm, _NORMS)
     check_choice("binning", binning, ("equal_width", "equal_mass"))
@@ -201,9 +207,11 @@ def classwise_calibration_error(probs: Tensor, target: Tensor, *, num_bins: int 
 
     Examples
     --------
-    >>> probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
-    >>> classwise_calibration_error(probs, torch.tensor([0, 1, 1]), num_bins=10).item()
-    0.4
+    >>> import torch
+    >>> from bayesdrop.calibration import classwise_calibration_error
+    >>> probs = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.35, 0.65]])
+    >>> round(classwise_calibration_error(probs, torch.tensor([0, 1, 1]), num_bins=10).item(), 4)
+    0.4167
     """
     probs, target = check_classification(probs, target)
     num_bins = check_positive_int("num_bins", num_bins)
@@ -219,7 +227,9 @@ def brier_score(probs: Tensor, target: Tensor) -> Tensor:
 
     Examples
     --------
-    >>> brier_score(torch.tensor([[0.5, 0.5], [1.0, 0.0]]), torch.tensor([0, 0])).item()
+    >>> import torch
+    >>> from bayesdrop.calibration import brier_score
+    >>> round(brier_score(torch.tensor([[0.5, 0.5], [1.0, 0.0]]), torch.tensor([0, 0])).item(), 6)
     0.25
     """
     sums = _top_label_sums(probs, target, 1, bins=False)
@@ -236,6 +246,8 @@ def negative_log_likelihood(probs: Tensor, target: Tensor) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import negative_log_likelihood
     >>> round(negative_log_likelihood(torch.tensor([[0.5, 0.5]]), torch.tensor([1])).item(), 6)
     0.693147
     """
@@ -248,6 +260,8 @@ def accuracy(probs: Tensor, target: Tensor) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import accuracy
     >>> accuracy(torch.tensor([[0.9, 0.1], [0.4, 0.6]]), torch.tensor([0, 0])).item()
     0.5
     """
@@ -281,6 +295,8 @@ def classification_metrics(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import classification_metrics
     >>> m = classification_metrics(torch.tensor([[0.9, 0.1], [0.4, 0.6]]), torch.tensor([0, 0]))
     >>> m.accuracy, round(m.brier, 2)
     (0.5, 0.37)

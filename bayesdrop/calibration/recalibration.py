@@ -213,6 +213,7 @@ class IsotonicCalibration(_NetcalCalibrator):
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.calibration import IsotonicCalibration
     >>> probs = torch.rand(300, 3).softmax(-1)
     >>> out = IsotonicCalibration().fit_transform(probs, torch.randint(0, 3, (300,)))

@@ -68,6 +68,8 @@ def picp(mean: Tensor, std: Tensor, target: Tensor, *, level: float = 0.95) -> T
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import picp
     >>> y = torch.tensor([0.0, 1.0, 3.0])
     >>> picp(torch.zeros(3), torch.ones(3), y, level=0.95).item()  # 1.96 sigma
     0.6666666666666666
@@ -85,6 +87,8 @@ def quantile_calibration_error(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import quantile_calibration_error
     >>> z = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.0005, 0.9995, 1000))
     >>> round(quantile_calibration_error(torch.zeros(1000), torch.ones(1000), z).item(), 3)
     0.0
@@ -112,6 +116,8 @@ def regression_calibration_curve(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import regression_calibration_curve
     >>> curve = regression_calibration_curve(torch.zeros(4), torch.ones(4),
     ...                                      torch.tensor([-1.0, -0.1, 0.1, 1.0]), num_levels=3)
     >>> curve.observed
@@ -142,6 +148,8 @@ def expected_normalized_calibration_error(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import expected_normalized_calibration_error
     >>> ence = expected_normalized_calibration_error(
     ...     torch.zeros(2), torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]), num_bins=2)
     >>> ence.item()  # bin 1: |1 - 1| / 1, bin 2: |2 - 1| / 2
@@ -171,6 +179,8 @@ def gaussian_nll(mean: Tensor, std: Tensor, target: Tensor) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import gaussian_nll
     >>> round(gaussian_nll(torch.zeros(1), torch.ones(1), torch.zeros(1)).item(), 6)
     0.918939
     """
@@ -192,6 +202,8 @@ def gaussian_crps(mean: Tensor, std: Tensor, target: Tensor) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import gaussian_crps
     >>> round(gaussian_crps(torch.zeros(1), torch.ones(1), torch.zeros(1)).item(), 6)
     0.233695
     """

@@ -54,7 +54,7 @@ class RegressionReport:
     >>> print(report.summary().splitlines()[0])
     Regression calibration report: 2000 points, 15 std bins for ENCE
     >>> round(report.picp[0.9], 2)
-    0.9
+    0.91
     """
 
     num_data: int

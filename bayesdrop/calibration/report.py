@@ -197,6 +197,7 @@ class CalibrationReport:
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop import CalibrationReport
     >>> probs = torch.rand(300, 4).softmax(-1)
     >>> report = CalibrationReport.from_predictions(probs, torch.randint(0, 4, (300,)))

@@ -238,6 +238,7 @@ class Accuracy(_MeanMetric):
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.calibration import Accuracy
     >>> m = Accuracy().update(torch.tensor([[0.9, 0.1]]), torch.tensor([0]))
     >>> m.update(torch.tensor([[0.9, 0.1]]), torch.tensor([1])).compute().item()
@@ -267,6 +268,7 @@ class CalibrationError(StreamingMetric):
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.calibration import CalibrationError, expected_calibration_error
     >>> probs = torch.rand(100, 3).softmax(-1)
     >>> target = torch.randint(0, 3, (100,))
@@ -310,6 +312,7 @@ class CalibrationMetrics(StreamingMetric):
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.calibration import CalibrationMetrics
     >>> m = CalibrationMetrics(num_bins=10)
     >>> for _ in range(3):

@@ -58,6 +58,8 @@ def detection_scores(scores: Any, is_positive: Any) -> DetectionScores:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import detection_scores
     >>> s = detection_scores(torch.tensor([0.1, 0.2, 0.8, 0.9]), torch.tensor([0, 0, 1, 1]))
     >>> s.auroc, s.fpr_at_95_tpr
     (1.0, 0.0)
@@ -112,6 +114,8 @@ def misclassification_detection(probs: Tensor, target: Tensor, scores: Tensor) -
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import misclassification_detection
     >>> probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.55, 0.45]])
     >>> scores = 1 - probs.amax(-1)
     >>> misclassification_detection(probs, torch.tensor([0, 1, 1]), scores).auroc
@@ -127,6 +131,8 @@ def ood_detection(id_scores: Tensor, ood_scores: Tensor) -> DetectionScores:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import ood_detection
     >>> ood_detection(torch.tensor([0.1, 0.3]), torch.tensor([0.2, 0.9])).auroc
     0.75
     """
@@ -195,6 +201,8 @@ def accuracy_rejection_curve(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.calibration import accuracy_rejection_curve
     >>> probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.55, 0.45]])
     >>> curve = accuracy_rejection_curve(probs, torch.tensor([0, 1, 0, 1]), 1 - probs.amax(-1),
     ...                                  num_points=2)
