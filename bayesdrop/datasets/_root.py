@@ -19,6 +19,7 @@ def smoke_mode() -> bool:
     Examples
     --------
     >>> import os
+    >>> from bayesdrop.datasets import smoke_mode
     >>> os.environ["BAYESDROP_SMOKE"] = "0"
     >>> smoke_mode()
     False
@@ -62,6 +63,7 @@ def data_root(
     --------
     >>> import tempfile
     >>> from pathlib import Path
+    >>> from bayesdrop.datasets import data_root
     >>> root = Path(tempfile.mkdtemp())
     >>> (root / "ptb").mkdir()
     >>> data_root(root, "ptb") == root / "ptb"

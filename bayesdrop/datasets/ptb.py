@@ -114,6 +114,8 @@ def batchify(data: Tensor, batch_size: int) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.datasets import batchify
     >>> batchify(torch.arange(10), 3)
     tensor([[0, 3, 6],
             [1, 4, 7],
@@ -135,6 +137,8 @@ def bptt_batches(source: Tensor, bptt: int) -> Iterator[tuple[Tensor, Tensor]]:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.datasets import batchify, bptt_batches
     >>> source = batchify(torch.arange(10), 2)  # (5, 2)
     >>> [(x[:, 0].tolist(), y[:, 0].tolist()) for x, y in bptt_batches(source, 3)]
     [([0, 1, 2], [1, 2, 3]), ([3], [4])]

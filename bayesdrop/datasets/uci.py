@@ -167,6 +167,7 @@ def available_uci(root: str | os.PathLike[str] | None = None) -> list[str]:
     Examples
     --------
     >>> import tempfile
+    >>> from bayesdrop.datasets import available_uci
     >>> available_uci(tempfile.mkdtemp())
     []
     """
