@@ -59,6 +59,8 @@ def batched_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Ten
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional.batched import batched_linear
     >>> x, w, b = torch.ones(2, 3, 4), torch.ones(2, 4, 5), torch.zeros(2, 5)
     >>> batched_linear(x, w, b).shape
     torch.Size([2, 3, 5])
@@ -90,6 +92,8 @@ def bernoulli_keep_mask(shape: tuple[int, ...], keep: Tensor) -> tuple[Tensor, T
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional.batched import bernoulli_keep_mask
     >>> m, k = bernoulli_keep_mask((2, 100_000), torch.tensor([[1.0], [0.995]]))
     >>> m.dtype, bool(m[0].all()), round(1 - m[1].float().mean().item(), 3)
     (torch.bool, True, 0.005)
@@ -119,6 +123,8 @@ def batched_bernoulli_dropout(x: Tensor, p: Tensor) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional.batched import batched_bernoulli_dropout
     >>> y = batched_bernoulli_dropout(torch.ones(2, 10_000), torch.tensor([0.0, 0.5]))
     >>> bool((y[0] == 1).all()), sorted(y[1].unique().tolist())
     (True, [0.0, 2.0])
@@ -133,6 +139,8 @@ def batched_dropout_linear(x: Tensor, p: Tensor, weight: Tensor, bias: Tensor | 
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional.batched import batched_dropout_linear
     >>> x, w = torch.ones(2, 3, 4), torch.ones(2, 4, 1)
     >>> batched_dropout_linear(x, torch.zeros(2), w, None)[..., 0]
     tensor([[4., 4., 4.],
@@ -148,6 +156,8 @@ def batched_concrete_dropout(x: Tensor, p: Tensor, temperature: float) -> Tensor
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional.batched import batched_concrete_dropout
     >>> p = torch.tensor([0.1, 0.4], requires_grad=True)
     >>> batched_concrete_dropout(torch.ones(2, 3, 4), p, 0.1).sum().backward()
     >>> p.grad.shape
@@ -166,6 +176,8 @@ def mc_dropout_weight_decay(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional.batched import mc_dropout_weight_decay
     >>> t = torch.tensor
     >>> lam = mc_dropout_weight_decay(t(0.05), t(0.25), t(100.0), 1e-2)
     >>> f"{lam.item():.3e}"
@@ -179,6 +191,8 @@ def gaussian_log_density(target: Tensor, mean: Tensor, log_variance: Tensor) -> 
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional.batched import gaussian_log_density
     >>> z = torch.zeros(1)
     >>> round(gaussian_log_density(z, z, z).item(), 6)  # -log(2 pi) / 2
     -0.918939
@@ -196,6 +210,9 @@ def logmeanexp_update(
 
     Examples
     --------
+    >>> import math
+    >>> import torch
+    >>> from bayesdrop.functional.batched import logmeanexp_update
     >>> a = torch.randn(10, 3)
     >>> r, n = logmeanexp_update(None, a[:4], 0, 4)
     >>> r, n = logmeanexp_update(r, a[4:], n, 6)

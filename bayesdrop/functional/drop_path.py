@@ -26,6 +26,8 @@ def drop_path_mask_shape(x: Tensor) -> tuple[int, ...]:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import drop_path_mask_shape
     >>> drop_path_mask_shape(torch.zeros(8, 3, 5))
     (8, 1, 1)
     """
@@ -60,6 +62,8 @@ def drop_path(x: Tensor, p: float, *, generator: torch.Generator | None = None) 
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import drop_path
     >>> g = torch.Generator().manual_seed(0)
     >>> y = drop_path(torch.ones(6, 2), 0.5, generator=g)
     >>> sorted(set(y.flatten().tolist())) in ([0.0, 2.0], [0.0], [2.0])

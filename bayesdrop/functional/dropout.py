@@ -57,6 +57,8 @@ def bernoulli_mask(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import bernoulli_mask
     >>> m = bernoulli_mask((10_000,), 0.25, generator=torch.Generator().manual_seed(0))
     >>> [round(v, 4) for v in m.unique().tolist()]
     [0.0, 1.3333]
@@ -84,6 +86,8 @@ def bernoulli_dropout(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import bernoulli_dropout
     >>> x = torch.ones(2, 4)
     >>> torch.equal(bernoulli_dropout(x, 0.0), x)
     True
@@ -99,6 +103,8 @@ def spatial_mask_shape(x: Tensor) -> tuple[int, ...]:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import spatial_mask_shape
     >>> spatial_mask_shape(torch.zeros(8, 3, 5, 5))
     (8, 3, 1, 1)
     """
@@ -144,6 +150,8 @@ def concrete_drop_mask(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import concrete_drop_mask
     >>> z = concrete_drop_mask(torch.tensor(0.5), (3,), 0.1, noise=torch.tensor([0.01, 0.5, 0.99]))
     >>> [round(v, 3) for v in z.tolist()]
     [0.0, 0.5, 1.0]
@@ -168,6 +176,8 @@ def concrete_dropout(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import concrete_dropout
     >>> x = torch.ones(4)
     >>> y = concrete_dropout(x, torch.tensor(0.5), 0.1, noise=torch.tensor([0.01, 0.2, 0.8, 0.99]))
     >>> [round(v, 2) for v in y.tolist()]

@@ -29,6 +29,8 @@ def categorical_nll(logits: Tensor, target: Tensor) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import categorical_nll
     >>> round(categorical_nll(torch.zeros(1, 4), torch.tensor([2])).item(), 6)  # log 4
     1.386294
     """
@@ -40,6 +42,8 @@ def gaussian_nll(prediction: Tensor, target: Tensor, tau: float) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import gaussian_nll
     >>> round(gaussian_nll(torch.zeros(1, 1), torch.zeros(1, 1), 1.0).item(), 6)  # log(2 pi)/2
     0.918939
     """
@@ -55,6 +59,8 @@ def heteroscedastic_nll(mean: Tensor, log_variance: Tensor, target: Tensor) -> T
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import heteroscedastic_nll
     >>> z = torch.zeros(1, 1)
     >>> round(heteroscedastic_nll(z, z, z).item(), 6)
     0.918939

@@ -52,6 +52,8 @@ def symmetric_kl(logits1: Tensor, logits2: Tensor) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import symmetric_kl
     >>> a = torch.tensor([[0.0, 0.0]])
     >>> b = torch.tensor([[0.0, torch.log(torch.tensor(3.0))]])  # P2 = (1/4, 3/4)
     >>> round(symmetric_kl(a, b).item(), 6)  # (1/8) log 3
@@ -159,6 +161,8 @@ def rdrop_loss(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import rdrop_loss
     >>> a = torch.tensor([[0.0, 0.0]])
     >>> b = torch.tensor([[0.0, torch.log(torch.tensor(3.0))]])
     >>> y = torch.tensor([1])
@@ -231,6 +235,8 @@ def rdrop_mse_loss(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import rdrop_mse_loss
     >>> y1, y2, y = torch.tensor([1.0]), torch.tensor([3.0]), torch.tensor([2.0])
     >>> rdrop_mse_loss(y1, y2, y, alpha=0.5).item()  # 1 + 1 + 0.5 * 4
     4.0

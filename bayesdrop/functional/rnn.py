@@ -59,6 +59,7 @@ def sequence_mask(
 
     Examples
     --------
+    >>> from bayesdrop.functional import sequence_mask
     >>> m = sequence_mask(2, 3, 0.5)
     >>> m.shape, set(m.unique().tolist()) <= {0.0, 2.0}
     (torch.Size([2, 3]), True)
@@ -96,6 +97,8 @@ def word_type_mask(tokens: Tensor, table: Tensor, *, batch_first: bool = False) 
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import word_type_mask
     >>> table = torch.tensor([[0.0, 2.0, 2.0], [2.0, 0.0, 2.0]])
     >>> tokens = torch.tensor([[1, 1], [0, 1], [1, 2]])  # (T=3, N=2)
     >>> word_type_mask(tokens, table)
@@ -116,6 +119,8 @@ def packed_row_index(batch_sizes: Tensor) -> Tensor:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import packed_row_index
     >>> packed_row_index(torch.tensor([3, 2, 1]))
     tensor([0, 1, 2, 0, 1, 0])
     """
@@ -138,6 +143,8 @@ def apply_sequence_mask(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.functional import apply_sequence_mask
     >>> x = torch.ones(3, 2, 1)  # (T, N, F)
     >>> apply_sequence_mask(x, torch.tensor([[0.0], [2.0]]))[:, :, 0]
     tensor([[0., 2.],
