@@ -79,6 +79,7 @@ class BatchedMLP(StochasticModule):
 
     Examples
     --------
+    >>> import torch
     >>> import bayesdrop
     >>> net = bayesdrop.nn.BatchedMLP(3, 4, (8,), 1, p=[0.0, 0.1, 0.5])
     >>> x = torch.randn(3, 5, 4)  # (models, points, features)

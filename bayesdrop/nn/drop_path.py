@@ -40,6 +40,7 @@ class DropPath(StochasticModule):
 
     Examples
     --------
+    >>> import torch
     >>> import bayesdrop
     >>> drop = bayesdrop.nn.DropPath(0.5).train()
     >>> y = drop(torch.ones(8, 3))

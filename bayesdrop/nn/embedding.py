@@ -45,6 +45,8 @@ class EmbeddingDropout(StochasticModule):
 
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
     >>> import bayesdrop
     >>> drop = bayesdrop.EmbeddingDropout(nn.Embedding(5, 3), p=0.5).train()
     >>> tokens = torch.tensor([[1, 2], [1, 2], [1, 2]])  # (T, N): constant words
@@ -129,6 +131,7 @@ class LockedDropout(StochasticModule):
 
     Examples
     --------
+    >>> import torch
     >>> import bayesdrop
     >>> drop = bayesdrop.LockedDropout(0.5, batch_first=True).train()
     >>> y = drop(torch.ones(2, 6, 3))  # (N, T, F)

@@ -45,6 +45,8 @@ class MCDropout(StochasticModule):
 
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
     >>> import bayesdrop
     >>> _ = torch.manual_seed(0)
     >>> layer = bayesdrop.MCDropout(nn.Linear(4, 1), p=0.5, length_scale=1.0)
@@ -111,6 +113,7 @@ class SpatialMCDropout(MCDropout):
 
     Examples
     --------
+    >>> import torch
     >>> import bayesdrop
     >>> drop = bayesdrop.nn.SpatialMCDropout(0.5).train()
     >>> y = drop(torch.ones(2, 3, 4, 4))

@@ -345,6 +345,8 @@ class VariationalLSTM(_VariationalRNNBase):
         + r"""
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
     >>> import bayesdrop
     >>> lstm = bayesdrop.VariationalLSTM(3, 5, num_layers=2, input_p=0.2, hidden_p=0.2)
     >>> ref = nn.LSTM(3, 5, num_layers=2)
@@ -400,6 +402,8 @@ class VariationalGRU(_VariationalRNNBase):
         + r"""
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
     >>> import bayesdrop
     >>> gru = bayesdrop.VariationalGRU(3, 5, batch_first=True, hidden_p=0.3)
     >>> ref = nn.GRU(3, 5, batch_first=True)

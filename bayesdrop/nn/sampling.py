@@ -187,6 +187,7 @@ def is_noise_module(module: nn.Module) -> bool:
     Examples
     --------
     >>> from torch import nn
+    >>> from bayesdrop.nn import is_noise_module, is_stochastic
     >>> is_noise_module(nn.Dropout(0.0)), is_stochastic(nn.Dropout(0.0))
     (True, False)
     """
@@ -199,6 +200,7 @@ def drop_rate(module: nn.Module) -> float | None:
     Examples
     --------
     >>> from torch import nn
+    >>> from bayesdrop.nn import drop_rate
     >>> drop_rate(nn.Dropout(0.3)), drop_rate(nn.Linear(2, 2))
     (0.3, None)
     """
@@ -229,6 +231,7 @@ def is_stochastic(module: nn.Module) -> bool:
     Examples
     --------
     >>> from torch import nn
+    >>> from bayesdrop.nn import is_stochastic
     >>> is_stochastic(nn.Dropout(0.1)), is_stochastic(nn.Dropout(0.0))
     (True, False)
     >>> is_stochastic(nn.Linear(2, 2))
@@ -273,6 +276,8 @@ def sampling(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     Examples
     --------
     >>> import torch
+    >>> from torch import nn
+    >>> from bayesdrop import sampling
     >>> model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5)).eval()
     >>> x = torch.randn(8, 4)
     >>> with sampling(model):
@@ -314,6 +319,8 @@ def find_functional_dropout(model: nn.Module) -> list[str]:
 
     Examples
     --------
+    >>> from torch import nn
+    >>> from bayesdrop.nn import find_functional_dropout
     >>> find_functional_dropout(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)))
     []
     """
