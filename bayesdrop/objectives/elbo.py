@@ -62,7 +62,10 @@ class ELBO(nn.Module):
 
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
     >>> import bayesdrop
+    >>> from bayesdrop.objectives import ELBO
     >>> _ = torch.manual_seed(0)
     >>> net = nn.Sequential(bayesdrop.ConcreteDropout(nn.Linear(3, 4)))
     >>> elbo = ELBO(num_data=100, likelihood="categorical")

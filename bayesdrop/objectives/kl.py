@@ -36,7 +36,9 @@ def kl_divergence(model: nn.Module) -> Tensor:
 
     Examples
     --------
+    >>> from torch import nn
     >>> import bayesdrop
+    >>> from bayesdrop.objectives import kl_divergence
     >>> net = nn.Sequential(bayesdrop.MCDropout(nn.Linear(2, 1), p=0.5, length_scale=1.0))
     >>> _ = nn.init.ones_(net[0].layer.weight)
     >>> round(kl_divergence(net).item(), 6)  # 0.25 * 2 - 2 log 2

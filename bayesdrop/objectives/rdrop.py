@@ -97,6 +97,8 @@ class RDrop(nn.Module):
 
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
     >>> import bayesdrop
     >>> _ = torch.manual_seed(0)
     >>> net = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
