@@ -142,6 +142,9 @@ def mc_predict(
 
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
+    >>> import bayesdrop
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
     >>> pred = bayesdrop.mc_predict(model, torch.randn(8, 4), num_samples=20, seed=0)
     >>> pred.probs.shape, pred.mutual_information.shape, pred.engine

@@ -75,6 +75,9 @@ class MCPredictor:
 
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
+    >>> import bayesdrop
     >>> model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.3), nn.Linear(8, 2))
     >>> data = torch.utils.data.TensorDataset(torch.randn(10, 4), torch.zeros(10))
     >>> loader = torch.utils.data.DataLoader(data, batch_size=4)

@@ -72,6 +72,8 @@ class ClassificationPrediction:
 
     Examples
     --------
+    >>> import torch
+    >>> import bayesdrop
     >>> s = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
     >>> pred = bayesdrop.ClassificationPrediction.from_samples(s)
     >>> pred.probs, round(pred.mutual_information.item(), 4)
@@ -160,6 +162,8 @@ class RegressionPrediction:
 
     Examples
     --------
+    >>> import torch
+    >>> import bayesdrop
     >>> s = torch.tensor([[[1.0]], [[3.0]]])
     >>> pred = bayesdrop.RegressionPrediction.from_samples(s, tau=4.0)
     >>> pred.mean.item(), pred.epistemic_variance.item(), pred.total_variance.item()
