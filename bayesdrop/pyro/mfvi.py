@@ -62,6 +62,7 @@ class MeanFieldMLP(PyroModule):
     Examples
     --------
     >>> import pyro
+    >>> import torch
     >>> from pyro.infer import SVI, Trace_ELBO
     >>> from pyro.infer.autoguide import AutoNormal
     >>> from bayesdrop.pyro import MeanFieldMLP

@@ -66,7 +66,10 @@ class DropoutModel:
     Examples
     --------
     >>> import pyro
+    >>> import torch
     >>> from pyro.infer import SVI, Trace_ELBO
+    >>> from torch import nn
+    >>> import bayesdrop
     >>> from bayesdrop.pyro import DropoutModel
     >>> pyro.clear_param_store()
     >>> net = nn.Sequential(nn.Linear(1, 16), nn.ReLU(),
