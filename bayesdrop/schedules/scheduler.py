@@ -126,6 +126,7 @@ class DropoutScheduler:
 
     Examples
     --------
+    >>> from torch import nn
     >>> from bayesdrop.schedules import DropoutScheduler, drop_schedule
     >>> model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.0), nn.MultiheadAttention(4, 1))
     >>> sched = DropoutScheduler(model, drop_schedule(0.2, epochs=2, iters_per_epoch=1,
