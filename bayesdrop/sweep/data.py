@@ -36,6 +36,8 @@ def pad_sets(
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.sweep import pad_sets
     >>> x, n = pad_sets("x", [torch.ones(2, 3), torch.ones(4, 3)], dtype=torch.float32, device=None)
     >>> tuple(x.shape), n.tolist()
     ((2, 4, 3), [2, 4])
@@ -77,6 +79,7 @@ class RegressionBatch:
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.sweep import RegressionBatch
     >>> data = RegressionBatch.from_arrays([torch.randn(10, 3), torch.randn(7, 3)],
     ...                                    [torch.randn(10), torch.randn(7)])

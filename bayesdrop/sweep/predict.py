@@ -97,6 +97,7 @@ def predict_regression(
 
     Examples
     --------
+    >>> import torch
     >>> import bayesdrop
     >>> from bayesdrop.sweep import RegressionBatch, predict_regression
     >>> x = torch.randn(20, 2)

@@ -47,6 +47,8 @@ class BatchedAdam:
 
     Examples
     --------
+    >>> import torch
+    >>> from bayesdrop.sweep import BatchedAdam
     >>> w = torch.nn.Parameter(torch.ones(2, 3))
     >>> opt = BatchedAdam([w], lr=0.1)
     >>> w.grad = torch.ones(2, 3)
@@ -191,6 +193,7 @@ def fit_regression(
 
     Examples
     --------
+    >>> import torch
     >>> import bayesdrop
     >>> from bayesdrop.sweep import RegressionBatch, fit_regression
     >>> x = torch.linspace(-2, 2, 64)[:, None]
