@@ -78,6 +78,7 @@ class LanguageModel(nn.Module):
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.models import LanguageModel
     >>> lm = LanguageModel(50, hidden_size=8, input_p=0.2, hidden_p=0.2, embedding_p=0.1)
     >>> logits, (h, c) = lm(torch.randint(50, (6, 3)))
@@ -240,6 +241,7 @@ def perplexity(
 
     Examples
     --------
+    >>> import torch
     >>> from bayesdrop.models import LanguageModel, perplexity
     >>> lm = LanguageModel(20, hidden_size=4, num_layers=1, input_p=0.3, hidden_p=0.3)
     >>> data = torch.randint(20, (30, 2))
