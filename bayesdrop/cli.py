@@ -158,8 +158,13 @@ def main(argv: list[str] | None = None) -> int:
 
     Examples
     --------
+    >>> import contextlib
+    >>> import sys
     >>> from bayesdrop.cli import main
-    >>> main(["report", "missing.npz"])
+    >>> with contextlib.redirect_stderr(sys.stdout):  # errors go to stderr, one line
+    ...     status = main(["report", "missing.npz"])
+    bayesdrop report: error: Expected `predictions` to be an existing .npz file, but got ...
+    >>> status
     1
     """
     args = _parser().parse_args(argv)
