@@ -16,6 +16,14 @@ for _name in ("torchvision._meta_registrations", "torchvision._autograd_registra
     sys.modules.setdefault(_name, types.ModuleType(_name))
 
 
+@pytest.fixture(autouse=True)
+def _seed():
+    """Every test starts from the same random state (the docstring examples seed themselves)."""
+    import torch
+
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="module", params=["never", "always"])
 def metric_path(request):
     """Run a module's calibration tests on PyTorch's kernels and on the fused one-pass kernel
