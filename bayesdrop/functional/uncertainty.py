@@ -11,7 +11,7 @@ Given :math:`S` sampled probability vectors :math:`p_s` (shape ``(S, N, C)``) wi
 Entropies are in nats, with :math:`0 \log 0 = 0`. The module also holds the streaming forms the
 predictor uses (moments merged chunk by chunk, a grouped jackknife standard error of the mutual
 information) and the regression read-outs (heteroscedastic aleatoric variance, the Monte-Carlo
-test log-likelihood of METHODS.md §0).
+test log-likelihood; :doc:`/theory/predictive_uncertainty`).
 """
 
 from __future__ import annotations
@@ -218,8 +218,9 @@ def jackknife_mutual_information_std_error(
 def heteroscedastic_aleatoric_variance(log_variance_samples: Tensor) -> Tensor:
     r"""Aleatoric variance :math:`\exp(\frac1S \sum_s s_s)` of a log-variance head.
 
-    The read-out of the Concrete Dropout reference code (METHODS.md §1): the exponential of the
-    mean sampled log-variance (a geometric mean of the sampled variances).
+    The read-out of the Concrete Dropout reference code (Gal, Hron and Kendall, 2017;
+    :doc:`/theory/predictive_uncertainty`): the exponential of the mean sampled log-variance (a
+    geometric mean of the sampled variances).
 
     Examples
     --------

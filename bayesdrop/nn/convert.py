@@ -286,7 +286,7 @@ def convert(
     modules they replace. A converted torch ``TransformerEncoderLayer`` loses its inference
     fast path, which reads ``linear2.weight`` directly and would bypass the wrapper.
 
-    What converts on common architectures (measured by ``tests/test_convert_zoo.py``, random
+    What converts on common architectures (measured by the repository's model-zoo tests, random
     weights; ``i`` runs over blocks):
 
     ======================== ============================== ==================================

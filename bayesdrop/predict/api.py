@@ -81,7 +81,7 @@ def mc_predict(
     task : {"classification", "regression", "heteroscedastic"}
         What the model returns: logits, a prediction (noise precision ``tau``), or
         ``(mean, log_variance)``. Heteroscedastic aleatoric variance is
-        :math:`\exp(\frac1S\sum_s s_s)` (METHODS.md §1).
+        :math:`\exp(\frac1S\sum_s s_s)` (:doc:`/theory/predictive_uncertainty`).
     tau : float, optional
         Model precision; required for ``task="regression"``.
     target : Tensor, optional

@@ -214,7 +214,9 @@ class RegressionPrediction:
         )
 
     def log_likelihood(self, target: Tensor) -> Tensor:
-        r"""Per-point Monte-Carlo test log-likelihood of ``target`` (METHODS.md §0).
+        r"""Per-point Monte-Carlo test log-likelihood of ``target``.
+
+        See :doc:`/theory/predictive_uncertainty`.
 
         .. math::
 
