@@ -120,3 +120,41 @@ def test_detection_scores_accept_bool_int_and_float_labels():
     for labels in (torch.tensor([0, 0, 1, 1]), np.array([0.0, 0.0, 1.0, 1.0])):
         assert detection_scores(scores, labels) == expected
     assert expected.auroc == pytest.approx(0.75)
+
+
+# ---------------------------------------------------------------------------------------------
+# property tests: AURC and E-AURC bounds and invariances
+# ---------------------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    correct=st.lists(st.booleans(), min_size=1, max_size=40),
+    scores=st.lists(st.integers(0, 4), min_size=40, max_size=40),
+    seed=st.integers(0, 2**16),
+)
+def test_aurc_bounds_and_order_invariance(correct, scores, seed):
+    n = len(correct)
+    target = torch.zeros(n, dtype=torch.long)
+    # class 0 predicted everywhere (p = 0.7); a point is wrong when its target is 1
+    target[~torch.tensor(correct)] = 1
+    probs = torch.tensor([[0.7, 0.3]]).expand(n, 2).clone()
+    s = torch.tensor(scores[:n], dtype=torch.float64)  # few distinct values: many ties
+    curve = accuracy_rejection_curve(probs, target, s)
+    risk = 1 - sum(correct) / n
+    # the oracle ranks every error last; no score beats it, none is worse than reversing it
+    assert -1e-12 <= curve.eaurc <= curve.aurc + 1e-12
+    assert 0.0 <= curve.aurc <= 1.0
+    if sum(correct) in (0, n):  # all right or all wrong: every ranking is the oracle
+        assert curve.eaurc == pytest.approx(0.0, abs=1e-12)
+        assert curve.aurc == pytest.approx(risk, abs=1e-12)
+    # a constant score ranks nothing: AURC is the overall risk
+    flat = accuracy_rejection_curve(probs, target, torch.zeros(n, dtype=torch.float64))
+    assert flat.aurc == pytest.approx(risk, abs=1e-12)
+    # any permutation of the rows gives the same numbers (ties averaged)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    shuffled = accuracy_rejection_curve(probs[perm], target[perm], s[perm])
+    assert shuffled.aurc == pytest.approx(curve.aurc, abs=1e-12)
+    torch.testing.assert_close(shuffled.accuracy, curve.accuracy, rtol=0, atol=1e-12)

@@ -6,13 +6,11 @@ Every test runs on PyTorch's kernels and on the fused one-pass kernel (``BAYESDR
 from __future__ import annotations
 
 import dataclasses
-import time
-from datetime import timedelta
 
+import gloo
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from bayesdrop.calibration import (
     Accuracy,
@@ -123,14 +121,7 @@ def test_errors():
 # two processes, gloo backend: a sharded data set gives the single-process numbers
 # ---------------------------------------------------------------------------------------------
 def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=60),
-    )
+    gloo.init(rank, world_size, init_file)
     try:
         probs, target = data()
         shard = slice(0, 1900) if rank == 0 else slice(1900, None)  # unequal shards
@@ -152,24 +143,8 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
 
 
 def test_two_processes_gloo_equal_single_process(tmp_path):
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available")
     world_size = 2
-    ctx = mp.spawn(
-        _worker,
-        args=(world_size, str(tmp_path / "store"), str(tmp_path)),
-        nprocs=world_size,
-        join=False,
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("distributed workers did not finish within 120 s")
-    finally:
-        for process in ctx.processes:
-            if process.is_alive():
-                process.kill()
+    gloo.spawn(_worker, world_size, tmp_path)
     probs, target = data()
     expected = {
         "collection": dataclasses.asdict(classification_metrics(probs, target, num_bins=10)),
@@ -260,14 +235,7 @@ def test_load_state_dict_rejects_other_metrics_and_options():
 
 
 def _mismatch_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=60),
-    )
+    gloo.init(rank, world_size, init_file)
     try:
         messages = []
         probs, target = data(n=100)
@@ -289,23 +257,7 @@ def _mismatch_worker(rank: int, world_size: int, init_file: str, out_dir: str) -
 
 
 def test_sync_with_different_options_fails_with_a_message(tmp_path):
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available")
-    ctx = mp.spawn(
-        _mismatch_worker,
-        args=(2, str(tmp_path / "store"), str(tmp_path)),
-        nprocs=2,
-        join=False,
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("distributed workers did not finish within 120 s")
-    finally:
-        for process in ctx.processes:
-            if process.is_alive():
-                process.kill()
+    gloo.spawn(_mismatch_worker, 2, tmp_path)
     for rank in range(2):
         bins, classes, idle = torch.load(tmp_path / f"rank{rank}.pt")
         assert "Expected `num_bins` to be the same on every process" in bins

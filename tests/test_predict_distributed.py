@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import traceback
-from datetime import timedelta
 from unittest import mock
 
+import gloo
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
@@ -102,14 +100,7 @@ def _scenarios(rank: int, world: int) -> dict:
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=60),
-    )
+    gloo.init(rank, world, init_file)
     try:
         result = _scenarios(rank, world)
     except Exception:
@@ -120,20 +111,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 
 def _spawn(world: int, tmp_path) -> list[dict]:
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available")
-    ctx = mp.spawn(
-        _worker, args=(world, str(tmp_path / "store"), str(tmp_path)), nprocs=world, join=False
-    )
-    deadline = time.monotonic() + 240
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("distributed workers did not finish within 240 s")
-    finally:
-        for process in ctx.processes:
-            if process.is_alive():
-                process.kill()
+    gloo.spawn(_worker, world, tmp_path, timeout=240)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world)]
     for r, result in enumerate(results):
         assert "error" not in result, f"rank {r}:\n{result.get('error')}"
