@@ -161,7 +161,7 @@ class MCPredictor:
         *,
         gather: Literal["all", "rank0", "none"] = "all",
         group: Any = None,
-    ) -> ClassificationPrediction | RegressionPrediction:
+    ) -> ClassificationPrediction | RegressionPrediction | None:
         """Predict every batch of ``data`` and join the results.
 
         ``data`` yields tensors, ``(input, target, ...)`` tuples or mappings (see the class
@@ -170,8 +170,8 @@ class MCPredictor:
 
         Inside a ``torch.distributed`` job (``torchrun``), each rank predicts the batches of its
         ``DistributedSampler`` with its own random stream (see
-        :mod:`bayesdrop.predict.distributed`) and the shards are joined in data-set order, the
-        rows the sampler repeats to even out the shards dropped: ``gather="all"`` returns the
+        :func:`~bayesdrop.predict.distributed.rank_seed`) and the shards are joined in data-set
+        order, the rows the sampler repeats to even out the shards dropped: ``gather="all"`` returns the
         whole prediction on every rank, ``"rank0"`` on rank 0 (None elsewhere), ``"none"`` this
         rank's rows only (for streaming metrics, which ``sync()`` their sums). Options that
         differ between ranks and a rank whose model raises are reported on every rank.

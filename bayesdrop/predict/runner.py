@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -13,36 +11,27 @@ from torch import Tensor, nn
 
 from bayesdrop._validation import (
     check_choice,
-    check_module,
     check_positive,
     check_positive_int,
     fail,
 )
-from bayesdrop.exceptions import ConcreteCollapseWarning
-from bayesdrop.nn.concrete import ConcreteDropout
-from bayesdrop.nn.diagnostics import COLLAPSE_THRESHOLD, concrete_rates
-from bayesdrop.nn.sampling import (
-    find_functional_dropout,
-    noise_modules,
-    sampling,
-    stochastic_modules,
-)
+from bayesdrop.nn.sampling import sampling
 from bayesdrop.predict.accumulators import (
     NUM_GROUPS,
     ClassificationAccumulator,
     RegressionAccumulator,
 )
+from bayesdrop.predict.checks import check_input, check_model, model_device
 from bayesdrop.predict.engines import LoopEngine, PlanSource, choose_engine
 from bayesdrop.predict.io import (
     ModelInputs,
     OutputSpec,
-    as_inputs,
     batch_first,
     check_output_spec,
     classes_last,
     select_output,
 )
-from bayesdrop.predict.noise import check_noise, fork_rng, training_flag_readers
+from bayesdrop.predict.noise import check_noise, fork_rng
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
 
 __all__ = [
@@ -140,87 +129,6 @@ def make_settings(
         class_dim=class_dim,
         batch_dim=batch_dim,
     )  # type: ignore[arg-type]
-
-
-def model_device(model: nn.Module) -> torch.device | None:
-    """Device of the model's first parameter or buffer (None for a model without either)."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        return tensor.device
-    return None
-
-
-def check_model(model: nn.Module) -> None:
-    """A model with at least one noise module whose rate is not 0; warn about functional dropout."""
-    check_module("model", model)
-    # functional dropout in a module that sampling() switches (training=self.training on the
-    # call) is sampled; the rest cannot be reached
-    switched = {name for name, _ in noise_modules(model)}
-    functional = [name for name in find_functional_dropout(model) if name not in switched]
-    if not stochastic_modules(model):
-        zero = [name or "(model)" for name, _ in noise_modules(model)]
-        got = "a model with none"
-        if zero:
-            got = f"only noise modules with rate 0 ({', '.join(zero[:8])}"
-            got += ", ...)" if len(zero) > 8 else ")"
-        fix = (
-            "Without noise there is no Monte-Carlo uncertainty. bayesdrop looked for torch's "
-            "dropout modules, attention and recurrent modules with a dropout rate, bayesdrop's "
-            "layers, torchvision's StochasticDepth, timm's DropPath/DropBlock2d and attention "
-            "modules whose forward reads self.training to pick a dropout rate (Hugging Face, "
-            "timm). Add dropout (nn.Dropout, bayesdrop.MCDropout, bayesdrop.convert) or register "
-            "your own noise module type with bayesdrop.nn.register_stochastic_module(MyType, "
-            "rate='p')."
-        )
-        readers = training_flag_readers(model)
-        if readers:
-            names = ", ".join(f"{n} ({t})" for n, t in readers[:8])
-            fix += f" Modules whose forward reads self.training: {names}."
-        if functional:
-            fix += f" The functional dropout in {functional} cannot be switched on."
-        fail("model", "a model with at least one dropout with a non-zero rate", got, fix)
-    _warn_collapsed(model)
-    if functional:
-        warnings.warn(
-            f"bayesdrop: modules {functional} call functional dropout (F.dropout), which "
-            "sampling() cannot switch on; those dropouts stay off during MC prediction. "
-            "Use nn.Dropout modules instead.",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _warn_collapsed(model: nn.Module) -> None:
-    """Every noise module a Concrete Dropout layer whose learned rate collapsed: say so."""
-    modules = [m for _, m in stochastic_modules(model)]
-    if not modules or not all(isinstance(m, ConcreteDropout) for m in modules):
-        return
-    rates = concrete_rates(model)
-    if max(rates.values()) < COLLAPSE_THRESHOLD:
-        warnings.warn(
-            f"bayesdrop: every learned Concrete Dropout rate is below {COLLAPSE_THRESHOLD:g} "
-            f"(largest {max(rates.values()):.2g}): the model is close to a point estimate and "
-            "the epistemic uncertainty it reports is near zero. See the user guide, 'When "
-            "Concrete Dropout degenerates'.",
-            ConcreteCollapseWarning,
-            stacklevel=4,
-        )
-
-
-def check_input(
-    x: object, device: torch.device | None, batch_dim: int = 0, name: str = "x"
-) -> ModelInputs:
-    """Batched model inputs on the model's device."""
-    inputs = as_inputs(x, name, batch_dim)
-    if device is not None:
-        for t in inputs.tensors():
-            if t.device != device:
-                fail(
-                    name,
-                    f"on the model's device ({device})",
-                    f"a tensor on {t.device}",
-                    "Move it with x.to(device).",
-                )
-    return inputs
 
 
 @contextmanager
