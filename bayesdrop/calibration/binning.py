@@ -12,7 +12,7 @@ Equal-width bins use the exact edges :math:`b/B`: the bin of a confidence :math:
 :math:`b` with :math:`b/B \le x < (b+1)/B` for the exact value of the floating-point number
 :math:`x` (the last bin closed), on every path. So the double ``0.3``, which is slightly less than
 :math:`3/10`, is in bin :math:`[0.2, 0.3)`. A plain ``floor(B * x)`` in float64 rounds
-:math:`B x` first and would put it in :math:`[0.3, 0.4)`; :func:`equal_width_bin` corrects that
+:math:`B x` first and would put it in :math:`[0.3, 0.4)`; ``equal_width_bin`` corrects that
 with the exact rounding error of the product (Dekker's two-product). For float32 and half inputs
 the product is exact in float64 and nothing changes. netcal compares with the edges of
 ``numpy.linspace(0, 1, B + 1)``, which give the same bins whenever those edges round up (all
@@ -178,7 +178,7 @@ def bin_statistics(
 
     ``confidence`` must be finite and in ``[0, 1]``; ``correct`` is boolean (or integer,
     nonzero = correct), or floating in ``[0, 1]`` for fractional hits. Equal-width bins follow
-    :func:`equal_width_bin`.
+    ``equal_width_bin``.
 
     Examples
     --------

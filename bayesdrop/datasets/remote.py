@@ -49,7 +49,7 @@ class RemoteFile:
     sha256 : str
         The hex SHA-256 digest the downloaded bytes must have.
     checked : {"published", "md5", "local"}
-        How the checksum was obtained (see :mod:`bayesdrop.datasets.remote`).
+        How the checksum was obtained (see :doc:`/datasets`).
     """
 
     path: str

@@ -49,9 +49,9 @@ _REGISTRY: dict[type, str | RateGetter | None] = {}
 def register_stochastic_module(
     module_type: type[nn.Module], rate: str | RateGetter | None = "p"
 ) -> type[nn.Module]:
-    """Teach :func:`sampling` a module type whose ``training`` flag switches its noise.
+    """Teach :func:`.sampling` a module type whose ``training`` flag switches its noise.
 
-    Inside :func:`sampling` the ``training`` flag of every module of this type (and of its
+    Inside :func:`.sampling` the ``training`` flag of every module of this type (and of its
     subclasses) is set, exactly as for ``nn.Dropout``; the rest of the model stays in eval
     mode. Register a type only when its ``training`` flag switches nothing but its noise. Can
     be used as a class decorator.
@@ -62,7 +62,7 @@ def register_stochastic_module(
         A subclass of ``nn.Module``.
     rate : str, callable or None, default "p"
         Where the drop rate is read: an attribute name, or a function of the module. A module
-        whose rate is 0 is not counted as a noise source (:func:`is_stochastic` is False, and
+        whose rate is 0 is not counted as a noise source (:func:`.is_stochastic` is False, and
         the cached engine computes it once). ``None``: the rate is unknown, always counted.
 
     Returns
@@ -182,7 +182,7 @@ def _float_dropout(module: nn.Module) -> float:
 
 
 def is_noise_module(module: nn.Module) -> bool:
-    """Whether :func:`sampling` switches ``module`` (whatever its current rate).
+    """Whether :func:`.sampling` switches ``module`` (whatever its current rate).
 
     Examples
     --------
@@ -225,7 +225,7 @@ def is_stochastic(module: nn.Module) -> bool:
     importing those libraries); modules of other libraries whose ``forward`` reads
     ``self.training`` only to choose a dropout rate (Hugging Face attention with SDPA or eager
     kernels, timm's fused attention: ``dropout_p=self.attn_drop.p if self.training else 0``);
-    and types added with :func:`register_stochastic_module`. A module whose rate is 0 does not
+    and types added with :func:`.register_stochastic_module`. A module whose rate is 0 does not
     count; one whose rate cannot be read does.
 
     Examples
@@ -242,12 +242,12 @@ def is_stochastic(module: nn.Module) -> bool:
 
 
 def stochastic_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every stochastic module in ``model`` (see :func:`is_stochastic`)."""
+    """``(name, module)`` of every stochastic module in ``model`` (see :func:`.is_stochastic`)."""
     return [(name, m) for name, m in model.named_modules() if is_stochastic(m)]
 
 
 def noise_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every module :func:`sampling` switches, whatever its rate."""
+    """``(name, module)`` of every module :func:`.sampling` switches, whatever its rate."""
     return [(name, m) for name, m in model.named_modules() if is_noise_module(m)]
 
 
@@ -258,7 +258,7 @@ def sampling(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     Inside the block, bayesdrop layers have ``mc = enabled``, and every other noise module (torch's
     dropout modules, the attention and recurrent modules with a dropout rate, torchvision's
     ``StochasticDepth``, timm's ``DropPath`` and fused attention, Hugging Face attention; see
-    :func:`is_stochastic` and :func:`register_stochastic_module`) has ``training = enabled``;
+    :func:`.is_stochastic` and :func:`.register_stochastic_module`) has ``training = enabled``;
     those modules read ``training`` only to switch their noise. Modules whose rate is 0 are
     switched too, so a rate raised inside the block takes effect.
     Nothing else changes: BatchNorm stays in eval mode, so MC predictions do not update running
@@ -313,7 +313,7 @@ def find_functional_dropout(model: nn.Module) -> list[str]:
     """Names of the model's own modules whose ``forward`` calls functional dropout.
 
     ``F.dropout(x, p, training=self.training)`` cannot be reached by swapping or flagging
-    modules, so :func:`sampling`, :func:`bayesdrop.convert` and the predictor warn about it.
+    modules, so :func:`.sampling`, :func:`bayesdrop.convert` and the predictor warn about it.
     torch's own modules are not inspected. This reads the source code of ``forward``; code whose
     source is unavailable is not detected.
 

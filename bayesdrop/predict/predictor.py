@@ -171,10 +171,11 @@ class MCPredictor:
         Inside a ``torch.distributed`` job (``torchrun``), each rank predicts the batches of its
         ``DistributedSampler`` with its own random stream (see
         :func:`~bayesdrop.predict.distributed.rank_seed`) and the shards are joined in data-set
-        order, the rows the sampler repeats to even out the shards dropped: ``gather="all"`` returns the
-        whole prediction on every rank, ``"rank0"`` on rank 0 (None elsewhere), ``"none"`` this
-        rank's rows only (for streaming metrics, which ``sync()`` their sums). Options that
-        differ between ranks and a rank whose model raises are reported on every rank.
+        order, the rows the sampler repeats to even out the shards dropped: ``gather="all"``
+        returns the whole prediction on every rank, ``"rank0"`` on rank 0 (None elsewhere),
+        ``"none"`` this rank's rows only (for streaming metrics, which ``sync()`` their sums).
+        Options that differ between ranks and a rank whose model raises are reported on every
+        rank.
         """
         ctx = context(group)
         if not ctx.active:
