@@ -10,31 +10,46 @@ TORCH  ?= torch==2.13.0
 # beside the CPU build; tests/conftest.py stubs them, the models themselves work).
 TORCHVISION ?= torchvision==0.28.0
 export BAYESDROP_DATA ?= $(abspath ../shared/data)
+# pip prints one line per package it collects and installs (no progress bars outside a
+# terminal); `make PIP_FLAGS=-q ...` for the quiet install.
+PIP_FLAGS ?=
 
 .PHONY: demo test docs bench lint install clean
 
 $(STAMP): pyproject.toml
+	@echo "==> [1/4] creating the virtual environment $(VENV) (first run only)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)" "$(TORCHVISION)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	@echo "==> [2/4] upgrading pip"
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	@echo "==> [3/4] installing $(TORCH) and $(TORCHVISION)"
+	$(BIN)/python -m pip install $(PIP_FLAGS) "$(TORCH)" "$(TORCHVISION)"
+	@echo "==> [4/4] installing bayesdrop and its dev dependencies (test, lint, docs, fast)"
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[dev]"
 	touch $(STAMP)
+	@echo "==> $(VENV) is ready"
 
 install: $(STAMP)
 
 demo: $(STAMP)
+	@echo "==> running the demo (python -m bayesdrop.demo, under a minute on 2 cores)"
 	$(BIN)/python -m bayesdrop.demo
 
 # One BLAS/OpenMP thread per pytest worker: two workers on two cores, no oversubscription.
 test: $(STAMP)
+	@echo "==> running the tests and doctests on 2 workers (one dot per test, progress in [%])"
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
 # The gallery runs every tutorial in full mode (one BLAS thread: about six minutes of CPU);
 # each tutorial asserts the claims its page makes, so a failed claim fails the build.
 # `BAYESDROP_SMOKE=1 make docs` is the quick check that the code runs (short-run output).
+# Without -q, Sphinx prints a line per page read and written and sphinx-gallery one per tutorial
+# it runs, with its run time.
 docs: $(STAMP)
+	@echo "==> fetching MathJax for offline math (once)"
 	$(BIN)/python docs/_tools/fetch_mathjax.py
-	OMP_NUM_THREADS=1 $(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
+	@echo "==> building the HTML docs, running every tutorial (full mode: several minutes)"
+	OMP_NUM_THREADS=1 $(BIN)/sphinx-build -E -W --keep-going -b html docs docs/_build/html
+	@echo "==> docs written to docs/_build/html/index.html"
 
 # Quick configurations of every benchmark (full ones: see benchmarks/README.md).
 bench: $(STAMP)
