@@ -272,7 +272,23 @@ def accuracy(probs: Tensor, target: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class ClassificationMetrics:
-    """Accuracy and calibration of a classifier (all floats; ECE/MCE with ``num_bins`` bins)."""
+    """Accuracy and calibration of a classifier (all floats; ECE/MCE with ``num_bins`` bins).
+
+    Attributes
+    ----------
+    accuracy : float
+        Fraction of points whose most probable class is the label.
+    ece, mce : float
+        Top-label expected and maximum calibration error over equal-width bins.
+    brier : float
+        Multiclass Brier score, in ``[0, 2]``.
+    nll : float
+        Mean negative log-likelihood of the labels, in nats.
+    num_bins : int
+        Number of equal-width bins of ``ece`` and ``mce``.
+    num_data : int
+        Number of points.
+    """
 
     accuracy: float
     ece: float

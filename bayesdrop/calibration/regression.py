@@ -100,7 +100,17 @@ def quantile_calibration_error(
 
 @dataclass(frozen=True)
 class RegressionCalibrationCurve:
-    """Expected vs observed cumulative frequency, with the calibration error (mean abs gap)."""
+    """Expected vs observed cumulative frequency, with the calibration error (mean abs gap).
+
+    Attributes
+    ----------
+    expected : Tensor, shape ``(num_levels,)``
+        The levels :math:`p`, from 0 to 1.
+    observed : Tensor, shape ``(num_levels,)``
+        The fraction of targets at or below the predicted :math:`p`-quantile.
+    error : float
+        The mean absolute difference between ``observed`` and ``expected``.
+    """
 
     expected: Tensor
     observed: Tensor

@@ -39,9 +39,38 @@ _LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 
 @dataclass(frozen=True)
 class RegressionReport:
-    """Calibration and sharpness of Gaussian regression predictions.
+    r"""Calibration and sharpness of Gaussian regression predictions.
 
     Build it with :meth:`from_predictions`.
+
+    Attributes
+    ----------
+    num_data : int
+        Number of points (all predictions flattened).
+    quantile_calibration_error : float
+        Mean absolute gap of the quantile calibration curve (``curve.error``).
+    picp : dict of float to float
+        Prediction-interval coverage probability of the central interval of each level.
+    ence : float
+        Expected normalised calibration error over ``num_bins`` std bins.
+    crps : float
+        Mean continuous ranked probability score of the Gaussian predictives.
+    nll : float
+        Mean Gaussian negative log-likelihood, in nats.
+    sharpness : float
+        Root mean predicted variance, :math:`\sqrt{\frac1N \sum_i \sigma_i^2}`.
+    rmse : float
+        Root mean squared error of the predictive means.
+    curve : RegressionCalibrationCurve
+        The quantile calibration curve.
+    ence_bins : dict of str to list of float
+        Per std bin: ``"counts"``, ``"rmv"`` (root mean variance) and ``"rmse"``.
+    num_bins : int
+        Number of std bins of the ENCE.
+    mean, std, target : Tensor, shape ``(N,)``
+        The predictions and targets, flattened, float64, on the CPU.
+    name : str
+        The model's name in the summary and the HTML.
 
     Examples
     --------

@@ -195,6 +195,44 @@ class CalibrationReport:
     Build it with :meth:`from_predictions`. Fields hold the numbers; the figures are drawn when
     the HTML is written.
 
+    Attributes
+    ----------
+    metrics : ClassificationMetrics
+        Accuracy, ECE, MCE, Brier score and NLL.
+    num_classes : int
+        Number of classes ``C``.
+    uncertainty : str
+        The score that ranks points by uncertainty ("predictive_entropy",
+        "mutual_information" or "max_probability").
+    misclassification : DetectionScores or None
+        How well that score finds the misclassified points (None unless some points are right
+        and some wrong).
+    ood : DetectionScores or None
+        How well it separates ``ood_scores`` from the in-distribution scores (None without
+        them).
+    rejection : RejectionCurve
+        Accuracy when the most uncertain fraction of the points is rejected.
+    bins : BinStatistics
+        The equal-width top-label bins of the reliability diagram.
+    probs : Tensor, shape ``(N, C)``
+        The probabilities the report was computed from (dense predictions flattened to points,
+        ignored points dropped; MC samples averaged), on the CPU.
+    target : Tensor, shape ``(N,)``
+        Their labels.
+    id_scores : Tensor, shape ``(N,)``
+        The uncertainty score of every point.
+    ood_scores : Tensor or None
+        The scores of the out-of-distribution inputs, flattened.
+    name : str
+        The model's name in the summary and the HTML.
+    data_shape : tuple of int
+        The shape of the predictions without the class dimension: ``(N,)``, or ``(N, ...)``
+        for dense predictions (before ignored points are dropped).
+    num_ignored : int
+        Number of points dropped because their label was ``ignore_index``.
+    ignore_index : int or None
+        The label of the points to drop.
+
     Examples
     --------
     >>> import torch

@@ -41,7 +41,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DetectionScores:
-    """Quality of a score at detecting the positive class (all in ``[0, 1]``)."""
+    """Quality of a score at detecting the positive class (all in ``[0, 1]``).
+
+    Attributes
+    ----------
+    auroc : float
+        Area under the ROC curve: the probability that a random positive scores higher than a
+        random negative (ties count one half).
+    aupr : float
+        Area under the precision-recall curve, with the positives as the class to find.
+    fpr_at_95_tpr : float
+        False-positive rate at the threshold that finds 95 % of the positives.
+    num_positive, num_negative : int
+        Numbers of positive and negative points (misclassified and correct points, or
+        out-of-distribution and in-distribution inputs).
+    """
 
     auroc: float
     aupr: float

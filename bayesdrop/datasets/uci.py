@@ -43,7 +43,17 @@ _LOG_LINE = re.compile(
 @dataclass(frozen=True)
 class PublishedResult:
     """A published summary over splits: mean, standard deviation, standard error, and the
-    per-split values when the results folder has them (empty otherwise)."""
+    per-split values when the results folder has them (empty otherwise).
+
+    Attributes
+    ----------
+    mean, std : float
+        Mean and standard deviation of the metric over the splits.
+    std_error : float
+        Standard error of the mean.
+    per_split : tuple of float
+        The value of every split, or ``()`` when the results folder does not have them.
+    """
 
     mean: float
     std: float
@@ -59,9 +69,9 @@ class UCIDataset:
     ----------
     name : str
         Folder name of the data set.
-    X : numpy.ndarray, shape (num_data, num_features)
+    X : numpy.ndarray, shape ``(num_data, num_features)``
         Inputs (float64, original units).
-    y : numpy.ndarray, shape (num_data,)
+    y : numpy.ndarray, shape ``(num_data,)``
         Targets (float64, original units).
     splits : tuple of (numpy.ndarray, numpy.ndarray)
         ``(train_idx, test_idx)`` row indices of every split, in the files' order.

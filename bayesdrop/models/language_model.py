@@ -43,7 +43,16 @@ __all__ = ["LanguageModel", "LanguageModelMasks", "perplexity", "train_epoch"]
 
 @dataclass(frozen=True)
 class LanguageModelMasks:
-    """One pass's masks of a :class:`LanguageModel`: the word-type table and the LSTM's masks."""
+    """One pass's masks of a :class:`LanguageModel`: the word-type table and the LSTM's masks.
+
+    Attributes
+    ----------
+    embedding : Tensor or None, shape ``(N, V)``
+        The word-type drop table of the embedding (one entry per sequence and vocabulary word;
+        None when the embedding's rate is 0).
+    rnn : RNNMasks
+        The LSTM's input, hidden-state and output masks.
+    """
 
     embedding: Tensor | None
     rnn: RNNMasks

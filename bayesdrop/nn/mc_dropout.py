@@ -36,8 +36,9 @@ class MCDropout(StochasticModule):
     layer : nn.Module or float, optional
         The layer whose input is dropped (it must have a ``weight``), or the drop rate when
         used as a plain ``nn.Dropout`` replacement.
-    p : float, default 0.5
-        Drop probability in ``[0, 1)``; a plain attribute, so schedules may change it.
+    p : float, optional
+        Drop probability in ``[0, 1)`` (0.5 when neither ``p`` nor a rate as ``layer`` is
+        given); a plain attribute, so schedules may change it.
     length_scale : float, default 1e-2
         Prior length-scale :math:`l`.
     include_bias : bool, default False

@@ -44,7 +44,17 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class DistributedContext:
-    """The process group this process predicts in (``world_size == 1``: not distributed)."""
+    """The process group this process predicts in (``world_size == 1``: not distributed).
+
+    Attributes
+    ----------
+    rank : int
+        This process's rank in ``group``.
+    world_size : int
+        Number of processes in ``group``.
+    group : ProcessGroup or None
+        The ``torch.distributed`` process group (None: the default group).
+    """
 
     rank: int = 0
     world_size: int = 1
