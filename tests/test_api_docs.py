@@ -1,0 +1,112 @@
+"""The API reference says what the code does: every dataclass field is documented, and every
+default a numpydoc Parameters section states ("float, default 0.1") is the signature's."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+import re
+
+import pytest
+
+import bayesdrop
+
+# modules the API reference documents beside the packages
+EXTRA_MODULES = ["bayesdrop.predict.distributed", "bayesdrop.functional.batched", "bayesdrop.pyro"]
+
+
+def public_objects() -> list[tuple[str, object]]:
+    """(name, object) for every name in ``__all__`` of bayesdrop, its packages and EXTRA_MODULES."""
+    packages = [i.name for i in pkgutil.walk_packages(bayesdrop.__path__, "bayesdrop.") if i.ispkg]
+    found: dict[int, tuple[str, object]] = {}
+    for module_name in ["bayesdrop", *packages, *EXTRA_MODULES]:
+        if any(part.startswith("_") for part in module_name.split(".")):
+            continue
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            if not inspect.ismodule(obj):
+                found.setdefault(id(obj), (f"{module_name}.{name}", obj))
+    return sorted(found.values(), key=lambda item: item[0])
+
+
+def section(doc: str | None, title: str) -> str | None:
+    """The body of a numpydoc section, or None."""
+    match = re.search(rf"^{title}\n-+\n(.*?)(?=^\S[^\n]*\n-+\n|\Z)", doc or "", re.S | re.M)
+    return match.group(1) if match else None
+
+
+def entries(body: str) -> dict[str, str]:
+    """name -> type line of the entries of a section (``a, b : float`` documents both)."""
+    out = {}
+    for match in re.finditer(r"^(\*{0,2}\w+(?:\s*,\s*\w+)*)\s*(?::\s*(.*))?$", body, re.M):
+        for name in match.group(1).split(","):
+            out[name.strip().lstrip("*")] = match.group(2) or ""
+    return out
+
+
+DEFAULT = re.compile(r"(?:^|,\s*)default[:=]?\s+(.+?)\s*$")
+
+
+def same(text: str, value: object) -> bool:
+    text = text.strip("`").strip()
+    try:
+        literal = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return getattr(builtins, text, object()) is value or text in (repr(value), str(value))
+    return literal == value and not isinstance(literal, bool) ^ isinstance(value, bool)
+
+
+def documented_callables():
+    for name, obj in public_objects():
+        if inspect.isclass(obj):
+            yield name, inspect.getdoc(obj), obj
+            for attr, member in vars(obj).items():
+                if isinstance(member, (staticmethod, classmethod)):
+                    member = member.__func__
+                if not attr.startswith("_") and inspect.isfunction(member):
+                    yield f"{name}.{attr}", inspect.getdoc(member), member
+        elif callable(obj):
+            yield name, inspect.getdoc(obj), obj
+
+
+def stated_defaults():
+    for name, doc, func in documented_callables():
+        body = section(doc, "Parameters")
+        if body is None:
+            continue
+        for param, type_line in entries(body).items():
+            match = DEFAULT.search(type_line)
+            if match:
+                yield pytest.param(func, param, match.group(1), id=f"{name}-{param}")
+
+
+@pytest.mark.parametrize(("func", "param", "text"), list(stated_defaults()))
+def test_stated_default_is_the_signature_default(func, param, text):
+    parameter = inspect.signature(func).parameters.get(param)
+    assert parameter is not None, f"no parameter {param!r}"
+    assert parameter.default is not inspect.Parameter.empty, f"{param} has no default"
+    assert same(text, parameter.default), f"documented default {text}, signature {parameter}"
+
+
+PUBLIC_DATACLASSES = [
+    pytest.param(obj, id=name)
+    for name, obj in public_objects()
+    if inspect.isclass(obj) and dataclasses.is_dataclass(obj)
+]
+
+
+@pytest.mark.parametrize("cls", PUBLIC_DATACLASSES)
+def test_every_dataclass_field_is_documented(cls):
+    documented = set(entries(section(inspect.getdoc(cls), "Attributes") or ""))
+    fields = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
+    assert [name for name in fields if name not in documented] == []
+
+
+def test_the_checks_see_the_api():
+    assert len(PUBLIC_DATACLASSES) >= 20
+    assert len(list(stated_defaults())) >= 50
