@@ -92,9 +92,8 @@ if not fetch_mathjax.is_current():
 mathjax_path = f"mathjax/{fetch_mathjax.ENTRY}"
 
 
-
 def _public_bases(app, name, obj, options, bases) -> None:
-    """"Bases:" names public classes: a private base is replaced by its own bases."""
+    """The "Bases:" line names public classes: a private base is replaced by its own bases."""
     public: list = []
     for base in bases:
         if base.__name__.startswith("_"):

@@ -39,8 +39,7 @@ def test_every_public_object_is_in_a_module_the_run_covers():
     outside = [
         name
         for name, obj in public_objects()
-        if getattr(obj, "__module__", "").startswith("bayesdrop")
-        and obj.__module__ not in modules
+        if getattr(obj, "__module__", "").startswith("bayesdrop") and obj.__module__ not in modules
     ]
     assert not outside
 

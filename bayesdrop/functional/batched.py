@@ -94,6 +94,7 @@ def bernoulli_keep_mask(shape: tuple[int, ...], keep: Tensor) -> tuple[Tensor, T
     --------
     >>> import torch
     >>> from bayesdrop.functional.batched import bernoulli_keep_mask
+    >>> _ = torch.manual_seed(0)  # the drop fraction printed below is random
     >>> m, k = bernoulli_keep_mask((2, 100_000), torch.tensor([[1.0], [0.995]]))
     >>> m.dtype, bool(m[0].all()), round(1 - m[1].float().mean().item(), 3)
     (torch.bool, True, 0.005)
