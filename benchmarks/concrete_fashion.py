@@ -34,6 +34,7 @@ import itertools
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -61,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mc-samples", type=int, default=10)
     parser.add_argument("--num-test", type=int, default=5000)
     parser.add_argument("--num-bins", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="each draws its own subset and init"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
     args = parser.parse_args(argv)
@@ -148,6 +151,7 @@ def mc_dropout_probs(model: nn.Module, x: Tensor, num_samples: int) -> Tensor:
 
 @dataclass
 class Result:
+    seed: int
     arch: str
     method: str
     fraction: float
@@ -159,11 +163,11 @@ class Result:
     seconds: float
 
 
-def train_eval(arch, method, fraction, steps, data, args) -> Result:
+def train_eval(arch, method, fraction, steps, data, args, seed: int = 0) -> Result:
     start = time.perf_counter()
     x, y = data["x_train"], data["y_train"]
     n = len(x)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     p = None if method == "concrete" else float(method.split("=")[1])
     model = Net(arch, n, p, args.hidden, args.length_scale)
     p_params = [m.p_logit for m in model.concrete()]
@@ -172,7 +176,7 @@ def train_eval(arch, method, fraction, steps, data, args) -> Result:
     if p_params:
         groups.append({"params": p_params, "lr": args.p_lr})
     opt = torch.optim.Adam(groups, lr=args.lr)
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(seed)
     model.train()
     done = 0
     while done < steps:
@@ -187,7 +191,7 @@ def train_eval(arch, method, fraction, steps, data, args) -> Result:
     probs = mc_dropout_probs(model, data["x_test"], args.mc_samples)
     target = data["y_test"]
     return Result(
-        arch, method, fraction, n, model.rates(),
+        seed, arch, method, fraction, n, model.rates(),
         (probs.argmax(-1) == target).double().mean().item(),
         float(negative_log_likelihood(probs, target)),
         float(expected_calibration_error(probs, target, num_bins=args.num_bins)),
@@ -202,35 +206,55 @@ def subset(images: Tensor, labels: Tensor, fraction: float, seed: int) -> tuple[
     return images[idx], labels[idx]
 
 
+def _mean_std(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
+    a = scale * np.array(values)
+    return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}" if len(a) > 1 else f"{a[0]:.{digits}f}"
+
+
 def print_report(results: list[Result], args: argparse.Namespace) -> None:
     print(
-        f"\nFashion-MNIST, seed {args.seed}, Adam lr {args.lr} (p_logit {args.p_lr}), batch "
+        f"\nFashion-MNIST, seeds {args.seeds}, Adam lr {args.lr} (p_logit {args.p_lr}), batch "
         f"{args.batch_size}, l={args.length_scale}, MC {args.mc_samples} samples on "
-        f"{args.num_test} test images, ECE {args.num_bins} bins\n"
+        f"{args.num_test} test images, ECE {args.num_bins} bins; mean ± std over seeds\n"
     )
-    print("| model | N | steps | method | drop rates (input side first) | accuracy | NLL | ECE "
-          "| s |")  # fmt: skip
-    print("|---|---:|---:|---|---|---:|---:|---:|---:|")
+    print("| model | N | steps | method | drop rates (input side first) | accuracy % | NLL "
+          "| ECE % |")  # fmt: skip
+    print("|---|---:|---:|---|---|---:|---:|---:|")
     steps = dict(zip(args.fractions, args.steps, strict=True))
-    for r in results:
-        print(
-            f"| {r.arch} | {r.num_data} | {steps[r.fraction]} | {r.method} | "
-            f"{', '.join(f'{v:.3f}' for v in r.rates)} | {100 * r.accuracy:.2f} % | "
-            f"{r.nll:.3f} | {100 * r.ece:.2f} % | {r.seconds:.0f} |"
-        )
-    print("\n| model | N | concrete NLL | best grid NLL (rate) | concrete ECE | best grid ECE "
-          "(rate) |")  # fmt: skip
-    print("|---|---:|---:|---|---:|---|")
+    methods = list(dict.fromkeys(r.method for r in results))
+    for arch in args.archs:
+        for fraction in args.fractions:
+            for method in methods:
+                key = (arch, fraction, method)
+                rs = [r for r in results if (r.arch, r.fraction, r.method) == key]
+                rates = np.array([r.rates for r in rs]).mean(0)
+                print(
+                    f"| {arch} | {rs[0].num_data} | {steps[fraction]} | {method} | "
+                    f"{', '.join(f'{v:.3f}' for v in rates)} | "
+                    f"{_mean_std([r.accuracy for r in rs], 100, 2)} | "
+                    f"{_mean_std([r.nll for r in rs])} | {_mean_std([r.ece for r in rs], 100, 2)} |"
+                )
+    print("\nConcrete vs the grid's best (by mean over seeds); 'wins' counts seeds where Concrete's"
+          " value is at most the best grid value of that seed:\n")  # fmt: skip
+    print("| model | N | concrete NLL | best grid NLL | NLL wins | concrete ECE % | best grid ECE %"
+          " | ECE wins |")  # fmt: skip
+    print("|---|---:|---:|---|---:|---:|---|---:|")
     for arch in args.archs:
         for fraction in args.fractions:
             rs = [r for r in results if r.arch == arch and r.fraction == fraction]
-            conc = next(r for r in rs if r.method == "concrete")
-            grid = [r for r in rs if r.method != "concrete"]
-            bn, be = min(grid, key=lambda r: r.nll), min(grid, key=lambda r: r.ece)
-            print(
-                f"| {arch} | {conc.num_data} | {conc.nll:.3f} | {bn.nll:.3f} ({bn.method}) | "
-                f"{100 * conc.ece:.2f} % | {100 * be.ece:.2f} % ({be.method}) |"
-            )
+            line = f"| {arch} | {rs[0].num_data} |"
+            for key, scale in (("nll", 1.0), ("ece", 100.0)):
+                conc = [getattr(r, key) for r in rs if r.method == "concrete"]
+                grid = {m: [getattr(r, key) for r in rs if r.method == m] for m in methods[1:]}
+                best = min(grid, key=lambda m: np.mean(grid[m]))
+                per_seed = np.array(list(grid.values())).min(0)
+                wins = int((np.array(conc) <= per_seed).sum())
+                digits = 3 if key == "nll" else 2
+                line += (
+                    f" {_mean_std(conc, scale, digits)} | {_mean_std(grid[best], scale, digits)} "
+                    f"({best}) | {wins}/{len(conc)} |"
+                )
+            print(line)
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
@@ -241,16 +265,16 @@ def main(argv: list[str] | None = None) -> list[Result]:
     x_test, y_test = load_fashion_mnist(args.root, split="test")
     methods = ["concrete", *[f"grid p={q:g}" for q in args.grid]]
     results = []
-    for arch in args.archs:
+    for seed, arch in itertools.product(args.seeds, args.archs):
         for fraction, steps in zip(args.fractions, args.steps, strict=True):
-            x, y = subset(images, labels, fraction, args.seed)
+            x, y = subset(images, labels, fraction, seed)
             data = {"x_train": x, "y_train": y, "x_test": x_test[: args.num_test],
                     "y_test": y_test[: args.num_test]}  # fmt: skip
             for method in methods:
-                r = train_eval(arch, method, fraction, steps, data, args)
+                r = train_eval(arch, method, fraction, steps, data, args, seed)
                 results.append(r)
                 print(
-                    f"{arch} N={r.num_data:>5} {method:>12}: rates "
+                    f"seed {seed} {arch} N={r.num_data:>5} {method:>12}: rates "
                     f"{[round(v, 3) for v in r.rates]}, acc {100 * r.accuracy:.2f} %, NLL "
                     f"{r.nll:.3f}, ECE {100 * r.ece:.2f} % ({r.seconds:.0f} s)",
                     flush=True,

@@ -175,7 +175,7 @@ def test_concrete_regularisers_follow_the_number_of_observations():
 
 def _fashion_args(**kw):
     base = dict(hidden=16, batch_size=16, lr=1e-3, p_lr=1e-2, length_scale=1e-2, mc_samples=3,
-                num_bins=10, seed=0)  # fmt: skip
+                num_bins=10)  # fmt: skip
     return argparse.Namespace(**(base | kw))
 
 
