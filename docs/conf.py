@@ -55,8 +55,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(json|os|pathlib|typing|collections|argparse|dataclasses)(\..*)?"),
     (r"py:class", r"(?!bayesdrop\.).*"),
 ]
-# bayesdrop.active has no API page yet (work in progress): its module target and its METHODS.
-nitpick_ignore = [("py:mod", "bayesdrop.active"), ("py:data", "METHODS")]
+nitpick_ignore: list[tuple[str, str]] = []
 # A class page documents the class's own members and those of bayesdrop base classes, never the
 # ~70 methods every torch.nn.Module has, nor those of exceptions and object (see also
 # _templates/autosummary/class.rst: no member tables; and _public_bases below).

@@ -90,8 +90,16 @@ class ActiveSplit:
 class LearningCurve:
     """Evaluation after every round: ``values[i]`` with ``num_labelled[i]`` labels.
 
-    ``acquired[i]`` are the data-set indices added in round ``i + 1``; ``acquire_seconds``
-    the time spent scoring and selecting in each round.
+    Attributes
+    ----------
+    num_labelled : tuple of int
+        The labelled-set size at each evaluation (the first is the initial set).
+    values : tuple of float
+        What ``evaluate`` returned at each evaluation (e.g. test accuracy).
+    acquired : tuple of Tensor
+        ``acquired[i]``: the data-set indices added in round ``i + 1``.
+    acquire_seconds : tuple of float
+        The time spent scoring and selecting in each round.
     """
 
     num_labelled: tuple[int, ...]

@@ -108,7 +108,8 @@ def score_pool(
     pool : Tensor (N, ...) or Dataset
         The unlabelled inputs (a Dataset's items may be ``(x, y, ...)``; only ``x`` is used).
     method : str
-        One of :data:`METHODS`.
+        One of ``bayesdrop.active.METHODS``: ``"bald"``, ``"max_entropy"``,
+        ``"variation_ratio"``, ``"mean_std"``, ``"margin"``, ``"random"``, ``"batchbald"``.
     num_samples, engine : int, str
         As in :func:`bayesdrop.mc_predict` (``"auto"`` runs the layers before the first dropout
         once per batch when the model traces).

@@ -51,13 +51,16 @@ class ConcreteDropout(StochasticModule):
     init_min, init_max : float, default 0.1
         Range of the initial drop rate; ``p_logit`` starts at
         :math:`\mathcal U(\mathrm{logit}(p_{min}), \mathrm{logit}(p_{max}))`.
-    temperature : float, default 0.1
-        Relaxation temperature :math:`t`.
+    temperature : float, optional
+        Relaxation temperature :math:`t`; when not given, 0.1 (and 2/3 for
+        :class:`SpatialConcreteDropout`), as in the reference code.
     include_bias : bool, default False
         Include the bias in :math:`\lVert W \rVert^2`.
 
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
     >>> import bayesdrop
     >>> _ = torch.manual_seed(0)
     >>> cd = bayesdrop.ConcreteDropout(nn.Linear(3, 2))
@@ -156,6 +159,8 @@ class SpatialConcreteDropout(ConcreteDropout):
 
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
     >>> import bayesdrop
     >>> cd = bayesdrop.SpatialConcreteDropout(nn.Conv2d(3, 4, 3)).train()
     >>> cd.temperature, cd.num_inputs
