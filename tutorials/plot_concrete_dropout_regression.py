@@ -14,8 +14,8 @@ masks barely disagree there.
 **What this page shows.** Each claim is checked by an ``assert`` in the code, so the page
 fails to build if a claim stops holding:
 
-1. The learned drop rates move away from their initial value 0.1: the input layer's rate falls
-   below it, the hidden layers' rates rise above it.
+1. The learned drop rates move away from their initial value 0.1: the rate on the input
+   :math:`x` falls below it, the rates on the outputs of the two hidden layers rise above it.
 2. Outside the data the epistemic standard deviation grows with the distance from the data: it
    is larger for :math:`3 < |x| \\le 4` than on the data, and larger again for
    :math:`4 < |x| \\le 5`.
@@ -93,20 +93,20 @@ for epoch in range(epochs):
         )
 model.eval()
 rates = history[-1]
-print("learned drop rates (input, hidden, output layer):", [round(p, 3) for p in rates])
+print("learned drop rates (on x, hidden 1, hidden 2):", [round(p, 3) for p in rates])
 assert smoke or (rates[0] < 0.1 and rates[1] > 0.1 and rates[2] > 0.1)  # claim 1
 
 # %%
 # How the drop rates move
 # -----------------------
 # Each layer's rate settles where the KL's two forces (the weight term pulls it down, the
-# entropy term towards 0.5) balance against the data term. The input layer has a single
-# input feature: dropping it erases the input altogether, so its rate falls.
+# entropy term towards 0.5) balance against the data term. The first layer has a single
+# input feature: dropping it erases the input altogether, so the rate on :math:`x` falls.
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(torch.tensor(history))
 ax.axhline(0.1, color="grey", lw=0.8, ls=":")
 ax.set(xlabel="epoch", ylabel="learned p", title="Concrete Dropout rates")
-ax.legend(["input layer", "hidden layer", "output layer"])
+ax.legend(["on x", "on hidden 1", "on hidden 2"])
 fig.tight_layout()
 
 # %%
