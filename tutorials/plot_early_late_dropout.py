@@ -26,7 +26,7 @@ fails to build if a claim stops holding:
 Claim 1 is checked in every run, claim 2 in the full run shown here (30,000 images, 10 epochs,
 one seed; ``benchmarks/early_dropout.py`` repeats it over five seeds). The short smoke run
 (``BAYESDROP_SMOKE=1``: 3,000 images, 4 epochs) leaves too few steps after the cutoff for the
-effect to appear. The run time is printed at the end (under half a minute on one CPU core).
+effect to appear. The run time is printed at the end (about half a minute on one CPU core).
 """
 
 # %%

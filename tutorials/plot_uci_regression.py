@@ -23,8 +23,8 @@ fails to build if a claim stops holding:
 
 All claims are checked in the full run shown here (2,000 epochs per network; the protocol's
 search uses more, ``benchmarks/uci.py`` follows it). The smoke run (``BAYESDROP_SMOKE=1``, 60
-epochs) only checks that the code runs. The run time is printed at the end (under a minute of
-CPU).
+epochs) only checks that the code runs. The run time is printed at the end (about a minute on
+one CPU core).
 """
 
 # %%

@@ -21,8 +21,8 @@ fails to build if a claim stops holding:
 
 Claims 3 and 4 are checked in every run, claims 1 and 2 in the full run shown here (150,000
 training tokens, 2 epochs, 128 hidden units); the smoke run (``BAYESDROP_SMOKE=1``: 4,000
-tokens, 32 units) only checks that the code runs. The run time is printed at the end (about a
-minute on one CPU core).
+tokens, 32 units) only checks that the code runs. The run time is printed at the end (one to two
+minutes on one CPU core).
 """
 
 # %%
