@@ -245,7 +245,7 @@ mi_edge = float(seg.mutual_information[edge].mean())
 mi_inner = float(seg.mutual_information[~edge].mean())
 print(f"mean mutual information: edge pixels {mi_edge:.4f}, other pixels {mi_inner:.4f} nats")
 assert seg.engine == "cached"  # the backbone runs once, only the classifier per sample
-assert mi_edge > mi_inner
+assert mi_edge > 3 * mi_inner
 
 fig, axes = plt.subplots(3, 4, figsize=(9, 7))
 for row, i in enumerate(range(3)):
@@ -265,6 +265,8 @@ plt.show()
 
 # %%
 # The uncertainty concentrates on the outlines, where a pixel's class is least determined by
-# its surroundings, and the interior of the shapes and the background are confident.
+# its surroundings: edge pixels carry on average more than three times the mutual information
+# of the other pixels (printed above, and asserted). The background far from the shapes is the
+# most confident region; inside the noisier square some pixels still vary between samples.
 
 print(f"run time: {time.perf_counter() - start_time:.0f} s")
