@@ -22,8 +22,8 @@ Test figures use MC dropout (probabilities averaged over ``--mc-samples`` masks)
 ``--num-test`` test images: accuracy, NLL, and ECE (15 equal-width bins,
 ``bayesdrop.calibration.expected_calibration_error``).
 
-    python benchmarks/concrete_fashion.py --archs mlp                      # ~15 min loaded
-    python benchmarks/concrete_fashion.py --archs cnn --steps 200 400 600  # ~15 min loaded
+    python benchmarks/concrete_fashion.py --archs mlp --seeds 0 1 2                      # 539 s
+    python benchmarks/concrete_fashion.py --archs cnn --steps 200 400 600 --seeds 0 1 2  # 853 s
     python benchmarks/concrete_fashion.py --quick    # MLP 64 wide, 1 % and 2 %, 1 grid rate
 """
 
