@@ -61,6 +61,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ptb_lm.py --train-tokens 5000 --eval-tokens 2000 --epochs 1 --mc-samples 2
 	$(BIN)/python benchmarks/early_dropout.py --quick
 	$(BIN)/python benchmarks/rdrop.py --quick
+	$(BIN)/python benchmarks/active_learning.py --quick
+	$(BIN)/python benchmarks/rnn_sentiment.py --quick
+	$(BIN)/python benchmarks/bandit.py --quick
+	$(BIN)/python benchmarks/concrete_fashion.py --quick
+	$(BIN)/python benchmarks/distributed.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
