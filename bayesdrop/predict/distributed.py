@@ -191,52 +191,34 @@ def _gather_tensor(ctx: DistributedContext, t: Tensor, dim: int, to_all: bool) -
 
 
 def gather_prediction(
-    pred: Any, ctx: DistributedContext, positions: tuple[Tensor, Tensor] | None, to_all: bool
+    pred: Any, ctx: DistributedContext, positions: tuple[Tensor, Tensor], to_all: bool
 ) -> Any:
-    """The ranks' predictions joined in data-set order (None on ranks other than 0 when not
-    ``to_all``); without positions, in rank order."""
-    local_index = None if positions is None else positions[0][: _rows(pred)]
-    local_pad = None if positions is None else positions[1][: _rows(pred)]
+    """The ranks' predictions without the sampler's padding, joined in data-set order on every
+    rank (``to_all``) or on rank 0 (None elsewhere)."""
+    index, pad = (p[: _leading(pred).shape[0]] for p in positions)
+    local = drop_padding(pred, positions)
+    device = _leading(pred).device
+    order = torch.cat(_gather_tensor(ctx, index[~pad].to(device), 0, to_all)).argsort()
     fields = {}
-    order = None
-    if local_index is not None and local_pad is not None:
-        device = pred_device(pred)
-        keep = _gather_tensor(ctx, (~local_pad).to(device), 0, to_all)
-        index = _gather_tensor(ctx, local_index.to(device), 0, to_all)
-        if to_all or ctx.rank == 0:
-            kept = torch.cat(keep)
-            order = torch.cat(index)[kept].argsort()
-            kept_rows = kept
-    for name, dim in _data_fields(pred):
-        parts = _gather_tensor(ctx, getattr(pred, name), dim, to_all)
-        if to_all or ctx.rank == 0:
-            joined = torch.cat(parts, dim)
-            if order is not None:
-                joined = joined.index_select(dim, kept_rows.nonzero()[:, 0].to(joined.device))
-                joined = joined.index_select(dim, order.to(joined.device))
-            fields[name] = joined
+    for name, dim in _data_fields(local):
+        joined = torch.cat(_gather_tensor(ctx, getattr(local, name), dim, to_all), dim)
+        fields[name] = joined.index_select(dim, order.to(joined.device))
     if not to_all and ctx.rank != 0:
         return None
-    return dataclasses.replace(pred, **fields)
+    return dataclasses.replace(local, **fields)
 
 
-def _rows(pred: Any) -> int:
-    first = getattr(pred, "probs", None)
-    if first is None:
-        first = pred.mean
-    return int(first.shape[0])
-
-
-def pred_device(pred: Any) -> torch.device:
-    first = getattr(pred, "probs", None)
-    return (first if first is not None else pred.mean).device
+def _leading(pred: Any) -> Tensor:
+    """The per-point tensor every prediction has: ``probs`` or ``mean``."""
+    probs = getattr(pred, "probs", None)
+    return probs if probs is not None else pred.mean
 
 
 def drop_padding(pred: Any, positions: tuple[Tensor, Tensor] | None) -> Any:
     """This rank's prediction without the rows ``DistributedSampler`` repeated."""
     if positions is None:
         return pred
-    keep = (~positions[1][: _rows(pred)]).nonzero()[:, 0]
+    keep = (~positions[1][: _leading(pred).shape[0]]).nonzero()[:, 0]
     fields = {}
     for name, dim in _data_fields(pred):
         value = getattr(pred, name)
