@@ -115,17 +115,30 @@ def _flag_switched_rates(cls: type) -> tuple[str, ...] | None:
     """Attributes holding the rate when ``cls.forward`` reads ``self.training`` only to pick a
     dropout rate (Hugging Face attention: ``dropout=0.0 if not self.training else
     self.dropout.p``; timm's fused attention), else None."""
-    if cls.__module__.startswith(("torch.", "bayesdrop.")) or cls.__module__ == "torch":
-        return None
-    try:
-        source = inspect.getsource(cls.forward)  # type: ignore[attr-defined]
-    except (OSError, TypeError, AttributeError):
-        return None
+    source = forward_source(cls)
     lines = [line for line in source.splitlines() if "self.training" in line]
     if not lines or not all(_DROP_LINE.search(line) for line in lines):
         return None
     names = {n for line in lines for n in _SELF_ATTR.findall(line) if n != "training"}
     return tuple(sorted(n for n in names if _DROP_LINE.search(n)))
+
+
+_SOURCE_CACHE: dict[type, str] = {}
+
+
+def forward_source(cls: type) -> str:
+    """The source of ``cls.forward`` for classes outside torch and bayesdrop ("" for those, and
+    where the source is unavailable); read once per class."""
+    source = _SOURCE_CACHE.get(cls)
+    if source is None:
+        source = ""
+        if cls.__module__.split(".")[0] not in ("torch", "bayesdrop"):
+            try:
+                source = inspect.getsource(cls.forward)  # type: ignore[attr-defined]
+            except (OSError, TypeError, AttributeError):
+                source = ""
+        _SOURCE_CACHE[cls] = source
+    return source
 
 
 _KIND_CACHE: dict[type, tuple[str, object]] = {}
@@ -324,18 +337,8 @@ def find_functional_dropout(model: nn.Module) -> list[str]:
     >>> find_functional_dropout(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)))
     []
     """
-    found = []
-    seen: dict[type, bool] = {}
-    for name, module in model.named_modules():
-        cls = type(module)
-        if cls.__module__.startswith("torch.") or cls.__module__.startswith("bayesdrop."):
-            continue
-        if cls not in seen:
-            try:
-                source = inspect.getsource(cls.forward)
-            except (OSError, TypeError):
-                source = ""
-            seen[cls] = bool(_FUNCTIONAL_DROPOUT.search(source))
-        if seen[cls]:
-            found.append(name)
-    return found
+    return [
+        name
+        for name, module in model.named_modules()
+        if _FUNCTIONAL_DROPOUT.search(forward_source(type(module)))
+    ]

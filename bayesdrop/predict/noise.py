@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from bayesdrop._validation import check_module, check_positive_int
-from bayesdrop.nn.sampling import drop_rate, is_noise_module, sampling
+from bayesdrop.nn.sampling import drop_rate, forward_source, is_noise_module, sampling
 from bayesdrop.predict.io import OutputSpec, as_inputs, batch_first, select_output
 
 __all__ = ["NoiseCheck", "check_noise", "fork_rng", "training_flag_readers"]
@@ -87,19 +86,11 @@ class NoiseCheck:
 def training_flag_readers(model: nn.Module) -> list[tuple[str, str]]:
     """``(name, type)`` of modules outside torch and bayesdrop whose ``forward`` source reads
     ``self.training`` and that :func:`bayesdrop.sampling` does not switch."""
-    found, seen = [], {}
-    for name, module in model.named_modules():
-        cls = type(module)
-        if is_noise_module(module) or cls.__module__.split(".")[0] in ("torch", "bayesdrop"):
-            continue
-        if cls not in seen:
-            try:
-                seen[cls] = "self.training" in inspect.getsource(cls.forward)
-            except (OSError, TypeError):
-                seen[cls] = False
-        if seen[cls]:
-            found.append((name or "(model)", cls.__name__))
-    return found
+    return [
+        (name or "(model)", type(module).__name__)
+        for name, module in model.named_modules()
+        if not is_noise_module(module) and "self.training" in forward_source(type(module))
+    ]
 
 
 def fork_rng(device: torch.device | None):
