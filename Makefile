@@ -48,7 +48,14 @@ docs: $(STAMP)
 	@echo "==> fetching MathJax for offline math (once)"
 	$(BIN)/python docs/_tools/fetch_mathjax.py
 	@echo "==> building the HTML docs, running every tutorial (full mode: several minutes)"
-	OMP_NUM_THREADS=1 $(BIN)/sphinx-build -E -W --keep-going -b html docs docs/_build/html
+	@mkdir -p docs/_build
+	@# the log is shown whole, then a failed tutorial's traceback again at the end, where CI's tail is
+	OMP_NUM_THREADS=1 $(BIN)/sphinx-build -E -W --keep-going -b html docs docs/_build/html \
+		> docs/_build/sphinx.log 2>&1; rc=$$?; cat docs/_build/sphinx.log; \
+	if [ $$rc -ne 0 ]; then \
+		echo "==> the docs build failed (exit $$rc); a tutorial's failure, if any:"; \
+		grep -A30 "failed to execute correctly" docs/_build/sphinx.log | head -60; \
+	fi; exit $$rc
 	@echo "==> docs written to docs/_build/html/index.html"
 
 # Quick configurations of every benchmark (full ones: see benchmarks/README.md).

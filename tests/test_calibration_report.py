@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -211,6 +212,47 @@ def test_report_errors():
         )
     with pytest.raises(BayesdropValueError, match=r"`probs`.*logits"):
         CalibrationReport.from_predictions(torch.randn(4, 2), torch.tensor([0, 1, 0, 1]))
+
+
+def test_sharded_report_in_one_process_equals_the_full_report(tmp_path):
+    # outside a distributed job the shard is the whole data set; the multi-process case is in
+    # tests/test_predict_distributed.py
+    samples, target = mc_samples()
+    dense = samples.double().reshape(8, 100, 4, 5)  # per-position predictions, (S, N, T, C)
+    labels = target.reshape(100, 4).clone()
+    labels[:10, 0] = -100
+    kwargs = dict(layout="samples", ignore_index=-100, uncertainty="mutual_information")
+    ood = entropy(samples.mean(0)) + 0.3
+    full = CalibrationReport.from_predictions(dense, labels, ood_scores=ood, **kwargs)
+    sharded = CalibrationReport.from_sharded_predictions(dense, labels, ood_scores=ood, **kwargs)
+    assert sharded.probs is None and sharded.target is None
+    assert sharded.to_dict() == full.to_dict()
+    assert sharded.num_ignored == 10 and sharded.data_shape == (100, 4)
+    classwise = ClasswiseReliabilityDisplay.from_predictions(full.probs, full.target, num_bins=15)
+    for a, b in zip(sharded.classwise_bins, classwise.stats, strict=True):
+        torch.testing.assert_close(a.counts, b.counts)
+        torch.testing.assert_close(a.confidence_sum, b.confidence_sum)
+        torch.testing.assert_close(a.accuracy_sum, b.accuracy_sum)
+    torch.testing.assert_close(sharded.id_scores, full.id_scores)
+    torch.testing.assert_close(sharded.confidence, full.confidence)
+    assert torch.equal(sharded.correct, full.correct)
+    page = sharded.to_html(tmp_path / "sharded.html")
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == 5
+    assert plt.get_fignums() == []
+
+
+def test_report_needs_probabilities_or_per_point_values():
+    report = CalibrationReport.from_predictions(torch.full((2, 2), 0.5), torch.tensor([0, 1]))
+    with pytest.raises(BayesdropValueError, match=r"`confidence`"):
+        dataclasses.replace(report, probs=None, target=None, confidence=None)
+    with pytest.raises(BayesdropValueError, match=r"`uncertainty`.*'predictive_entropy'"):
+        CalibrationReport.from_sharded_predictions(
+            torch.full((2, 2), 0.5), torch.tensor([0, 1]), uncertainty="bald"
+        )
+    with pytest.raises(BayesdropValueError, match=r"`num_bins`"):
+        CalibrationReport.from_sharded_predictions(
+            torch.full((2, 2), 0.5), torch.tensor([0, 1]), num_bins=0
+        )
 
 
 def test_report_all_correct_has_no_misclassification_scores():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
+from types import SimpleNamespace
 from unittest import mock
 
 import gloo
@@ -15,7 +16,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 import bayesdrop
-from bayesdrop.calibration import CalibrationMetrics, classification_metrics
+from bayesdrop import CalibrationReport
+from bayesdrop.calibration import (
+    CalibrationMetrics,
+    ClasswiseReliabilityDisplay,
+    classification_metrics,
+)
 from bayesdrop.predict.distributed import mc_predict_distributed, rank_seed
 from bayesdrop.predict.runner import default_memory_budget
 
@@ -43,6 +49,10 @@ def dataset():
     return TensorDataset(x, y)
 
 
+def _ood_scores():
+    return torch.rand(17, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+
+
 def mlp():
     torch.manual_seed(0)
     return nn.Sequential(
@@ -65,13 +75,32 @@ def _scenarios(rank: int, world: int) -> dict:
     # the MLP: in distribution like one process
     model = mlp().eval()
     predictor = bayesdrop.MCPredictor(model, num_samples=200, seed=1, progress=False)
-    out["mlp"] = predictor.predict(loader).probs
+    full = predictor.predict(loader)
+    out["mlp"], out["mlp_mi"] = full.probs, full.mutual_information
     out["mlp_again"] = predictor.predict(loader).probs  # reproducible for a seed and world size
     # streaming metrics on this rank's rows (padding dropped), summed over ranks by sync()
     shard = predictor.predict(loader, gather="none")
     metrics = CalibrationMetrics(num_bins=10)
     metrics.update(shard.probs, shard.target)
     out["metrics"] = dataclasses.asdict(metrics.sync().compute())
+    # the calibration report of the shards: probabilities stay on their rank
+    ood = _ood_scores()[rank::world]
+    report = CalibrationReport.from_sharded_predictions(
+        shard, shard.target, ood_scores=ood, uncertainty="mutual_information", num_bins=10
+    )
+    out["report"] = report.to_dict()
+    out["report_scores"] = report.id_scores
+    out["report_classwise"] = [dataclasses.astuple(b) for b in report.classwise_bins]
+    out["report_html"] = len(report.to_html())
+    try:
+        CalibrationReport.from_sharded_predictions(shard, shard.target, num_bins=10 + rank)
+    except ValueError as exc:
+        out["report_mismatch"] = str(exc)
+    try:
+        labels = shard.target if rank < world - 1 else shard.target[1:]
+        CalibrationReport.from_sharded_predictions(shard, labels)
+    except Exception as exc:
+        out["report_failure"] = f"{type(exc).__name__}: {exc}"
     # samples split across ranks: every rank returns the same prediction from S samples
     x = data.tensors[0]
     split = mc_predict_distributed(model, x, num_samples=301, seed=5, return_samples=True)
@@ -145,6 +174,45 @@ def test_sharded_prediction_equals_one_process(world, tmp_path):
     for out in results:
         for key, value in expected.items():
             assert out["metrics"][key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    # the sharded calibration report equals the report of the gathered predictions
+    single_process = CalibrationReport.from_predictions(
+        SimpleNamespace(probs=gathered, mutual_information=results[0]["mlp_mi"]),
+        targets,
+        ood_scores=_ood_scores(),
+        uncertainty="mutual_information",
+        num_bins=10,
+    )
+    want = single_process.to_dict()
+    classwise = ClasswiseReliabilityDisplay.from_predictions(gathered, targets, num_bins=10)
+    for out in results:
+        assert out["report"].keys() == want.keys()
+        _assert_close_dicts(out["report"], want)
+        assert sorted(out["report_scores"].tolist()) == pytest.approx(
+            sorted(single_process.id_scores.tolist()), abs=1e-12
+        )
+        assert len(out["report_classwise"]) == C
+        for got, ref in zip(out["report_classwise"], classwise.stats, strict=True):
+            for a, b in zip(got, dataclasses.astuple(ref), strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert out["report_html"] > 10_000
+        assert "Expected `num_bins` to be the same on every rank" in out["report_mismatch"]
+        assert "target" in out["report_failure"], out["report_failure"]
+
+
+def _assert_close_dicts(got, want, path="report"):
+    """Equal structure; numbers equal to 1e-12 (sums run in another order across ranks)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), path
+        for key in want:
+            _assert_close_dicts(got[key], want[key], f"{path}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), path
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            _assert_close_dicts(a, b, f"{path}[{i}]")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-12), path
+    else:
+        assert got == want, path
 
 
 @pytest.mark.parametrize("world", [2])

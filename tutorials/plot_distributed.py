@@ -6,7 +6,7 @@ Scaling out: MC-dropout prediction with torchrun
 ``torchrun``, each process predicts the shard its ``DistributedSampler`` gives it, draws its masks
 from its own random stream, and the shards come back together in data-set order on every process
 (``gather="all"``), on process 0 only (``"rank0"``), or stay where they are (``"none"``, for
-streaming calibration metrics whose ``sync()`` sums over the processes). Nothing is home-made:
+a calibration report whose sums are reduced over the processes). Nothing is home-made:
 the processes talk through ``torch.distributed`` (gloo on CPU, NCCL on GPUs).
 
 This page writes a small script, runs it with ``torchrun --standalone --nproc-per-node 2`` on
@@ -81,10 +81,14 @@ script = textwrap.dedent(
     predictor = bayesdrop.MCPredictor(model.eval(), num_samples=100, seed=0, progress=False)
     local = predictor.predict(loader, gather="none")  # this process's rows
     pred = predictor.predict(loader)  # every row, in data-set order, on every process
-    rank = dist.get_rank()
-    print(f"rank {rank}: predicted {len(local.probs)} rows, gathered {len(pred.probs)}")
-    if rank == 0:
-        torch.save({"probs": pred.probs, "target": pred.target}, sys.argv[2])
+    # the calibration report of the shards: only sums and 3 numbers per row cross processes
+    report = bayesdrop.CalibrationReport.from_sharded_predictions(local, local.target)
+    rows = [None] * dist.get_world_size()
+    dist.all_gather_object(rows, len(local.probs))  # every process's row count
+    if dist.get_rank() == 0:  # one process prints and saves
+        print(f"rows per process: {rows}, gathered: {len(pred.probs)}")
+        result = {"probs": pred.probs, "target": pred.target, "rows": rows}
+        torch.save({**result, "report": report.to_dict()}, sys.argv[2])
     dist.destroy_process_group()
     """
 )
@@ -103,8 +107,7 @@ command = [
 ]  # fmt: skip
 print("$ torchrun --standalone --nproc-per-node 2 predict.py model.pt out.pt")
 job = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-lines = sorted(line for line in job.stdout.splitlines() if line.startswith("rank"))
-print("\n".join(lines))
+print(job.stdout.strip())
 assert job.returncode == 0, job.stderr[-2000:]
 gathered = torch.load(workdir / "out.pt")
 
@@ -115,15 +118,36 @@ gathered = torch.load(workdir / "out.pt")
 # once, in data-set order (its targets are the data set's labels, row for row). It agrees with
 # a prediction made here in one process, within Monte-Carlo error: the two used different masks.
 
-local_rows = [int(line.split()[3]) for line in lines]
+local_rows = gathered["rows"]
 single = bayesdrop.mc_predict(model.eval(), x, num_samples=1000, seed=1)
 difference = float((gathered["probs"] - single.probs).abs().max())
 agreement = float((gathered["probs"].argmax(-1) == single.probs.argmax(-1)).float().mean())
-print(f"rows per process: {local_rows}")
 print(f"largest difference of a mean probability (100 vs 1000 samples): {difference:.3f}")
 print(f"same predicted class: {agreement:.1%} of the digits")
-assert sum(local_rows) == len(y) and max(local_rows) - min(local_rows) <= 1
+assert sum(local_rows) == len(y) and max(local_rows) - min(local_rows) <= 1, local_rows
 assert torch.equal(gathered["target"], y)
-assert difference < 0.15 and agreement > 0.98
+assert difference < 0.15 and agreement > 0.98, (difference, agreement)
+
+# %%
+# The calibration report of the shards
+# ------------------------------------
+# Each process called :meth:`bayesdrop.CalibrationReport.from_sharded_predictions` on its own
+# rows: the metrics are sums reduced over the processes, and only three numbers per digit
+# (confidence, correct or not, uncertainty score) were exchanged, not the ten probabilities.
+# It matches the report of the gathered probabilities computed here, up to the order of
+# float32 sums.
+
+sharded = gathered["report"]
+here = bayesdrop.CalibrationReport.from_predictions(gathered["probs"], gathered["target"])
+for key in ("accuracy", "ece", "brier", "nll"):
+    ours, theirs = sharded["metrics"][key], getattr(here.metrics, key)
+    print(f"{key:>8}: sharded {ours:.6f}, gathered {theirs:.6f}")
+print(f"misclassification AUROC: sharded {sharded['misclassification']['auroc']:.6f}, "
+      f"gathered {here.misclassification.auroc:.6f}")  # fmt: skip
+assert sharded["metrics"]["num_data"] == len(y)
+for key in ("accuracy", "ece", "mce", "brier", "nll"):
+    assert abs(sharded["metrics"][key] - getattr(here.metrics, key)) < 1e-5, key
+assert abs(sharded["misclassification"]["auroc"] - here.misclassification.auroc) < 1e-5
+assert abs(sharded["rejection"]["aurc"] - here.rejection.aurc) < 1e-5
 
 print(f"run time: {time.perf_counter() - start_time:.0f} s")

@@ -22,9 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_choice, fail
+from bayesdrop._validation import check_choice, check_positive_int, fail
 from bayesdrop.calibration._html import html_page
-from bayesdrop.calibration.binning import BinStatistics, bin_statistics
+from bayesdrop.calibration.binning import (
+    BinStatistics,
+    bin_statistics,
+    classwise_bin_sums,
+    equal_width_edges,
+)
 from bayesdrop.calibration.display import (
     ClasswiseReliabilityDisplay,
     ReliabilityDisplay,
@@ -41,8 +46,8 @@ from bayesdrop.calibration.metrics import ClassificationMetrics, classification_
 from bayesdrop.calibration.uncertainty_quality import (
     DetectionScores,
     RejectionCurve,
-    accuracy_rejection_curve,
-    misclassification_detection,
+    _rejection_curve,
+    detection_scores,
     ood_detection,
 )
 from bayesdrop.functional.uncertainty import entropy, mutual_information
@@ -190,7 +195,7 @@ def _fmt(value: float) -> str:
 
 @dataclass(frozen=True)
 class CalibrationReport:
-    """Calibration and uncertainty quality of a classifier's predictions.
+    r"""Calibration and uncertainty quality of a classifier's predictions.
 
     Build it with :meth:`from_predictions`. Fields hold the numbers; the figures are drawn when
     the HTML is written.
@@ -214,11 +219,12 @@ class CalibrationReport:
         Accuracy when the most uncertain fraction of the points is rejected.
     bins : BinStatistics
         The equal-width top-label bins of the reliability diagram.
-    probs : Tensor, shape ``(N, C)``
+    probs : Tensor, shape ``(N, C)``, or None
         The probabilities the report was computed from (dense predictions flattened to points,
-        ignored points dropped; MC samples averaged), on the CPU.
-    target : Tensor, shape ``(N,)``
-        Their labels.
+        ignored points dropped; MC samples averaged), on the CPU. None for a report built by
+        :meth:`from_sharded_predictions`, which never gathers the probabilities.
+    target : Tensor, shape ``(N,)``, or None
+        Their labels (None where ``probs`` is).
     id_scores : Tensor, shape ``(N,)``
         The uncertainty score of every point.
     ood_scores : Tensor or None
@@ -232,6 +238,20 @@ class CalibrationReport:
         Number of points dropped because their label was ``ignore_index``.
     ignore_index : int or None
         The label of the points to drop.
+    confidence : Tensor, shape ``(N,)``
+        The top-label confidence :math:`\max_c p_{ic}` of every point, on the CPU.
+    correct : Tensor, shape ``(N,)``, bool
+        Whether the most probable class is the label.
+    classwise_bins : tuple of BinStatistics or None
+        Class ``c``'s equal-width bins of :math:`p_{ic}` (for the classwise reliability
+        diagram); None means "computed from ``probs`` when drawn".
+
+    Notes
+    -----
+    Every per-point quantity of the report is a function of ``(confidence, correct, score)``
+    of the points, apart from the Brier score, the NLL and the classwise bins, which are sums
+    over points. That is what lets :meth:`from_sharded_predictions` build the same report from
+    the shards of a distributed job while moving three numbers per point instead of ``C``.
 
     Examples
     --------
@@ -252,14 +272,29 @@ class CalibrationReport:
     ood: DetectionScores | None
     rejection: RejectionCurve
     bins: BinStatistics
-    probs: Tensor
-    target: Tensor
+    probs: Tensor | None
+    target: Tensor | None
     id_scores: Tensor
     ood_scores: Tensor | None
     name: str = "model"
     data_shape: tuple[int, ...] = ()
     num_ignored: int = 0
     ignore_index: int | None = None
+    confidence: Tensor = None  # type: ignore[assignment]  # filled from probs when not given
+    correct: Tensor = None  # type: ignore[assignment]
+    classwise_bins: tuple[BinStatistics, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.confidence is None or self.correct is None:
+            if self.probs is None or self.target is None:
+                fail(
+                    "confidence",
+                    "given with `correct` when `probs` and `target` are None",
+                    "None",
+                )
+            confidence, correct = top_label(self.probs, self.target)
+            object.__setattr__(self, "confidence", confidence)
+            object.__setattr__(self, "correct", correct)
 
     @classmethod
     def from_predictions(
@@ -306,27 +341,196 @@ class CalibrationReport:
         probs, target = points.probs.detach().cpu(), points.target.cpu()
         metrics = classification_metrics(probs, target, num_bins=num_bins)
         scores = _score(uncertainty, probs, points.samples, points.mutual_information)
-        scores = scores.detach().cpu()
-        num_wrong = metrics.num_data - round(metrics.accuracy * metrics.num_data)
-        has_both = 0 < num_wrong < metrics.num_data
-        ood = None
         if ood_scores is not None:
             ood_scores = as_float_tensor("ood_scores", ood_scores).detach().cpu().reshape(-1)
-            ood = ood_detection(scores, ood_scores)
-        return cls(
-            metrics=metrics,
-            num_classes=probs.shape[1],
+        confidence, correct = top_label(probs, target)
+        return cls._assemble(
+            metrics,
+            confidence,
+            correct,
+            scores.detach().cpu(),
+            ood_scores,
             uncertainty=uncertainty,
-            misclassification=misclassification_detection(probs, target, scores)
-            if has_both
-            else None,
-            ood=ood,
-            rejection=accuracy_rejection_curve(probs, target, scores),
-            bins=bin_statistics(*top_label(probs, target), num_bins=num_bins),
+            num_classes=probs.shape[1],
             probs=probs,
             target=target,
+            classwise_bins=None,
+            name=name,
+            data_shape=points.data_shape,
+            num_ignored=points.num_ignored,
+            ignore_index=ignore_index,
+        )
+
+    @classmethod
+    def _assemble(
+        cls,
+        metrics: ClassificationMetrics,
+        confidence: Tensor,
+        correct: Tensor,
+        scores: Tensor,
+        ood_scores: Tensor | None,
+        **fields: Any,
+    ) -> CalibrationReport:
+        """The report from the metrics and the per-point ``(confidence, correct, score)``."""
+        num_wrong = int((~correct).sum())
+        has_both = 0 < num_wrong < len(correct)
+        return cls(
+            metrics=metrics,
+            misclassification=detection_scores(scores, ~correct) if has_both else None,
+            ood=None if ood_scores is None else ood_detection(scores, ood_scores),
+            rejection=_rejection_curve(correct, scores, 21),
+            bins=bin_statistics(confidence, correct, num_bins=metrics.num_bins),
             id_scores=scores,
             ood_scores=ood_scores,
+            confidence=confidence,
+            correct=correct,
+            **fields,
+        )
+
+    @classmethod
+    def from_sharded_predictions(
+        cls,
+        predictions: Any,
+        target: Any,
+        *,
+        group: Any = None,
+        layout: Layout | None = None,
+        ignore_index: int | None = None,
+        ood_scores: Any = None,
+        uncertainty: Uncertainty = "predictive_entropy",
+        num_bins: int = 15,
+        name: str = "model",
+    ) -> CalibrationReport:
+        r"""The report of a data set whose predictions are sharded over a distributed job.
+
+        Call it on every rank of ``group`` with that rank's shard (for instance the result of
+        ``MCPredictor.predict(loader, gather="none")``, which has the sampler's padding
+        dropped, so no point counts twice); every rank returns the report of the union of the
+        shards. The probabilities never leave their rank:
+
+        * accuracy, ECE, MCE, Brier score and NLL come from per-bin and per-class sums reduced
+          with ``torch.distributed.all_reduce`` (:meth:`CalibrationMetrics.sync
+          <bayesdrop.calibration.CalibrationMetrics.sync>`), as do the classwise bins
+          (``C x num_bins`` sums);
+        * the detection scores, the accuracy-rejection curve and the reliability diagrams need
+          the ranking of the points, so each rank contributes three numbers per point (top-label
+          confidence, correct or not, uncertainty score) and the OOD scores it holds,
+          all-gathered: :math:`3N` numbers in all instead of :math:`NC`.
+
+        Every number equals :meth:`from_predictions` on the joined predictions up to the
+        order of floating-point sums (the detection scores and the rejection curve do not
+        depend on the order of the points, ties included). Outside a distributed job (or with
+        one process) it is :meth:`from_predictions` without keeping the probabilities.
+
+        Parameters
+        ----------
+        predictions, target, layout, ignore_index, ood_scores, uncertainty, num_bins, name
+            As in :meth:`from_predictions`, for this rank's shard; the options must be the same
+            on every rank, as must the class count and the shape of a point (a mismatch raises
+            on every rank instead of hanging). Every shard must hold a point.
+        group : ProcessGroup, optional
+            The ``torch.distributed`` process group (default: the default group).
+
+        Returns
+        -------
+        CalibrationReport
+            On every rank, with ``probs`` and ``target`` None; ``id_scores``, ``confidence``
+            and ``correct`` hold the points rank by rank (rank 0's shard first).
+
+        Examples
+        --------
+        Outside a distributed job the shard is the whole data set:
+
+        >>> import torch
+        >>> from bayesdrop import CalibrationReport
+        >>> probs = torch.rand(300, 4, dtype=torch.float64).softmax(-1)
+        >>> labels = torch.randint(0, 4, (300,))
+        >>> full = CalibrationReport.from_predictions(probs, labels)
+        >>> sharded = CalibrationReport.from_sharded_predictions(probs, labels)
+        >>> sharded.probs is None, sharded.metrics == full.metrics
+        (True, True)
+        """
+        from bayesdrop.calibration.streaming import CalibrationMetrics
+        from bayesdrop.predict.distributed import (
+            check_same_options,
+            context,
+            gather_tensor,
+            run_on_every_rank,
+        )
+
+        ctx = context(group)
+        if ctx.active:
+            options: dict[str, object] = {
+                "uncertainty": uncertainty,
+                "num_bins": num_bins,
+                "layout": layout,
+                "ignore_index": ignore_index,
+                "ood_scores": "given" if ood_scores is not None else None,
+                "name": name,
+            }
+            check_same_options(ctx, options)
+
+        def local() -> tuple[Any, ...]:
+            check_choice("uncertainty", uncertainty, _UNCERTAINTIES)
+            bins = check_positive_int("num_bins", num_bins)
+            points = _points(predictions, target, layout, ignore_index)
+            probs, labels = points.probs.detach(), points.target
+            sums = CalibrationMetrics(num_bins=bins).update(probs, labels)
+            classwise = torch.stack(classwise_bin_sums(probs, labels, bins))
+            confidence, correct = top_label(probs, labels)
+            scores = _score(uncertainty, probs, points.samples, points.mutual_information)
+            ood = None
+            if ood_scores is not None:
+                ood = as_float_tensor("ood_scores", ood_scores).detach().reshape(-1)
+            return points, sums, classwise, confidence, correct, scores.detach(), ood
+
+        if not ctx.active:
+            points, sums, classwise, confidence, correct, scores, ood = local()
+        else:
+            points, sums, classwise, confidence, correct, scores, ood = run_on_every_rank(
+                ctx, local
+            )
+            shape = {
+                "class count": points.probs.shape[1],
+                "point shape": points.data_shape[1:],
+                "dtype": str(points.probs.dtype),
+            }
+            check_same_options(ctx, shape)
+            sums = sums.sync(group)
+            torch.distributed.all_reduce(classwise, group=group)
+            counts = torch.tensor(
+                [len(points.target), points.data_shape[0], points.num_ignored],
+                dtype=torch.long,
+                device=classwise.device,
+            )
+            torch.distributed.all_reduce(counts, group=group)
+            n_rows, n_ignored = int(counts[1]), int(counts[2])
+            confidence, correct, scores = (
+                torch.cat(gather_tensor(ctx, t.to(classwise.device), 0, to_all=True))
+                for t in (confidence, correct.to(torch.uint8), scores)
+            )
+            correct = correct.bool()
+            if ood is not None:
+                ood = torch.cat(gather_tensor(ctx, ood.to(classwise.device), 0, to_all=True))
+            points = dataclasses.replace(
+                points, data_shape=(n_rows, *points.data_shape[1:]), num_ignored=n_ignored
+            )
+        edges = equal_width_edges(num_bins, dtype=classwise.dtype)
+        classwise = classwise.cpu()
+        return cls._assemble(
+            sums.compute(),
+            confidence.cpu(),
+            correct.cpu(),
+            scores.cpu(),
+            None if ood is None else ood.cpu(),
+            uncertainty=uncertainty,
+            num_classes=points.probs.shape[1],
+            probs=None,
+            target=None,
+            classwise_bins=tuple(
+                BinStatistics(edges, classwise[0, c], classwise[1, c], classwise[2, c])
+                for c in range(classwise.shape[1])
+            ),
             name=name,
             data_shape=points.data_shape,
             num_ignored=points.num_ignored,
@@ -426,26 +630,26 @@ class CalibrationReport:
 
     def figures(self) -> dict[str, Figure]:
         """The report's figures by title (new :class:`~matplotlib.figure.Figure` objects)."""
+        num_bins = self.metrics.num_bins
+        equal_mass = bin_statistics(
+            self.confidence, self.correct, num_bins=num_bins, binning="equal_mass"
+        )
+        if self.classwise_bins is not None:
+            classwise = ClasswiseReliabilityDisplay(list(self.classwise_bins))
+        elif self.probs is not None and self.target is not None:
+            classwise = ClasswiseReliabilityDisplay.from_predictions(
+                self.probs, self.target, num_bins=num_bins
+            )
+        else:
+            fail("classwise_bins", "given when probs is None", "None")
         figures = {
-            "Reliability diagram": ReliabilityDisplay.from_predictions(
-                self.probs, self.target, num_bins=self.metrics.num_bins, name=self.name
+            "Reliability diagram": ReliabilityDisplay(self.bins, name=self.name).plot().figure_,
+            "Equal-mass reliability diagram": ReliabilityDisplay(
+                equal_mass, name=self.name, binning="equal_mass"
             )
             .plot()
             .figure_,
-            "Equal-mass reliability diagram": ReliabilityDisplay.from_predictions(
-                self.probs,
-                self.target,
-                num_bins=self.metrics.num_bins,
-                binning="equal_mass",
-                name=self.name,
-            )
-            .plot()
-            .figure_,
-            "Classwise reliability": ClasswiseReliabilityDisplay.from_predictions(
-                self.probs, self.target, num_bins=self.metrics.num_bins
-            )
-            .plot()
-            .figure_,
+            "Classwise reliability": classwise.plot().figure_,
             "Uncertainty": UncertaintyHistogramDisplay.from_scores(
                 self.id_scores, self.ood_scores, name=self.uncertainty.replace("_", " ")
             )

@@ -228,7 +228,13 @@ def accuracy_rejection_curve(
     probs, target = check_classification(probs, target)
     scores = check_scores(scores, "scores", probs.shape[0])
     num_points = check_positive_int("num_points", num_points)
-    correct = top_label(probs, target)[1].double().cpu()
+    return _rejection_curve(top_label(probs, target)[1], scores, num_points)
+
+
+def _rejection_curve(correct: Tensor, scores: Tensor, num_points: int) -> RejectionCurve:
+    """:func:`accuracy_rejection_curve` from validated per-point ``correct (N,)`` indicators and
+    ``scores (N,)`` (the form a sharded report gathers: no probabilities needed)."""
+    correct = correct.detach().double().cpu()
     n = len(correct)
     rates = torch.arange(num_points, dtype=torch.float64) / num_points
     keep = ((1 - rates) * n).ceil().long().clamp_min(1)

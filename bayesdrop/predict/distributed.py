@@ -35,6 +35,7 @@ __all__ = [
     "context",
     "drop_padding",
     "gather_prediction",
+    "gather_tensor",
     "local_positions",
     "mc_predict_distributed",
     "rank_seed",
@@ -172,7 +173,7 @@ def _data_fields(pred: object) -> list[tuple[str, int]]:
     return out
 
 
-def _gather_tensor(ctx: DistributedContext, t: Tensor, dim: int, to_all: bool) -> list[Tensor]:
+def gather_tensor(ctx: DistributedContext, t: Tensor, dim: int, to_all: bool) -> list[Tensor]:
     """Every rank's ``t`` (rows along ``dim`` may differ: padded to the longest, then cut)."""
     rows = torch.tensor([t.shape[dim]], device=t.device)
     counts = [torch.zeros_like(rows) for _ in range(ctx.world_size)]
@@ -198,10 +199,10 @@ def gather_prediction(
     index, pad = (p[: _leading(pred).shape[0]] for p in positions)
     local = drop_padding(pred, positions)
     device = _leading(pred).device
-    order = torch.cat(_gather_tensor(ctx, index[~pad].to(device), 0, to_all)).argsort()
+    order = torch.cat(gather_tensor(ctx, index[~pad].to(device), 0, to_all)).argsort()
     fields = {}
     for name, dim in _data_fields(local):
-        joined = torch.cat(_gather_tensor(ctx, getattr(local, name), dim, to_all), dim)
+        joined = torch.cat(gather_tensor(ctx, getattr(local, name), dim, to_all), dim)
         fields[name] = joined.index_select(dim, order.to(joined.device))
     if not to_all and ctx.rank != 0:
         return None
@@ -304,7 +305,7 @@ def mc_predict_distributed(
         )
 
     pred = run_on_every_rank(ctx, local)
-    samples = torch.cat(_gather_tensor(ctx, pred.samples, 0, True))
+    samples = torch.cat(gather_tensor(ctx, pred.samples, 0, True))
     meta = {"engine": pred.engine, "engine_reason": pred.engine_reason}
     joined: Any
     if isinstance(pred, ClassificationPrediction):
@@ -312,7 +313,7 @@ def mc_predict_distributed(
     else:
         log_var = pred.log_variance_samples
         if log_var is not None:
-            log_var = torch.cat(_gather_tensor(ctx, log_var, 0, True))
+            log_var = torch.cat(gather_tensor(ctx, log_var, 0, True))
         joined = RegressionPrediction.from_samples(
             samples, tau=pred.tau, log_variance_samples=log_var
         )
