@@ -1,6 +1,8 @@
 """The GPU path of bayesdrop.mc_predict, as one short script for a CUDA machine.
 
 Run:  python benchmarks/gpu.py [--quick]
+      python benchmarks/gpu.py --cpu-check   (the script's logic on the CPU, tiny sizes, no
+                                             figures: run it before spending device time)
 
 For three models (a CNN with dropout before its head, an MLP with dropout before every layer,
 a small ViT built from torch's TransformerEncoder with attention and MLP dropout), batch 256,
@@ -25,6 +27,7 @@ import contextlib
 import json
 import statistics
 import sys
+import time
 
 import torch
 from torch import nn
@@ -79,6 +82,8 @@ class ViT(nn.Module):
 
 
 def cuda_time(fn, rounds: int) -> float:
+    if not torch.cuda.is_available():  # --cpu-check: wall time, only to exercise the code
+        return statistics.median(_wall_ms(fn) for _ in range(rounds))
     times = []
     for _ in range(rounds):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -88,6 +93,12 @@ def cuda_time(fn, rounds: int) -> float:
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def _wall_ms(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return 1e3 * (time.perf_counter() - start)
 
 
 def plain_loop(model, x):
@@ -106,6 +117,9 @@ def limit(model, x):
 @contextlib.contextmanager
 def no_sync_in_sampling_loop():
     """Sampling and accumulation raise on any host synchronisation."""
+    if not torch.cuda.is_available():  # --cpu-check: nothing to guard
+        yield
+        return
     patched = []
 
     def guard(cls, name):
@@ -132,6 +146,9 @@ def no_sync_in_sampling_loop():
 
 
 def peak(fn) -> float:
+    if not torch.cuda.is_available():  # --cpu-check
+        fn()
+        return float("nan")
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
@@ -141,7 +158,7 @@ def peak(fn) -> float:
 
 
 def run(name: str, model: nn.Module, rounds: int, records: list) -> None:
-    device = torch.device("cuda")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device).eval()
     x = torch.randn(N, 3, 32, 32, device=device)
     for dtype in (None, torch.bfloat16):
@@ -158,7 +175,7 @@ def run_dtype(name: str, model: nn.Module, x: torch.Tensor, dtype, rounds: int) 
     def under_autocast(fn):
         if dtype is None:
             return fn()
-        with torch.autocast("cuda", dtype=dtype):
+        with torch.autocast(x.device.type, dtype=dtype):
             return fn()
 
     competitors = {e: (lambda e=e: predict(e)) for e in ("auto", "loop", "batched", "cached")}
@@ -186,7 +203,9 @@ def run_dtype(name: str, model: nn.Module, x: torch.Tensor, dtype, rounds: int) 
         "auto / best(loop, batched)": round(times["auto"] / best, 3),
         "plain loop / auto": round(times["plain loop"] / times["auto"], 2),
         "peak MiB": {k: round(v, 1) for k, v in memory.items()},
-        "sync in sampling loop": "none (set_sync_debug_mode('error') passed)",
+        "sync in sampling loop": "none (set_sync_debug_mode('error') passed)"
+        if torch.cuda.is_available()
+        else "not checked (CPU)",
     }
     if "limit" in times:
         line["auto / limit"] = round(times["auto"] / times["limit"], 3)
@@ -201,15 +220,25 @@ def _repeat_pass(model, x):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--cpu-check", action="store_true", help="run the logic on the CPU at tiny sizes"
+    )
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("benchmarks/gpu.py needs a CUDA device; none is available here.")
+    global S, N
+    if args.cpu_check:
+        S, N = 4, 8
+        print("--cpu-check: the script's logic on the CPU, tiny sizes; the numbers mean nothing")
+        torch.cuda.is_available = lambda: False  # type: ignore[assignment]
+    elif not torch.cuda.is_available():
+        print("benchmarks/gpu.py needs a CUDA device; none is available here (try --cpu-check).")
         sys.exit(0)
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = False
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    print(f"torch {torch.__version__}, {where}")
     records: list = []
     rounds = 3 if args.quick else 10
+    rounds = 1 if args.cpu_check else rounds
     for name, make in (("head-dropout CNN", CNN), ("dense-dropout MLP", mlp), ("small ViT", ViT)):
         run(name, make(), rounds, records)
 
