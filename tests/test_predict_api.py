@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -276,6 +278,17 @@ def test_samples_on_request_and_result_is_frozen():
     with pytest.raises(AttributeError):
         pred.probs = None
     assert bayesdrop.mc_predict(MLP(), X, num_samples=7).samples is None
+
+
+def test_to_dict_gives_every_field_without_copies():
+    # frameworks that rebuild returned values (Lightning's apply_to_collection) need a plain dict
+    pred = bayesdrop.mc_predict(MLP(), X, num_samples=7, seed=0)
+    d = pred.to_dict()
+    assert type(d) is dict
+    assert list(d) == [f.name for f in dataclasses.fields(pred)]
+    assert d["probs"] is pred.probs and d["num_samples"] == 7 and d["samples"] is None
+    reg = bayesdrop.mc_predict(MLP(), X, num_samples=7, seed=0, task="regression", tau=2.0)
+    assert reg.to_dict()["tau"] == 2.0 and reg.to_dict()["mean"] is reg.mean
 
 
 def test_predictor_warns_about_functional_dropout_once_built():

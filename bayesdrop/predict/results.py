@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -98,6 +99,24 @@ class ClassificationPrediction:
         """The predicted class, ``probs.argmax(-1)``."""
         return self.probs.argmax(-1)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field by name, as a plain ``dict`` (the tensors are not copied).
+
+        For frameworks that rebuild the values a step returns, which a frozen dataclass does not
+        allow: Lightning's ``Trainer.predict`` moves them with ``apply_to_collection``, so
+        ``predict_step`` returns ``pred.to_dict()``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import bayesdrop
+        >>> s = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+        >>> d = bayesdrop.ClassificationPrediction.from_samples(s).to_dict()
+        >>> d["num_samples"], sorted(d)[:3]
+        (2, ['engine', 'engine_reason', 'expected_entropy'])
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
     @classmethod
     def from_samples(cls, samples: Tensor) -> ClassificationPrediction:
         """Build the prediction from sampled probabilities ``(S, N, C)`` (kept in the result)."""
@@ -183,6 +202,22 @@ class RegressionPrediction:
     target_log_likelihood: Tensor | None = None
     engine: str | None = None
     engine_reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field by name, as a plain ``dict`` (the tensors are not copied).
+
+        See :meth:`ClassificationPrediction.to_dict` (Lightning's ``Trainer.predict``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> import bayesdrop
+        >>> s = torch.tensor([[[1.0]], [[3.0]]])
+        >>> d = bayesdrop.RegressionPrediction.from_samples(s, tau=4.0).to_dict()
+        >>> d["mean"], d["num_samples"], d["tau"]
+        (tensor([[2.]]), 2, 4.0)
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_samples(
