@@ -49,9 +49,11 @@ docs: $(STAMP)
 	$(BIN)/python docs/_tools/fetch_mathjax.py
 	@echo "==> building the HTML docs, running every tutorial (full mode: several minutes)"
 	@mkdir -p docs/_build
-	@# the log is shown whole, then a failed tutorial's traceback again at the end, where CI's tail is
-	OMP_NUM_THREADS=1 $(BIN)/sphinx-build -E -W --keep-going -b html docs docs/_build/html \
-		> docs/_build/sphinx.log 2>&1; rc=$$?; cat docs/_build/sphinx.log; \
+	@# the log streams (and is kept); a failed tutorial's traceback is repeated at the end, where
+	@# CI's tail is
+	{ OMP_NUM_THREADS=1 $(BIN)/sphinx-build -E -W --keep-going -b html docs docs/_build/html; \
+		echo $$? > docs/_build/sphinx.rc; } 2>&1 | tee docs/_build/sphinx.log; \
+	rc=$$(cat docs/_build/sphinx.rc); \
 	if [ $$rc -ne 0 ]; then \
 		echo "==> the docs build failed (exit $$rc); a tutorial's failure, if any:"; \
 		grep -A30 "failed to execute correctly" docs/_build/sphinx.log | head -60; \

@@ -17,8 +17,8 @@ the context stream of a seed:
   hidden and output layers; Thompson sampling with one dropout mask per decision;
 * ``concrete``: :class:`bayesdrop.ConcreteDropout` before every dense layer (the input layer
   too), its regularisers recomputed from the current number of observations ``N`` before every
-  training round (``bayesdrop.regularizer_constants(l, N, tau=tau)``); Thompson sampling with
-  one mask per decision.
+  training round (``bayesdrop.nn.set_concrete_regularizers(model, N, tau=tau)``); Thompson
+  sampling with one mask per decision.
 
 All agents add the same weight penalty ``l² / (tau N) · ||W||² / (1 - p)`` (the Concrete
 regulariser's weight term; ``p = 0`` for greedy).
@@ -137,10 +137,10 @@ class RewardNet(nn.Module):
 
     def set_num_data(self, num_data: int, length_scale: float, tau: float) -> None:
         """Recompute Concrete Dropout's regularisers for ``num_data`` observations."""
-        consts = bayesdrop.regularizer_constants(length_scale, num_data, tau=tau)
-        for m in self.concrete_layers():
-            m.weight_regularizer = consts.weight_regularizer
-            m.dropout_regularizer = consts.dropout_regularizer
+        if self.kind == "concrete":
+            bayesdrop.nn.set_concrete_regularizers(
+                self, num_data, tau=tau, length_scale=length_scale
+            )
 
     def penalty(self, num_data: int, length_scale: float, tau: float) -> Tensor:
         """``l²/(tau N) ||W||²/(1-p)`` (plus Concrete's entropy term when rates are learned)."""

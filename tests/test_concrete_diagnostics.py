@@ -10,7 +10,12 @@ import torch
 from torch import nn
 
 import bayesdrop
-from bayesdrop.nn import ConcreteRateMonitor, collapsed_rates, concrete_rates
+from bayesdrop.nn import (
+    ConcreteRateMonitor,
+    collapsed_rates,
+    concrete_rates,
+    set_concrete_regularizers,
+)
 
 
 def model_with_rates(*logits: float) -> nn.Sequential:
@@ -84,3 +89,37 @@ def test_bad_input():
         monitor.report()
     with pytest.raises(ValueError, match="Expected `threshold` to be positive"):
         ConcreteRateMonitor(model_with_rates(-1.0), threshold=0.0)
+
+
+def test_set_concrete_regularizers_follows_the_data_set_size():
+    model = nn.Sequential(
+        bayesdrop.ConcreteDropout(nn.Linear(3, 8), length_scale=1e-2),
+        nn.ReLU(),
+        bayesdrop.SpatialConcreteDropout(nn.Conv1d(8, 2, 1), length_scale=1e-1),
+    )
+    got = set_concrete_regularizers(model, 400, tau=2.0)
+    for name, scale in (("0", 1e-2), ("2", 1e-1)):
+        want = bayesdrop.regularizer_constants(scale, 400, tau=2.0)
+        assert got[name] == (want.weight_regularizer, want.dropout_regularizer)
+        layer = model[int(name)]
+        assert layer.weight_regularizer == want.weight_regularizer
+        assert layer.dropout_regularizer == want.dropout_regularizer
+    # by hand: s = 2 / (tau N) = 1/400, lambda_w = s l^2 / 2
+    assert got["0"] == pytest.approx((1e-4 / 800, 1 / 400))
+    # growing data: ten times the points, a tenth of the regularisation
+    grown = set_concrete_regularizers(model, 4000, tau=2.0)
+    assert grown["0"] == pytest.approx((got["0"][0] / 10, got["0"][1] / 10))
+    shared = set_concrete_regularizers(model, 100, likelihood="categorical", length_scale=0.5)
+    assert shared["0"] == shared["2"] == pytest.approx((0.25 / 200, 1 / 100))
+
+
+def test_set_concrete_regularizers_errors_leave_the_model_unchanged():
+    layer = bayesdrop.ConcreteDropout(nn.Linear(3, 2))
+    before = (layer.weight_regularizer, layer.dropout_regularizer)
+    with pytest.raises(ValueError, match="`num_data`"):
+        set_concrete_regularizers(layer, 0)
+    with pytest.raises(ValueError, match="`likelihood`"):
+        set_concrete_regularizers(layer, 10, likelihood="poisson")
+    assert (layer.weight_regularizer, layer.dropout_regularizer) == before
+    with pytest.raises(ValueError, match="`model` to be a model with ConcreteDropout layers"):
+        set_concrete_regularizers(nn.Linear(2, 2), 10)

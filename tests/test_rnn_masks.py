@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -60,6 +61,42 @@ def test_embedding_dropout_drops_word_types(batch_first):
     torch.testing.assert_close(drop(tokens), emb(tokens))
     with bayesdrop.sampling(drop):
         assert not torch.equal(drop(tokens), drop(tokens))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_embedding_dropout_draws_for_the_batch_words_only(batch_first):
+    # fewer tokens than word types: on the CPU the forward draws (N, U) values for the U words
+    # of the batch instead of the (N, V) table; the distribution must be the same
+    V, N, T, p = 5000, 400, 12, 0.3
+    emb = nn.Embedding(V, 2)
+    with torch.no_grad():
+        emb.weight.fill_(1.0)
+    drop = bayesdrop.EmbeddingDropout(emb, p=p, batch_first=batch_first).train()
+    torch.manual_seed(0)
+    words = torch.randint(V, (N, 4))  # 4 word types per sequence, each repeated 3 times
+    tokens = words.repeat_interleave(3, dim=1)[:, torch.randperm(T)]  # (N, T)
+    assert tokens.numel() < V
+    with mock.patch.object(drop, "sample_masks", side_effect=AssertionError("drew the table")):
+        out = drop(tokens if batch_first else tokens.t())
+    out = (out if batch_first else out.transpose(0, 1))[..., 0]  # (N, T): 0 or 1 / (1 - p)
+    values = out.unique()
+    assert values.tolist() == pytest.approx([0.0, 1 / (1 - p)])
+    # tied by word identity within a sequence
+    for n in range(0, N, 37):
+        for w in tokens[n].unique():
+            assert out[n][tokens[n] == w].unique().numel() == 1
+    # one value per (sequence, word type): the kept fraction is 1 - p within 5 standard errors
+    kept = (out > 0).double()
+    per_word = torch.stack(
+        [kept[n][tokens[n] == w][0] for n in range(N) for w in tokens[n].unique()]
+    )
+    se = math.sqrt(p * (1 - p) / len(per_word))
+    assert abs(per_word.mean().item() - (1 - p)) < 5 * se
+    # the same word in two sequences is drawn independently: both share a word here
+    shared = torch.full((N, T), 7)
+    both = drop(shared if batch_first else shared.t())
+    both = (both if batch_first else both.transpose(0, 1))[..., 0]
+    assert both[:, 0].unique().numel() == 2  # kept in some sequences, dropped in others
 
 
 def test_embedding_dropout_kl_and_errors():

@@ -9,6 +9,7 @@ from bayesdrop.nn.diagnostics import (
     RateReport,
     collapsed_rates,
     concrete_rates,
+    set_concrete_regularizers,
 )
 from bayesdrop.nn.drop_path import DropPath
 from bayesdrop.nn.embedding import EmbeddingDropout, LockedDropout
@@ -51,5 +52,6 @@ __all__ = [
     "noise_modules",
     "register_stochastic_module",
     "sampling",
+    "set_concrete_regularizers",
     "stochastic_modules",
 ]

@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import nn
 
 from bayesdrop._validation import check_module, check_positive, check_positive_int, fail
 from bayesdrop.exceptions import ConcreteCollapseWarning
+from bayesdrop.functional.kl import regularizer_constants
 from bayesdrop.nn.concrete import ConcreteDropout
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "RateReport",
     "collapsed_rates",
     "concrete_rates",
+    "set_concrete_regularizers",
 ]
 
 # A learned drop rate below this, and still falling, is reported as collapsed.
@@ -51,6 +54,72 @@ def concrete_rates(model: nn.Module) -> dict[str, float]:
         for name, m in model.named_modules()
         if isinstance(m, ConcreteDropout)
     }
+
+
+def set_concrete_regularizers(
+    model: nn.Module,
+    num_data: int,
+    *,
+    tau: float = 1.0,
+    likelihood: Literal["gaussian", "categorical"] = "gaussian",
+    length_scale: float | None = None,
+) -> dict[str, tuple[float, float]]:
+    r"""Set every Concrete Dropout layer's :math:`\lambda_w, \lambda_p` for ``num_data`` points.
+
+    The regularisers of :meth:`ConcreteDropout.regularization
+    <bayesdrop.ConcreteDropout.regularization>` scale with :math:`1/N`
+    (:func:`bayesdrop.regularizer_constants`): :math:`\lambda_w = s\,l^2/2`,
+    :math:`\lambda_p = s` with :math:`s = 2/(\tau N)` for a Gaussian likelihood and
+    :math:`1/N` for a categorical one. Where the training set grows (a bandit's history, an
+    active-learning pool's labelled set), call this before each round of training: constants
+    fixed at an early, small :math:`N` over-regularise later rounds by the growth factor.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model holding at least one :class:`bayesdrop.ConcreteDropout` (or spatial) layer.
+    num_data : int
+        The number of training points :math:`N` now.
+    tau : float, default 1.0
+        Model precision :math:`\tau` (Gaussian likelihood only).
+    likelihood : {"gaussian", "categorical"}
+        The data term: mean squared error or mean cross-entropy.
+    length_scale : float, optional
+        The prior length-scale :math:`l`; by default each layer's own ``length_scale`` (the
+        one its :meth:`~bayesdrop.ConcreteDropout.kl` uses).
+
+    Returns
+    -------
+    dict
+        ``{module name: (weight_regularizer, dropout_regularizer)}`` of the layers set.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> import bayesdrop
+    >>> from bayesdrop.nn import set_concrete_regularizers
+    >>> model = nn.Sequential(bayesdrop.ConcreteDropout(nn.Linear(3, 4), length_scale=1e-2))
+    >>> set_concrete_regularizers(model, 1000)  # 2/N and l**2/N for a Gaussian likelihood
+    {'0': (1.0000000000000001e-07, 0.002)}
+    >>> model[0].dropout_regularizer
+    0.002
+    """
+    check_module("model", model)
+    layers = [
+        (n or "(model)", m) for n, m in model.named_modules() if isinstance(m, ConcreteDropout)
+    ]
+    if not layers:
+        fail("model", "a model with ConcreteDropout layers", "none")
+    if length_scale is not None:
+        length_scale = check_positive("length_scale", length_scale)
+    out = {}
+    for name, layer in layers:
+        scale = layer.length_scale if length_scale is None else length_scale
+        consts = regularizer_constants(scale, num_data, tau=tau, likelihood=likelihood)
+        layer.weight_regularizer = consts.weight_regularizer
+        layer.dropout_regularizer = consts.dropout_regularizer
+        out[name] = (consts.weight_regularizer, consts.dropout_regularizer)
+    return out
 
 
 def collapsed_rates(model: nn.Module, threshold: float = COLLAPSE_THRESHOLD) -> dict[str, float]:

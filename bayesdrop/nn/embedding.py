@@ -32,6 +32,12 @@ class EmbeddingDropout(StochasticModule):
     The reference code switches word-type dropout off for MC evaluation;
     :func:`bayesdrop.models.perplexity` does so by default.
 
+    Drawing: :meth:`sample_masks` draws the whole ``(N, V)`` table (needed when one mask must
+    cover tokens not seen yet, e.g. across truncated-BPTT segments). A forward without
+    ``masks`` on the CPU, with fewer tokens in the batch than word types, draws only the
+    ``(N, U)`` values of the batch's ``U`` distinct words: the same distribution at a fraction
+    of the cost (``benchmarks/embedding_dropout.py``: 4x faster at a 9,726-word vocabulary).
+
     Parameters
     ----------
     embedding : nn.Embedding
@@ -90,7 +96,9 @@ class EmbeddingDropout(StochasticModule):
             fail("tokens", f"a 2-D tensor of word indices {layout}", got)
         out = self.embedding(tokens)
         batch_size = tokens.shape[0 if self.batch_first else 1]
-        if masks is None and self.is_sampling:
+        if masks is None and self.is_sampling and self.p > 0.0:
+            if tokens.device.type == "cpu" and tokens.numel() < self.embedding.num_embeddings:
+                return out * self._batch_words_mask(tokens, batch_size).unsqueeze(-1)
             masks = self.sample_masks(batch_size)
         if masks is None:
             return out
@@ -101,6 +109,17 @@ class EmbeddingDropout(StochasticModule):
                 f"shape {tuple(masks.shape)}",
             )
         return out * BF.word_type_mask(tokens, masks, batch_first=self.batch_first).unsqueeze(-1)
+
+    def _batch_words_mask(self, tokens: Tensor, batch_size: int) -> Tensor:
+        """The token mask from draws for the word types of this batch only: ``(N, U)`` values
+        for its ``U`` distinct words instead of an ``(N, V)`` table, the same distribution (one
+        independent value per sequence and word type). Used on the CPU when the batch has fewer
+        tokens than the vocabulary, where drawing the table dominates; on accelerators the
+        table is drawn, since ``torch.unique`` would synchronise with the host."""
+        words, inverse = torch.unique(tokens, return_inverse=True)
+        w = self.embedding.weight
+        table = BF.bernoulli_mask((batch_size, len(words)), self.p, dtype=w.dtype, device=w.device)
+        return BF.word_type_mask(inverse, table, batch_first=self.batch_first)
 
     def kl(self) -> Tensor:
         sq = self.embedding.weight.pow(2).sum()
