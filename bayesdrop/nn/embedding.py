@@ -36,7 +36,7 @@ class EmbeddingDropout(StochasticModule):
     cover tokens not seen yet, e.g. across truncated-BPTT segments). A forward without
     ``masks`` on the CPU, with fewer tokens in the batch than word types, draws only the
     ``(N, U)`` values of the batch's ``U`` distinct words: the same distribution at a fraction
-    of the cost (``benchmarks/embedding_dropout.py``: 4x faster at a 9,726-word vocabulary).
+    of the cost (``benchmarks/embedding_dropout.py``: 3.6x faster at a 9,726-word vocabulary).
 
     Parameters
     ----------
