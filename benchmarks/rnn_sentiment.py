@@ -18,7 +18,7 @@ the training loss, and for the variational model the MC test error (probabilitie
 ``--mc-samples`` masks, word-type dropout off as in the reference code) beside the deterministic
 one at the last epoch.
 
-    python benchmarks/rnn_sentiment.py            # 5 seeds x 3 models (575 s, loaded 2 cores)
+    python benchmarks/rnn_sentiment.py            # 5 seeds x 3 models (239 s, quiet 2 cores)
     python benchmarks/rnn_sentiment.py --quick    # 2 seeds, 2 epochs, 2,000 sentences
 """
 
