@@ -494,6 +494,7 @@ class CalibrationReport:
                 "class count": points.probs.shape[1],
                 "point shape": points.data_shape[1:],
                 "dtype": str(points.probs.dtype),
+                "ood_scores dtype": None if ood is None else str(ood.dtype),
             }
             check_same_options(ctx, shape)
             sums = sums.sync(group)
