@@ -12,15 +12,15 @@ the masks look like next to the per-step masks of ``torch.nn.Dropout``.
 fails to build if a claim stops holding:
 
 1. After a short training run the model predicts the validation text better than a unigram
-   model (the word frequencies of the same training tokens): its perplexity is lower, if not
-   by much.
+   model (the word frequencies of the same training tokens): its perplexity is more than 5 %
+   lower, though far from the paper's.
 2. MC dropout with 10 masks gives a validation perplexity within 2 % of the deterministic
    approximation, at 10 times the cost (see "Deterministic vs MC perplexity" for why).
 3. The untied variant draws a different recurrent mask for each gate.
 4. Word-type dropout gives every occurrence of a word in a sequence the same mask value.
 
 Claims 3 and 4 are checked in every run, claims 1 and 2 in the full run shown here (150,000
-training tokens, 2 epochs, 128 hidden units); the smoke run (``BAYESDROP_SMOKE=1``: 4,000
+training tokens, 3 epochs, 128 hidden units); the smoke run (``BAYESDROP_SMOKE=1``: 4,000
 tokens, 32 units) only checks that the code runs. The run time is printed at the end (one to two
 minutes on one CPU core).
 """
@@ -30,7 +30,7 @@ minutes on one CPU core).
 # --------------
 # :func:`bayesdrop.datasets.load_ptb` reads Mikolov's PTB files from ``BAYESDROP_DATA/ptb``.
 # We train on the first tokens of the training split only, so that this page builds in about
-# a minute; ``benchmarks/ptb_lm.py`` runs the larger comparisons.
+# two minutes; ``benchmarks/ptb_lm.py`` runs the larger comparisons.
 import time
 
 import matplotlib.pyplot as plt
@@ -66,11 +66,11 @@ print(model.rnn)
 # Training
 # --------
 # Truncated back-propagation over 35 steps with gradient clipping. The paper trains with SGD
-# (learning rate 1) for 55 epochs over the whole corpus; for two short epochs on a small subset
+# (learning rate 1) for 55 epochs over the whole corpus; for three short epochs on a small subset
 # Adam learns much faster. Masks are drawn afresh for every chunk of 35 steps and reused at
 # each of its steps.
 optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-for epoch in range(2):
+for epoch in range(3):
     loss = train_epoch(model, train, optimizer, bptt=35, clip=5.0)
     print(
         f"epoch {epoch + 1}: training perplexity {torch.tensor(loss).exp():.0f} "
@@ -92,17 +92,19 @@ mc = perplexity(model, valid, num_samples=num_samples)
 print(f"validation perplexity: unigram {unigram:.1f}, deterministic {det:.1f}, MC dropout {mc:.1f}")
 print(f"MC / deterministic: {mc / det:.4f} ({num_samples} masks)")
 if not smoke:
-    assert det < unigram  # claim 1
-    assert abs(mc / det - 1) < 0.02  # claim 2
+    assert det < 0.95 * unigram, (det, unigram)  # claim 1
+    assert abs(mc / det - 1) < 0.02, (mc, det)  # claim 2
 
 # %%
-# The model predicts the validation text better than word frequencies do, but only a little:
-# two short epochs on a small part of the corpus are far from the paper's training (55 epochs
-# over the whole corpus, after which Gal & Ghahramani report test perplexities between 73 and
+# The model predicts the validation text better than word frequencies do (its perplexity is
+# more than 5 % lower), but it is far from a trained language model: three short epochs on a
+# small part of the corpus are far from the paper's training (55 epochs over the whole corpus,
+# after which Gal & Ghahramani report test perplexities between 73 and
 # 80). MC averaging and the deterministic approximation agree closely here. The paper's gain
 # from MC dropout is itself small (one to two perplexity points for the untied models) and
 # comes from 1,000 masks on a converged model; with 10 masks on a briefly trained one the MC
-# estimate is no better, and it costs one pass over the text per mask. For a language model,
+# estimate stays within 2 % of the deterministic one, and it costs one pass over the text per
+# mask. For a language model,
 # MC dropout is worth its cost for the uncertainty of each prediction more than for the
 # perplexity.
 #
