@@ -422,14 +422,30 @@ class CalibrationReport:
         depend on the order of the points, ties included). Outside a distributed job (or with
         one process) it is :meth:`from_predictions` without keeping the probabilities.
 
+        The options must be the same on every rank, as must the class count, the shape of a
+        point and the dtypes; a mismatch, or a rank whose shard fails validation, raises on
+        every rank instead of leaving the others waiting. Every shard must hold a point.
+
         Parameters
         ----------
-        predictions, target, layout, ignore_index, ood_scores, uncertainty, num_bins, name
-            As in :meth:`from_predictions`, for this rank's shard; the options must be the same
-            on every rank, as must the class count and the shape of a point (a mismatch raises
-            on every rank instead of hanging). Every shard must hold a point.
+        predictions : Tensor, ndarray or prediction result
+            This rank's shard, in any form :meth:`from_predictions` takes.
+        target : Tensor or ndarray
+            The shard's integer labels.
         group : ProcessGroup, optional
             The ``torch.distributed`` process group (default: the default group).
+        layout : {"probs", "samples"}, optional
+            As in :meth:`from_predictions`.
+        ignore_index : int, optional
+            As in :meth:`from_predictions`.
+        ood_scores : Tensor or ndarray, optional
+            The out-of-distribution scores this rank holds (every rank passes some, or none).
+        uncertainty : {"predictive_entropy", "mutual_information", "max_probability"}
+            As in :meth:`from_predictions`.
+        num_bins : int, default 15
+            As in :meth:`from_predictions`.
+        name : str, default "model"
+            The model's name in the summary and the HTML.
 
         Returns
         -------
