@@ -41,6 +41,17 @@ def missing_data_hint(source: str | None = None) -> str:
     )
 
 
+def root_or_env(root: str | os.PathLike[str] | None, expected: str, fix: str) -> Path:
+    """``root``, else the ``BAYESDROP_DATA`` environment variable, as a path; a ValueError
+    naming ``expected`` (what the folder is for) and ``fix`` when neither is set."""
+    if root is None:
+        root = os.environ.get(DATA_ENV) or None
+    if root is None:
+        wanted = f"{expected} (argument or the {DATA_ENV} environment variable)"
+        fail("root", wanted, "neither", fix)
+    return Path(root).expanduser()
+
+
 def data_root(
     root: str | os.PathLike[str] | None = None,
     name: str | None = None,
@@ -69,16 +80,11 @@ def data_root(
     >>> data_root(root, "ptb") == root / "ptb"
     True
     """
-    if root is None:
-        root = os.environ.get(DATA_ENV) or None
-    if root is None:
-        fail(
-            "root",
-            "a data folder (argument or the BAYESDROP_DATA environment variable)",
-            "neither",
-            "Pass root=... or export BAYESDROP_DATA=/path/to/data. " + missing_data_hint(source),
-        )
-    path = Path(root).expanduser()
+    path = root_or_env(
+        root,
+        "a data folder",
+        "Pass root=... or export BAYESDROP_DATA=/path/to/data. " + missing_data_hint(source),
+    )
     if not path.is_dir():
         fail("root", "an existing folder", str(path), missing_data_hint(source))
     if name is not None and (path / name).is_dir():

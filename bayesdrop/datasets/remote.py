@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bayesdrop._validation import check_choice, fail
-from bayesdrop.datasets._root import DATA_ENV
+from bayesdrop.datasets._root import root_or_env
 
 __all__ = ["MIRROR_ENV", "DataSource", "RemoteFile", "download", "sources"]
 
@@ -129,16 +129,9 @@ def _resolve_source(source: str | DataSource) -> DataSource:
 
 
 def _target_root(root: str | os.PathLike[str] | None) -> Path:
-    if root is None:
-        root = os.environ.get(DATA_ENV) or None
-    if root is None:
-        fail(
-            "root",
-            "the folder to download into (argument or the BAYESDROP_DATA environment variable)",
-            "neither",
-            "Pass root=... or export BAYESDROP_DATA=/path/to/data.",
-        )
-    return Path(root).expanduser()
+    return root_or_env(
+        root, "the folder to download into", "Pass root=... or export BAYESDROP_DATA=/path/to/data."
+    )
 
 
 def _fetch(url: str, destination: Path, expected: str, label: str, timeout: float) -> None:
