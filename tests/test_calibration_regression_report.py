@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 import matplotlib
 import pytest
 import torch
+from chromium import needs_chromium, screenshot
 
 from bayesdrop.calibration import (
     RegressionReport,
@@ -87,27 +86,12 @@ def test_errors():
         RegressionReport.from_predictions(mean, std, target).render("pdf")
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium binary")
+@needs_chromium
 def test_regression_html_renders_in_headless_chromium(tmp_path):
     page = tmp_path / "reg.html"
     RegressionReport.from_predictions(*overconfident(1000)).to_html(page)
     shot = tmp_path / "reg.png"
-    cmd = [
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={shot}",
-        "--window-size=1200,1400",
-        page.as_uri(),
-    ]
-    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
+    screenshot(page, shot, width=1200, height=1400)
     from matplotlib.image import imread
 
     pixels = imread(shot)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from chromium import needs_chromium, screenshot
 from sklearn.metrics import roc_auc_score
 
 import bayesdrop
@@ -261,7 +261,7 @@ def test_report_all_correct_has_no_misclassification_scores():
     assert report.misclassification is None and "misclassification" not in report.summary()
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium binary")
+@needs_chromium
 def test_html_report_renders_in_headless_chromium(tmp_path):
     samples, target = mc_samples()
     report = CalibrationReport.from_predictions(
@@ -270,22 +270,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     page = tmp_path / "report.html"
     report.to_html(page)
     shot = tmp_path / "report.png"
-    cmd = [
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={shot}",
-        "--window-size=1200,2000",
-        page.as_uri(),
-    ]
-    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
+    screenshot(page, shot, width=1200, height=2000)
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 50_000  # a blank page is a few kB; ours holds four figures
