@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+import zoo_models
 from torch import nn
 
 import bayesdrop
@@ -113,18 +114,8 @@ def test_multihead_attention_skip_has_reason():
 
 
 def vit(fused=True):
-    timm = pytest.importorskip("timm")
-    model = timm.create_model(
-        "vit_tiny_patch16_224",
-        pretrained=False,
-        img_size=32,
-        patch_size=8,
-        num_classes=10,
-        depth=2,
-        drop_rate=0.3,
-        proj_drop_rate=0.2,
-        attn_drop_rate=0.1,
-        drop_path_rate=0.1,
+    model = zoo_models.small_vit(
+        depth=2, drop_rate=0.3, proj_drop_rate=0.2, attn_drop_rate=0.1, drop_path_rate=0.1
     )
     for block in model.blocks:
         block.attn.fused_attn = fused

@@ -228,17 +228,7 @@ def test_stochastic_depth_only_is_sampled():
 
 
 def test_zero_rate_modules_are_not_noise_and_do_not_move_the_split():
-    timm = pytest.importorskip("timm")
-    model = timm.create_model(
-        "vit_tiny_patch16_224",
-        pretrained=False,
-        img_size=32,
-        patch_size=8,
-        num_classes=10,
-        drop_rate=0.0,
-        attn_drop_rate=0.0,
-        drop_path_rate=0.0,
-    ).eval()
+    model = zoo_models.small_vit(drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0).eval()
     model.head_drop.p = 0.3  # the only noise: dropout before the classifier
     x = torch.randn(2, 3, 32, 32)
     pred = bayesdrop.mc_predict(model, x, num_samples=4, seed=0)

@@ -80,19 +80,23 @@ def deeplabv3_mobilenet():
     return fit_batchnorm(model, (4, 3, 32, 32)), torch.randn(2, 3, 32, 32), {"class_dim": 1}
 
 
-def timm_vit_tiny():
+def small_vit(**rates) -> nn.Module:
+    """timm's vit_tiny at 32 x 32 pixels, patches of 8, 10 classes, random weights; ``rates``
+    (drop_rate, attn_drop_rate, drop_path_rate, depth, ...) go to ``timm.create_model``."""
     timm = pytest.importorskip("timm")
-    torch.manual_seed(0)
-    model = timm.create_model(
+    return timm.create_model(
         "vit_tiny_patch16_224",
         pretrained=False,
         img_size=32,
         patch_size=8,
         num_classes=10,
-        drop_rate=0.1,
-        attn_drop_rate=0.1,
-        drop_path_rate=0.1,
+        **rates,
     )
+
+
+def timm_vit_tiny():
+    torch.manual_seed(0)
+    model = small_vit(drop_rate=0.1, attn_drop_rate=0.1, drop_path_rate=0.1)
     return model.eval(), torch.randn(2, 3, 32, 32), {}
 
 
