@@ -24,6 +24,18 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test (the machine is shared: no oversubscription stalls),
+    restored afterwards. Modules opt in with ``pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module", params=["never", "always"])
 def metric_path(request):
     """Run a module's calibration tests on PyTorch's kernels and on the fused one-pass kernel

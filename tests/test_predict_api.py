@@ -13,13 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import bayesdrop
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 X = inputs("MLP")

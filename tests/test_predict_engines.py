@@ -21,13 +21,7 @@ from bayesdrop.predict.cached import CacheUnavailable, build_plan
 ENGINES = ("loop", "batched", "cached")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared; one intra-op thread avoids oversubscription stalls
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 MODELS = {
