@@ -94,7 +94,14 @@ def test_elbo_gradient_equals_reference_loss_gradient_for_concrete():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"num_data": 0}, "Expected `num_data` to be positive, but got 0.0"),
+        ({"num_data": 0}, "Expected `num_data` to be a positive integer, but got 0"),
+        (
+            {"num_data": 0.5},
+            r"Expected `num_data` to be a positive integer, but got 0.5\. Round it",
+        ),
+        ({"num_data": float("inf")}, "Expected `num_data` to be a positive integer, but got inf"),
+        ({"num_data": True}, "Expected `num_data` to be a positive integer, but got True"),
+        ({"num_data": 10, "ignore_index": 1.5}, "Expected `ignore_index` to be an integer"),
         (
             {"num_data": 10, "likelihood": "poisson"},
             "Expected `likelihood` to be one of 'categorical', 'gaussian', 'heteroscedastic'",
@@ -104,8 +111,115 @@ def test_elbo_gradient_equals_reference_loss_gradient_for_concrete():
     ],
 )
 def test_elbo_rejects_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         bayesdrop.ELBO(**kwargs)
+
+
+def test_elbo_num_data_takes_integral_floats():
+    assert bayesdrop.ELBO(num_data=1000.0).num_data == 1000
+    assert isinstance(bayesdrop.ELBO(num_data=torch.tensor(7)).num_data, int)
+
+
+def test_categorical_elbo_follows_cross_entropy_ignore_index():
+    """Rows labelled -100 are left out of the NLL and of its average (issue 21: 0.551 vs 1.103)."""
+    torch.manual_seed(5)
+    net = nn.Sequential(bayesdrop.MCDropout(nn.Linear(2, 3), p=0.1))
+    logits = torch.randn(8, 3)
+    target = torch.tensor([0, -100, 2, 1, -100, -100, 1, 0])
+    nll = bayesdrop.ELBO(10).nll(logits, target)
+    torch.testing.assert_close(nll, torch.nn.functional.cross_entropy(logits, target))
+    other = torch.tensor([0, 7, 2, 1, 7, 7, 1, 0])
+    torch.testing.assert_close(
+        bayesdrop.ELBO(10, ignore_index=7).nll(logits, other),
+        torch.nn.functional.cross_entropy(logits, other, ignore_index=7),
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"`target` to be a minibatch with a row other than ignore_index=-100, but got all 3",
+    ):
+        bayesdrop.ELBO(10)(logits[:3], torch.full((3,), -100), net)
+
+
+@pytest.mark.parametrize(
+    "likelihood,output,target,exc,match",
+    [
+        (
+            "gaussian",
+            torch.zeros(4, 1),
+            torch.zeros(1, 4),
+            ValueError,
+            r"`target` to be of the output's shape \(4, 1\).*but got shape \(1, 4\)",
+        ),
+        (
+            "gaussian",
+            torch.zeros(4, 2),
+            torch.zeros(2, 4),
+            ValueError,
+            r"`target` to be of the output's shape \(4, 2\)",
+        ),
+        (
+            "heteroscedastic",
+            (torch.zeros(4, 2), torch.zeros(4, 1)),
+            torch.zeros(4, 2),
+            ValueError,
+            r"`output\[1\] \(log_variance\)` to be of the shape of the mean \(4, 2\), but got "
+            r"shape \(4, 1\)",
+        ),
+        (
+            "heteroscedastic",
+            (torch.zeros(4, 1), torch.zeros(4, 1)),
+            torch.zeros(1, 4),
+            ValueError,
+            "`target` to be of the output's shape",
+        ),
+        (
+            "categorical",
+            torch.zeros(4, 3, dtype=torch.long),
+            torch.zeros(4, dtype=torch.long),
+            TypeError,
+            "`output` to be a floating-point tensor, but got dtype torch.int64",
+        ),
+        (
+            "categorical",
+            torch.zeros(4, 3),
+            torch.zeros(4),
+            TypeError,
+            "`target` to be integer class indices, but got dtype torch.float32",
+        ),
+        (
+            "categorical",
+            torch.zeros(4, 3),
+            torch.tensor([0, 1, 3, -100]),
+            ValueError,
+            r"`target` to be class indices in \[0, 2\] or ignore_index=-100, but got labels in "
+            r"\[0, 3\]",
+        ),
+        (
+            "categorical",
+            torch.zeros(4, 3),
+            torch.tensor([0, 1, -1, 2]),
+            ValueError,
+            r"but got labels in \[-1, 2\]",
+        ),
+        (
+            "gaussian",
+            torch.zeros(4, 1),
+            torch.zeros(4, 1, dtype=torch.bool),
+            TypeError,
+            "`target` to be real-valued, but got dtype torch.bool",
+        ),
+    ],
+)
+def test_elbo_rejects_bad_minibatches(likelihood, output, target, exc, match):
+    with pytest.raises(exc, match=match):
+        bayesdrop.ELBO(10, likelihood=likelihood).nll(output, target)
+
+
+def test_gaussian_elbo_takes_a_target_without_the_trailing_one():
+    out, y = torch.randn(5, 1), torch.randn(5)
+    elbo = bayesdrop.ELBO(10, likelihood="gaussian")
+    torch.testing.assert_close(elbo.nll(out, y), elbo.nll(out, y[:, None]))
+    torch.testing.assert_close(elbo.nll(out[:, 0], y[:, None]), elbo.nll(out, y[:, None]))
 
 
 def test_elbo_rejects_mismatched_shapes_and_missing_heads():
@@ -114,7 +228,7 @@ def test_elbo_rejects_mismatched_shapes_and_missing_heads():
         bayesdrop.ELBO(4)(torch.randn(4, 3), torch.zeros(5, dtype=torch.long), net)
     with pytest.raises(TypeError, match="pair \\(mean, log_variance\\)"):
         bayesdrop.ELBO(4, likelihood="heteroscedastic")(torch.randn(4, 1), torch.randn(4), net)
-    with pytest.raises(ValueError, match="Expected `target` to be as many values as output"):
+    with pytest.raises(ValueError, match=r"Expected `target` to be of the output's shape \(4, 1\)"):
         bayesdrop.ELBO(4, likelihood="gaussian")(torch.randn(4, 1), torch.randn(5), net)
 
 
