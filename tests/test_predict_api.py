@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -64,7 +65,8 @@ def test_model_without_dropout():
 
 
 class FunctionalOnly(nn.Module):
-    """Functional dropout whose switch is not visible on the call (unreachable)."""
+    """Functional dropout whose switch is not visible on the call (reached by the
+    functional-noise mode of sampling())."""
 
     def __init__(self):
         super().__init__()
@@ -97,11 +99,16 @@ class FlagSwitched(nn.Module):
 
 
 def test_functional_dropout():
-    with pytest.raises(ValueError, match=r"functional dropout in \[''\] cannot be switched on"):
-        bayesdrop.mc_predict(FunctionalOnly(), X)
-    with pytest.warns(UserWarning, match="call functional dropout"):
-        pred = bayesdrop.mc_predict(Mixed(), X, num_samples=4)
-    assert pred.num_samples == 4
+    # before: refused as having no noise (FunctionalOnly) or sampled without its functional
+    # dropout (Mixed); now every F.dropout call inside the prediction runs as in training
+    for cls in (FunctionalOnly, Mixed):
+        model = cls().eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pred = bayesdrop.mc_predict(model, X, num_samples=64, seed=0)
+        assert bool((pred.mutual_information > 0).all()) and not model.training
+        check = bayesdrop.check_noise(model, X)
+        assert check.ok, check.describe()
     # the module's own training flag switches its functional dropout: sampled, no warning
     model = FlagSwitched().eval()
     assert bayesdrop.nn.is_noise_module(model)
@@ -285,7 +292,9 @@ def test_to_dict_gives_every_field_without_copies():
     assert reg.to_dict()["tau"] == 2.0 and reg.to_dict()["mean"] is reg.mean
 
 
-def test_predictor_warns_about_functional_dropout_once_built():
-    with pytest.warns(UserWarning, match="call functional dropout"):
-        predictor = bayesdrop.MCPredictor(Mixed(), num_samples=2, progress=False)
-    assert predictor.predict(X).probs.shape == (6, 3)
+def test_predictor_samples_functional_dropout():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor = bayesdrop.MCPredictor(FunctionalOnly(), num_samples=8, progress=False)
+        pred = predictor.predict(X)
+    assert pred.probs.shape == (6, 3) and bool((pred.mutual_information > 0).all())

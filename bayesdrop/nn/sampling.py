@@ -7,11 +7,13 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from bayesdrop._validation import check_module, fail
+from bayesdrop._validation import check_choice, check_module, fail
 from bayesdrop.nn.base import StochasticModule
+from bayesdrop.nn.noise_calls import functional_noise, functional_noise_paused
 
 __all__ = [
     "drop_rate",
@@ -19,6 +21,8 @@ __all__ = [
     "is_noise_module",
     "is_stochastic",
     "noise_modules",
+    "noise_scope",
+    "refuse_scripted",
     "register_stochastic_module",
     "sampling",
     "stochastic_modules",
@@ -33,21 +37,41 @@ _FLOAT_DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
     nn.RNNBase,
 )
 
+RateGetter = Callable[[nn.Module], float]
+ScopeGetter = Callable[[nn.Module], str]
+#: How a noise module draws: per element or row of the batch ("row": the samples of a repeated
+#: batch are independent), once per call ("call": every sample needs a call of its own), or
+#: coupled across the batch ("batch": every sample needs a call on the batch as given).
+SCOPES = ("row", "call", "batch")
+
+
+def _stochastic_depth_scope(module: nn.Module) -> str:
+    return "call" if getattr(module, "mode", "row") == "batch" else "row"
+
+
+def _rrelu_rate(module: nn.Module) -> float:
+    return float(module.upper != module.lower)  # type: ignore[operator]
+
+
 # Noise modules of other libraries, matched by qualified class name so that none of those
-# libraries is imported: (module path, class name) -> attribute holding the drop rate.
-_KNOWN_TYPES: dict[tuple[str, str], str] = {
-    ("torchvision.ops.stochastic_depth", "StochasticDepth"): "p",
-    ("timm.layers.drop", "DropPath"): "drop_prob",
-    ("timm.layers.drop", "DropBlock2d"): "drop_prob",
-    ("timm.models.layers.drop", "DropPath"): "drop_prob",
+# libraries is imported: (module path, class name) -> (attribute holding the drop rate, scope).
+# timm's DropBlock2d rescales its mask by the kept fraction of the whole batch.
+_KNOWN_TYPES: dict[tuple[str, str], tuple[str, str | ScopeGetter]] = {
+    ("torchvision.ops.stochastic_depth", "StochasticDepth"): ("p", _stochastic_depth_scope),
+    ("timm.layers.drop", "DropPath"): ("drop_prob", "row"),
+    ("timm.layers.drop", "DropBlock2d"): ("drop_prob", "batch"),
+    ("timm.models.layers.drop", "DropPath"): ("drop_prob", "row"),
+    ("timm.models.layers.drop", "DropBlock2d"): ("drop_prob", "batch"),
 }
 
-RateGetter = Callable[[nn.Module], float]
-_REGISTRY: dict[type, str | RateGetter | None] = {}
+_REGISTRY: dict[type, tuple[str | RateGetter | None, str | ScopeGetter]] = {}
 
 
 def register_stochastic_module(
-    module_type: type[nn.Module], rate: str | RateGetter | None = "p"
+    module_type: type[nn.Module],
+    rate: str | RateGetter | None = "p",
+    *,
+    scope: str | ScopeGetter = "row",
 ) -> type[nn.Module]:
     """Teach :func:`.sampling` a module type whose ``training`` flag switches its noise.
 
@@ -55,6 +79,20 @@ def register_stochastic_module(
     subclasses) is set, exactly as for ``nn.Dropout``; the rest of the model stays in eval
     mode. Register a type only when its ``training`` flag switches nothing but its noise. Can
     be used as a class decorator.
+
+    The ``scope`` says how the module draws its noise, which decides how the predictor may
+    batch Monte-Carlo samples (:func:`bayesdrop.mc_predict` repeats the batch ``k`` times in
+    one pass):
+
+    ``"row"``
+        Independently per element or per row of the batch (``nn.Dropout``, ``DropPath``):
+        the ``k`` repeats of a batch are ``k`` independent samples.
+    ``"call"``
+        Once per call (LayerDrop, ``StochasticDepth(mode="batch")``, dropout on a weight):
+        the repeats of one pass would share the draw, so every sample gets a pass of its own.
+    ``"batch"``
+        Coupled across the batch (timm's ``DropBlock2d`` normalises its mask over the whole
+        batch): every sample gets a pass of its own on the batch as given.
 
     Parameters
     ----------
@@ -64,6 +102,8 @@ def register_stochastic_module(
         Where the drop rate is read: an attribute name, or a function of the module. A module
         whose rate is 0 is not counted as a noise source (:func:`.is_stochastic` is False, and
         the cached engine computes it once). ``None``: the rate is unknown, always counted.
+    scope : {"row", "call", "batch"} or callable, default "row"
+        How the noise is drawn (above), or a function of the module that returns one of them.
 
     Returns
     -------
@@ -84,12 +124,26 @@ def register_stochastic_module(
     >>> _ = register_stochastic_module(Jitter, rate="scale")
     >>> is_stochastic(Jitter(0.1)), is_stochastic(Jitter(0.0))
     (True, False)
+
+    A noise drawn once per call (one shift for the whole batch):
+
+    >>> from bayesdrop.nn import noise_scope
+    >>> class Shift(Jitter):
+    ...     def forward(self, x):
+    ...         return x + self.scale * torch.randn(()) if self.training else x
+    >>> _ = register_stochastic_module(Shift, rate="scale", scope="call")
+    >>> noise_scope(Shift(0.1)), noise_scope(Jitter(0.1))
+    ('call', 'row')
     """
     if not isinstance(module_type, type) or not issubclass(module_type, nn.Module):
         fail("module_type", "a subclass of torch.nn.Module", repr(module_type), type_error=True)
     if rate is not None and not isinstance(rate, str) and not callable(rate):
         fail("rate", "an attribute name, a callable or None", repr(rate), type_error=True)
-    _REGISTRY[module_type] = rate
+    if isinstance(scope, str):
+        check_choice("scope", scope, SCOPES)
+    elif not callable(scope):
+        fail("scope", f"one of {SCOPES} or a callable", repr(scope), type_error=True)
+    _REGISTRY[module_type] = (rate, scope)
     _KIND_CACHE.clear()
     return module_type
 
@@ -109,14 +163,22 @@ def _rate_value(module: nn.Module, getter: str | RateGetter | None) -> float | N
 
 _DROP_LINE = re.compile(r"drop", re.IGNORECASE)
 _SELF_ATTR = re.compile(r"self\.(\w+)")
+# lines that read self.training for gradient checkpointing (T5's attention): no noise
+_CHECKPOINTING = re.compile(r"gradient_checkpointing|checkpoint")
 
 
 def _flag_switched_rates(cls: type) -> tuple[str, ...] | None:
     """Attributes holding the rate when ``cls.forward`` reads ``self.training`` only to pick a
     dropout rate (Hugging Face attention: ``dropout=0.0 if not self.training else
-    self.dropout.p``; timm's fused attention), else None."""
+    self.dropout.p``; timm's fused attention), else None. Lines that read it for gradient
+    checkpointing as well (T5's attention) do not count: switching that flag under
+    ``torch.no_grad()`` changes nothing else."""
     source = forward_source(cls)
-    lines = [line for line in source.splitlines() if "self.training" in line]
+    lines = [
+        line
+        for line in source.splitlines()
+        if "self.training" in line and not _CHECKPOINTING.search(line)
+    ]
     if not lines or not all(_DROP_LINE.search(line) for line in lines):
         return None
     names = {n for line in lines for n in _SELF_ATTR.findall(line) if n != "training"}
@@ -141,37 +203,60 @@ def forward_source(cls: type) -> str:
     return source
 
 
-_KIND_CACHE: dict[type, tuple[str, object]] = {}
+_KIND_CACHE: dict[type, tuple[str, object, object]] = {}
 
 
-def _kind(module: nn.Module) -> tuple[str, object]:
-    """How a module's noise is switched: ("mc" | "training" | "", rate getter)."""
+def _kind(module: nn.Module) -> tuple[str, object, object]:
+    """How a module's noise is switched: ("mc" | "training" | "", rate getter, scope)."""
     cls = type(module)
     cached = _KIND_CACHE.get(cls)
     if cached is not None:
         return cached
-    kind: tuple[str, object] = ("", None)
-    if issubclass(cls, StochasticModule):
-        kind = ("mc", "p")
+    kind: tuple[str, object, object] = ("", None, "row")
+    registered = next((_REGISTRY[b] for b in cls.__mro__ if b in _REGISTRY), None)
+    if registered is not None:
+        kind = ("mc" if issubclass(cls, StochasticModule) else "training", *registered)
+    elif issubclass(cls, StochasticModule):
+        kind = ("mc", "p", getattr(cls, "noise_scope", "row"))
     elif issubclass(cls, _DropoutNd):
-        kind = ("training", "p")
+        kind = ("training", "p", "row")
     elif issubclass(cls, _FLOAT_DROPOUT_TYPES):
-        kind = ("training", _float_dropout)
+        kind = ("training", _float_dropout, "row")
+    elif issubclass(cls, nn.RReLU):
+        kind = ("training", _rrelu_rate, "row")
     else:
         for base in cls.__mro__:
-            if base in _REGISTRY:
-                kind = ("training", _REGISTRY[base])
-                break
             key = (base.__module__, base.__name__)
             if key in _KNOWN_TYPES:
-                kind = ("training", _KNOWN_TYPES[key])
+                kind = ("training", *_KNOWN_TYPES[key])
                 break
         else:
             names = _flag_switched_rates(cls)
             if names is not None:
-                kind = ("training", _max_rate(names))
+                kind = ("training", _max_rate(names), "row")
     _KIND_CACHE[cls] = kind
     return kind
+
+
+def noise_scope(module: nn.Module) -> str | None:
+    """How a noise module draws: ``"row"``, ``"call"`` or ``"batch"`` (None for other modules).
+
+    See :func:`.register_stochastic_module` for what each means for the predictor.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from bayesdrop.nn import noise_scope
+    >>> noise_scope(nn.Dropout(0.1)), noise_scope(nn.Linear(2, 2))
+    ('row', None)
+    """
+    switch, _rate, scope = _kind(module)
+    if not switch:
+        return None
+    value = scope(module) if callable(scope) else scope
+    if value not in SCOPES:
+        fail("scope", f"one of {SCOPES} for {type(module).__name__}", repr(value))
+    return str(value)
 
 
 def _max_rate(names: tuple[str, ...]) -> RateGetter | None:
@@ -217,7 +302,7 @@ def drop_rate(module: nn.Module) -> float | None:
     >>> drop_rate(nn.Dropout(0.3)), drop_rate(nn.Linear(2, 2))
     (0.3, None)
     """
-    switch, getter = _kind(module)
+    switch, getter, _scope = _kind(module)
     if not switch:
         return None
     if isinstance(module, StochasticModule):
@@ -269,11 +354,18 @@ def sampling(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     """Make every dropout in ``model`` sample (or, with ``enabled=False``, not sample).
 
     Inside the block, bayesdrop layers have ``mc = enabled``, and every other noise module (torch's
-    dropout modules, the attention and recurrent modules with a dropout rate, torchvision's
-    ``StochasticDepth``, timm's ``DropPath`` and fused attention, Hugging Face attention; see
-    :func:`.is_stochastic` and :func:`.register_stochastic_module`) has ``training = enabled``;
-    those modules read ``training`` only to switch their noise. Modules whose rate is 0 are
-    switched too, so a rate raised inside the block takes effect.
+    dropout modules, the attention and recurrent modules with a dropout rate, ``nn.RReLU``,
+    torchvision's ``StochasticDepth``, timm's ``DropPath`` and fused attention, Hugging Face
+    attention; see :func:`.is_stochastic` and :func:`.register_stochastic_module`) has
+    ``training = enabled``; those modules read ``training`` only to switch their noise. Modules
+    whose rate is 0 are switched too, so a rate raised inside the block takes effect.
+
+    With ``enabled=True`` the block also runs the dropout-family *functions* as in training,
+    wherever they are called (``F.dropout``, ``F.dropout1d/2d/3d``, ``F.alpha_dropout``,
+    ``F.feature_alpha_dropout``, ``F.rrelu``: timm's ``drop_rate`` in ``forward_head``,
+    torchvision's shifted-window attention, a helper method of your own model). This is a
+    ``TorchFunctionMode``: it applies to every such call made in the block, by whichever model,
+    including calls that pass ``training=False`` literally.
     Nothing else changes: BatchNorm stays in eval mode, so MC predictions do not update running
     statistics. Every flag is restored on exit, also when the block raises. This is the way to
     draw Monte-Carlo dropout samples; ``model.train()`` would also switch BatchNorm to batch
@@ -300,6 +392,7 @@ def sampling(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     False
     """
     check_module("model", model)
+    refuse_scripted(model)
     saved: list[tuple[nn.Module, str, object]] = []
     try:
         for module in model.modules():
@@ -310,25 +403,58 @@ def sampling(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
             elif switch == "training":
                 saved.append((module, "training", module.training))
                 module.training = bool(enabled)
-        yield model
+        with functional_noise() if enabled else functional_noise_paused():
+            yield model
     finally:
         for module, attr, value in reversed(saved):
             setattr(module, attr, value)
 
 
+def refuse_scripted(model: nn.Module, name: str = "model") -> None:
+    """TorchScript compiles its dropout calls: nothing can switch them on from outside."""
+    if isinstance(model, torch.jit.ScriptModule):
+        fail(
+            name,
+            "an eager nn.Module",
+            f"a TorchScript module ({type(model).__name__} of {model.original_name})",
+            "TorchScript compiles the model's dropout calls, so bayesdrop cannot make them "
+            "sample (nor check that they do). Pass the eager module (the one given to "
+            "torch.jit.script or torch.jit.trace).",
+            type_error=True,
+        )
+
+
 _FUNCTIONAL_DROPOUT = re.compile(
     r"\b(?:F|functional|nn\.functional|torch)\s*\.\s*"
-    r"(?:feature_alpha_|alpha_)?dropout(?:[123]d)?\s*\("
+    r"(?:(?:feature_alpha_|alpha_)?dropout(?:[123]d)?|rrelu_?)\s*\("
 )
+_CLASS_SOURCE: dict[type, str] = {}
+
+
+def class_source(cls: type) -> str:
+    """The source of ``cls`` (all its methods) for classes outside torch and bayesdrop; read once
+    per class ("" where unavailable)."""
+    source = _CLASS_SOURCE.get(cls)
+    if source is None:
+        source = ""
+        if cls.__module__.split(".")[0] not in ("torch", "bayesdrop"):
+            try:
+                source = inspect.getsource(cls)
+            except (OSError, TypeError):
+                source = ""
+        _CLASS_SOURCE[cls] = source
+    return source
 
 
 def find_functional_dropout(model: nn.Module) -> list[str]:
-    """Names of the model's own modules whose ``forward`` calls functional dropout.
+    """Names of the model's own modules whose methods call functional dropout.
 
-    ``F.dropout(x, p, training=self.training)`` cannot be reached by swapping or flagging
-    modules, so :func:`.sampling`, :func:`bayesdrop.convert` and the predictor warn about it.
-    torch's own modules are not inspected. This reads the source code of ``forward``; code whose
-    source is unavailable is not detected.
+    ``F.dropout(x, p, training=self.training)`` in ``forward`` or in a helper method (timm
+    applies ``drop_rate`` in ``forward_head``) cannot be reached by flagging modules:
+    :func:`.sampling` runs such calls as in training (a ``TorchFunctionMode``), while
+    :func:`bayesdrop.convert` cannot replace them and says so. torch's own modules are not
+    inspected. This reads the source code of the module's class; code whose source is
+    unavailable is not detected (the predictor's run-time check still sees its draws).
 
     Examples
     --------
@@ -340,5 +466,5 @@ def find_functional_dropout(model: nn.Module) -> list[str]:
     return [
         name
         for name, module in model.named_modules()
-        if _FUNCTIONAL_DROPOUT.search(forward_source(type(module)))
+        if _FUNCTIONAL_DROPOUT.search(class_source(type(module)))
     ]

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from bayesdrop._validation import check_module, check_tensor
+from bayesdrop._validation import check_tensor
 from bayesdrop.predict.engines import plan_source
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
 from bayesdrop.predict.runner import (
     SeedStream,
     check_input,
     check_model,
+    eager_model,
     make_settings,
     model_device,
     predict_batch,
+    verify_noise,
 )
 
 __all__ = ["mc_predict"]
@@ -42,6 +45,7 @@ def mc_predict(
     output: str | int | Callable[[Any], Any] | None = None,
     class_dim: int | None = None,
     batch_dim: Literal[0, 1] = 0,
+    verify: bool = False,
 ) -> ClassificationPrediction | RegressionPrediction:
     r"""Monte-Carlo dropout prediction: sample the dropout masks, reduce to uncertainty.
 
@@ -180,8 +184,9 @@ def mc_predict(
         output=output,
         class_dim=class_dim,
         batch_dim=batch_dim,
+        verify=verify,
     )
-    check_module("model", model)
+    model, note = eager_model(model)
     plans = plan_source(model)
     if not plans.checked:  # once per model (and per change of its modules)
         check_model(model)
@@ -191,5 +196,10 @@ def mc_predict(
     on = inputs.tensors()[0].device
     if target is not None:
         target = check_tensor("target", target).to(on)
+    if verify:
+        verify_noise(model, inputs, settings, 0 if seed is None else seed)
     with SeedStream(seed, device or on).active():
-        return predict_batch(model, inputs, settings, plans, target)
+        pred = predict_batch(model, inputs, settings, plans, target)
+    if note:
+        pred = dataclasses.replace(pred, engine_reason=f"{pred.engine_reason}; {note}")
+    return pred

@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from bayesdrop.nn.noise_calls import functional_noise_paused
 from bayesdrop.nn.sampling import is_stochastic
+from bayesdrop.predict.io import ModelInputs
 
 __all__ = ["CacheUnavailable", "CachedPlan", "build_plan", "contains_size"]
 
@@ -43,8 +45,24 @@ _RANDOM_FUNCTIONS = {
     F.dropout3d,
     F.alpha_dropout,
     F.feature_alpha_dropout,
+    F.rrelu,
+    F.rrelu_,
+    torch.rrelu,
+    torch.alpha_dropout,
+    torch.feature_dropout,
+    torch.feature_alpha_dropout,
 }
-_RANDOM_METHODS = {"bernoulli", "bernoulli_", "normal_", "uniform_", "random_", "exponential_"}
+_RANDOM_METHODS = {
+    "bernoulli",
+    "bernoulli_",
+    "normal_",
+    "uniform_",
+    "random_",
+    "exponential_",
+    "geometric_",
+    "cauchy_",
+    "log_normal_",
+}
 _INPLACE_OPERATORS = {
     operator.iadd,
     operator.isub,
@@ -79,11 +97,41 @@ class CachedPlan:
     trunk_ops: int
 
 
-def _trace(model: nn.Module) -> tuple[fx.GraphModule, fx.Graph]:
-    params = list(inspect.signature(model.forward).parameters.values())[1:]
-    concrete = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+def _concrete_args(model: nn.Module, inputs: ModelInputs | None) -> dict[str, object]:
+    """The arguments fixed in the trace: every non-tensor argument given (with its value) and
+    the defaults of the arguments not given. Every tensor given is a placeholder, so the trunk
+    reads it (a mask passed positionally is never replaced by its default)."""
     try:
-        graph = _Tracer().trace(model, concrete_args=concrete or None)
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError) as exc:
+        raise CacheUnavailable(f"the signature of forward cannot be read ({exc})") from exc
+    params = signature.parameters
+    if inputs is None:
+        first = next(iter(params), None)
+        return {
+            n: p.default
+            for n, p in params.items()
+            if n != first and p.default is not inspect.Parameter.empty
+        }
+    variadic = [n for n, p in params.items() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    try:
+        bound = signature.bind(*inputs.args, **inputs.kwargs).arguments
+    except TypeError as exc:
+        raise CacheUnavailable(f"the inputs do not bind to forward's signature ({exc})") from exc
+    if any(n in bound for n in variadic):
+        raise CacheUnavailable(f"forward takes its inputs through *{variadic[0]}")
+    concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
+    for n, p in params.items():
+        if n not in bound and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            concrete[n] = p.default
+    return concrete
+
+
+def _trace(model: nn.Module, inputs: ModelInputs | None) -> tuple[fx.GraphModule, fx.Graph]:
+    concrete = _concrete_args(model, inputs)
+    try:
+        with functional_noise_paused():
+            graph = _Tracer().trace(model, concrete_args=concrete or None)
     except Exception as exc:  # torch.fx raises many types (TraceError, TypeError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CacheUnavailable(
@@ -193,9 +241,10 @@ def _classify(graph: fx.Graph, modules: dict[str, nn.Module]) -> tuple[set, set]
         forced |= late
 
 
-def build_plan(model: nn.Module) -> CachedPlan:
-    """Trace ``model`` and split it; raises :class:`CacheUnavailable` with the reason."""
-    root, graph = _trace(model)
+def build_plan(model: nn.Module, inputs: ModelInputs | None = None) -> CachedPlan:
+    """Trace ``model`` for ``inputs`` (which arguments are tensors, the values of the others)
+    and split it; raises :class:`CacheUnavailable` with the reason."""
+    root, graph = _trace(model, inputs)
     modules = dict(root.named_modules())
     stochastic, batched = _classify(graph, modules)
     if not stochastic:

@@ -12,11 +12,16 @@ from bayesdrop._validation import check_module, fail
 from bayesdrop.exceptions import ConcreteCollapseWarning
 from bayesdrop.nn.concrete import ConcreteDropout
 from bayesdrop.nn.diagnostics import COLLAPSE_THRESHOLD, concrete_rates
-from bayesdrop.nn.sampling import find_functional_dropout, noise_modules, stochastic_modules
+from bayesdrop.nn.sampling import (
+    find_functional_dropout,
+    noise_modules,
+    refuse_scripted,
+    stochastic_modules,
+)
 from bayesdrop.predict.io import ModelInputs, as_inputs
 from bayesdrop.predict.noise import training_flag_readers
 
-__all__ = ["check_input", "check_model", "model_device"]
+__all__ = ["check_input", "check_model", "eager_model", "model_device"]
 
 
 def model_device(model: nn.Module) -> torch.device | None:
@@ -26,44 +31,45 @@ def model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
-def check_model(model: nn.Module) -> None:
-    """A model with at least one noise module whose rate is not 0; warn about functional dropout."""
+def eager_model(model: nn.Module) -> tuple[nn.Module, str]:
+    """The module to sample: a ``torch.compile`` model's original module (its compiled code
+    would be re-compiled for every switch of a flag, and the functional-noise mode cannot reach
+    inside it), with a note for ``engine_reason``; TorchScript is refused."""
     check_module("model", model)
-    # functional dropout in a module that sampling() switches (training=self.training on the
-    # call) is sampled; the rest cannot be reached
-    switched = {name for name, _ in noise_modules(model)}
-    functional = [name for name in find_functional_dropout(model) if name not in switched]
-    if not stochastic_modules(model):
-        zero = [name or "(model)" for name, _ in noise_modules(model)]
-        got = "a model with none"
-        if zero:
-            got = f"only noise modules with rate 0 ({', '.join(zero[:8])}"
-            got += ", ...)" if len(zero) > 8 else ")"
-        fix = (
-            "Without noise there is no Monte-Carlo uncertainty. bayesdrop looked for torch's "
-            "dropout modules, attention and recurrent modules with a dropout rate, bayesdrop's "
-            "layers, torchvision's StochasticDepth, timm's DropPath/DropBlock2d and attention "
-            "modules whose forward reads self.training to pick a dropout rate (Hugging Face, "
-            "timm). Add dropout (nn.Dropout, bayesdrop.MCDropout, bayesdrop.convert) or register "
-            "your own noise module type with bayesdrop.nn.register_stochastic_module(MyType, "
-            "rate='p')."
-        )
-        readers = training_flag_readers(model)
-        if readers:
-            names = ", ".join(f"{n} ({t})" for n, t in readers[:8])
-            fix += f" Modules whose forward reads self.training: {names}."
-        if functional:
-            fix += f" The functional dropout in {functional} cannot be switched on."
-        fail("model", "a model with at least one dropout with a non-zero rate", got, fix)
-    _warn_collapsed(model)
-    if functional:
-        warnings.warn(
-            f"bayesdrop: modules {functional} call functional dropout (F.dropout), which "
-            "sampling() cannot switch on; those dropouts stay off during MC prediction. "
-            "Use nn.Dropout modules instead.",
-            UserWarning,
-            stacklevel=3,
-        )
+    original = getattr(model, "_orig_mod", None)
+    if type(model).__name__ == "OptimizedModule" and isinstance(original, nn.Module):
+        return original, "torch.compile model: sampled through its original (eager) module"
+    refuse_scripted(model)
+    return model, ""
+
+
+def check_model(model: nn.Module) -> None:
+    """A model with noise: a noise module whose rate is not 0, functional dropout in its
+    modules' code, or modules whose forward reads ``self.training`` (whether their noise reaches
+    the output is then seen in the samples)."""
+    check_module("model", model)
+    refuse_scripted(model)
+    if stochastic_modules(model) or find_functional_dropout(model):
+        _warn_collapsed(model)
+        return
+    readers = training_flag_readers(model)
+    if readers:
+        return
+    zero = [name or "(model)" for name, _ in noise_modules(model)]
+    got = "a model with none"
+    if zero:
+        got = f"only noise modules with rate 0 ({', '.join(zero[:8])}"
+        got += ", ...)" if len(zero) > 8 else ")"
+    fix = (
+        "Without noise there is no Monte-Carlo uncertainty. bayesdrop looked for torch's "
+        "dropout modules, attention and recurrent modules with a dropout rate, nn.RReLU, "
+        "bayesdrop's layers, torchvision's StochasticDepth, timm's DropPath/DropBlock2d, "
+        "attention modules whose forward reads self.training to pick a dropout rate (Hugging "
+        "Face, timm) and functional dropout (F.dropout) in the modules' code. Add dropout "
+        "(nn.Dropout, bayesdrop.MCDropout, bayesdrop.convert) or register your own noise "
+        "module type with bayesdrop.nn.register_stochastic_module(MyType, rate='p')."
+    )
+    fail("model", "a model with at least one dropout with a non-zero rate", got, fix)
 
 
 def _warn_collapsed(model: nn.Module) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesdrop._validation import fail
-from bayesdrop.nn.sampling import is_stochastic, sampling
+from bayesdrop.nn.sampling import is_stochastic, noise_scope, sampling
 from bayesdrop.predict.cached import CachedPlan, CacheUnavailable, build_plan, contains_size
 from bayesdrop.predict.io import ModelInputs
 
@@ -27,6 +27,8 @@ __all__ = [
     "LoopEngine",
     "PlanSource",
     "choose_engine",
+    "input_signature",
+    "one_per_pass_reason",
     "plan_source",
     "repeat_batch",
     "split_samples",
@@ -80,6 +82,7 @@ class LoopEngine:
     """``k`` forward passes of the whole model."""
 
     name = "loop"
+    replicates = False
 
     def __init__(
         self, model: nn.Module, inputs: ModelInputs, select: Select, reason: str = ""
@@ -94,6 +97,7 @@ class BatchedEngine:
     """One forward pass of the batch repeated ``k`` times."""
 
     name = "batched"
+    replicates = True
 
     def __init__(
         self,
@@ -112,7 +116,8 @@ class BatchedEngine:
 
 
 class CachedEngine:
-    """The trunk once at batch ``N``, the head on boundary values repeated ``k`` times."""
+    """The trunk once at batch ``N``, the head on boundary values repeated ``k`` times (or, with
+    ``one_per_pass``, ``k`` head passes on the batch as given)."""
 
     name = "cached"
 
@@ -125,9 +130,11 @@ class CachedEngine:
         reason: str = "",
         validate: bool = True,
         batch_dim: int = 0,
+        one_per_pass: bool = False,
     ) -> None:
         self.model, self.plan, self.n, self.reason = model, plan, inputs.n, reason
         self.select, self.batch_dim = select, batch_dim
+        self.replicates = not one_per_pass
         try:
             values = inputs.call(plan.trunk)
         except Exception as exc:  # the model's own errors resurface in the fallback engine
@@ -170,46 +177,117 @@ class CachedEngine:
                 raise CacheUnavailable("the head mixes rows of the repeated batch")
 
     def sample(self, k: int) -> Output:
+        if not self.replicates and k > 1:
+            return _stack([self.select(self.plan.head(*self._inputs(1))) for _ in range(k)])
         return split_samples(self.select(self.plan.head(*self._inputs(k))), k, self.n)
 
 
 class PlanSource:
-    """Traces a model once and remembers the plan (or why there is none)."""
+    """Traces a model once per input signature and remembers the plans (or why there is none),
+    and what the first calls found out about the model's noise."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self._plan: CachedPlan | None = None
-        self._error: CacheUnavailable | None = None
-        self.validated = False
+        self._plans: dict[tuple, CachedPlan | CacheUnavailable] = {}
+        self.validated: set[tuple] = set()
         self.checked = False  # the model passed check_model (it has dropout)
+        # why every sample needs a pass of its own (None: the repeats of a pass are independent)
+        self.one_per_pass: str | None = one_per_pass_reason(model)
+        self.scope_checked = self.one_per_pass is not None  # the run-time check has been done
 
-    def get(self) -> CachedPlan:
-        if self._plan is None and self._error is None:
+    def get(self, inputs: ModelInputs | None = None) -> CachedPlan:
+        key = input_signature(inputs)
+        found = self._plans.get(key)
+        if found is None:
             try:
-                self._plan = build_plan(self.model)
+                found = build_plan(self.model, inputs)
             except CacheUnavailable as exc:
-                self._error = exc
-        if self._error is not None:
-            raise self._error
-        return self._plan  # type: ignore[return-value]
+                found = exc
+            self._plans[key] = found
+        if isinstance(found, CacheUnavailable):
+            raise found
+        return found
 
-    def invalidate(self, error: CacheUnavailable) -> None:
-        self._plan, self._error = None, error
+    def invalidate(self, error: CacheUnavailable, inputs: ModelInputs | None = None) -> None:
+        self._plans[input_signature(inputs)] = error
+
+
+def one_per_pass_reason(model: nn.Module) -> str | None:
+    """Why the samples of ``model`` may not share a pass: a noise module whose scope is
+    ``"call"`` or ``"batch"`` (see :func:`bayesdrop.nn.register_stochastic_module`)."""
+    for name, module in model.named_modules():
+        if not is_stochastic(module):
+            continue
+        scope = noise_scope(module)
+        what = f"`{name or '(model)'}` ({type(module).__name__})"
+        if scope == "call":
+            return f"{what} draws its noise once per call"
+        if scope == "batch":
+            return f"{what} couples its noise across the batch"
+    return None
 
 
 _PLAN_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_STANDARD_KEYS = frozenset(nn.Module().__dict__)
+_SCALARS = (bool, int, float, complex, str, bytes, torch.dtype, torch.device, type(None))
+
+
+def _value_key(value: object, depth: int = 0) -> object:
+    """What a plain attribute contributes to the fingerprint: scalars by value, containers of
+    them by their items, tensors, modules and other objects by identity."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, Tensor):
+        return ("tensor", id(value))
+    if isinstance(value, (tuple, list)) and depth < 2 and len(value) <= 32:
+        return (type(value).__name__, *(_value_key(v, depth + 1) for v in value))
+    if isinstance(value, dict) and depth < 2 and len(value) <= 32:
+        return ("dict", *((k, _value_key(v, depth + 1)) for k, v in value.items()))
+    return ("object", id(value))
+
+
+def _module_key(name: str, module: nn.Module) -> tuple:
+    state = module.__dict__
+    return (
+        name,
+        id(module),
+        type(module).forward,
+        is_stochastic(module),
+        tuple((k, _value_key(v)) for k, v in state.items() if k not in _STANDARD_KEYS),
+        tuple((k, id(v)) for k, v in state["_parameters"].items()),
+        tuple((k, id(v)) for k, v in state["_buffers"].items()),
+        tuple(state["_forward_hooks"]),
+        tuple(state["_forward_pre_hooks"]),
+    )
 
 
 def _fingerprint(model: nn.Module) -> tuple:
-    # a module that starts or stops being stochastic (attention dropout set to 0) changes the
-    # split, so it is part of the key
-    return tuple(
-        (name, id(m), type(m).forward, is_stochastic(m)) for name, m in model.named_modules()
+    """Everything ``forward`` can read besides parameter values and buffer contents: each
+    module's identity, class ``forward`` and rate, its plain attributes (flags, temperatures,
+    sizes, ...) by value, the identity of its parameters, buffers and other attributes (a
+    re-assigned buffer is a new object) and its hooks. A change re-traces the model and re-runs
+    the first-call checks. In-place changes of parameters and buffers need none: the traced
+    halves read them when they run."""
+    return tuple(_module_key(name, m) for name, m in model.named_modules())
+
+
+def input_signature(inputs: ModelInputs | None) -> tuple:
+    """The arguments a trace depends on: which are tensors, and the values of the others."""
+    if inputs is None:
+        return ()
+
+    def one(value: object) -> object:
+        return "<tensor>" if isinstance(value, Tensor) else _value_key(value)
+
+    return (
+        tuple(one(a) for a in inputs.args),
+        tuple((k, one(v)) for k, v in inputs.kwargs.items()),
     )
 
 
 def plan_source(model: nn.Module) -> PlanSource:
-    """The model's :class:`PlanSource`, reused while its modules stay the same objects."""
+    """The model's :class:`PlanSource`, reused while its :func:`fingerprint <_fingerprint>`
+    stays the same (checked on every call)."""
     key = _fingerprint(model)
     cached = _PLAN_SOURCES.get(model)
     if cached is None or cached[0] != key:
@@ -218,32 +296,61 @@ def plan_source(model: nn.Module) -> PlanSource:
     return cached[1]
 
 
-def _cached_or_batched(
+def _refuse_batched(reason: str) -> None:
+    fail(
+        "engine",
+        "an engine that gives every sample its own draw of the model's noise",
+        "'batched'",
+        f"{reason}, so the repeats of one batched pass would share it (or see a batch of "
+        "another size). Use engine='auto' (it picks a right engine), 'loop' or 'cached'.",
+    )
+
+
+def _cached_or_fallback(
     model: nn.Module,
     inputs: ModelInputs,
     select: Select,
     plans: PlanSource,
     forced: bool,
     batch_dim: int,
-) -> CachedEngine | BatchedEngine:
+) -> CachedEngine | BatchedEngine | LoopEngine:
+    one = plans.one_per_pass
     try:
-        plan = plans.get()
+        plan = plans.get(inputs)
         if plan.trunk_ops == 0 and not forced:
+            if one is not None:
+                return LoopEngine(model, inputs, select, f"auto: one sample per pass: {one}")
             return BatchedEngine(
                 model, inputs, select, "auto: no computation precedes the first dropout", batch_dim
             )
         reason = "forced" if forced else "auto: the model traces"
+        if one is not None:
+            reason += f"; one sample per head pass: {one}"
+        key = input_signature(inputs)
         engine = CachedEngine(
-            model, plan, inputs, select, reason, validate=not plans.validated, batch_dim=batch_dim
+            model,
+            plan,
+            inputs,
+            select,
+            reason,
+            validate=key not in plans.validated,
+            batch_dim=batch_dim,
+            one_per_pass=one is not None,
         )
-        plans.validated = True
+        plans.validated.add(key)
         return engine
     except CacheUnavailable as exc:
-        plans.invalidate(exc)
+        plans.invalidate(exc, inputs)
         reason = f"cached engine unavailable: {exc}"
+        if one is not None:
+            fallback: BatchedEngine | LoopEngine = LoopEngine(
+                model, inputs, select, f"{reason}; one sample per pass: {one}"
+            )
+        else:
+            fallback = BatchedEngine(model, inputs, select, reason, batch_dim)
         if forced:
-            warnings.warn(f"bayesdrop: {reason}; falling back to 'batched'.", stacklevel=4)
-        return BatchedEngine(model, inputs, select, reason, batch_dim)
+            warnings.warn(f"bayesdrop: {reason}; falling back to '{fallback.name}'.", stacklevel=4)
+        return fallback
 
 
 def choose_engine(
@@ -254,9 +361,12 @@ def choose_engine(
     select: Select,
     batch_dim: int = 0,
 ) -> LoopEngine | BatchedEngine | CachedEngine:
-    """The engine for ``name`` (``"auto"``: cached when it traces and has a trunk, else batched)."""
+    """The engine for ``name`` (``"auto"``: cached when it traces and has a trunk, else batched;
+    one sample per pass where the model's noise may not be shared by the repeats of a pass)."""
     if name == "loop":
         return LoopEngine(model, inputs, select, "forced")
     if name == "batched":
+        if plans.one_per_pass is not None:
+            _refuse_batched(plans.one_per_pass)
         return BatchedEngine(model, inputs, select, "forced", batch_dim)
-    return _cached_or_batched(model, inputs, select, plans, name == "cached", batch_dim)
+    return _cached_or_fallback(model, inputs, select, plans, name == "cached", batch_dim)

@@ -27,9 +27,11 @@ from bayesdrop.predict.runner import (
     SeedStream,
     check_input,
     check_model,
+    eager_model,
     make_settings,
     model_device,
     predict_batch,
+    verify_noise,
 )
 
 __all__ = ["MCPredictor"]
@@ -106,6 +108,7 @@ class MCPredictor:
         batch_dim: Literal[0, 1] = 0,
         target_key: str | None = None,
         progress: bool = True,
+        verify: bool = False,
     ) -> None:
         self.settings = make_settings(
             num_samples=num_samples,
@@ -121,13 +124,15 @@ class MCPredictor:
             output=output,
             class_dim=class_dim,
             batch_dim=batch_dim,
+            verify=verify,
         )
         if target_key is not None and not isinstance(target_key, str):
             fail("target_key", "a string (a key of the batches) or None", repr(target_key))
+        model, self._note = eager_model(model)
         check_model(model)
         self.model, self.seed, self.progress = model, seed, bool(progress)
         self.target_key = target_key
-        self._plans = plan_source(model)
+        self._verified = False
 
     def _split(self, batch: object) -> tuple[object, Tensor | None]:
         if isinstance(batch, Tensor):
@@ -206,9 +211,20 @@ class MCPredictor:
         staged = _prefetch((self._split(b) for b in batches), device, batch_dim)
         for x, target in tqdm(staged, total=total, disable=not self.progress, desc="MC"):
             inputs = check_input(x, device, batch_dim, "data")
+            if self.settings.verify and not self._verified:
+                verify_noise(self.model, inputs, self.settings, self.seed or 0)
+                self._verified = True
+            # the plans are looked up per batch: a model changed between batches (an attribute,
+            # a flag, a re-assigned buffer) is traced and checked anew, never served stale
+            plans = plan_source(self.model)
+            plans.checked = True
             with stream.active():
                 part = predict_batch(
-                    self.model, inputs, self.settings, self._plans, target if regression else None
+                    self.model, inputs, self.settings, plans, target if regression else None
+                )
+            if self._note:
+                part = dataclasses.replace(
+                    part, engine_reason=f"{part.engine_reason}; {self._note}"
                 )
             if not regression and target is not None:
                 part = dataclasses.replace(part, target=target)

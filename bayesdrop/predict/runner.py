@@ -21,7 +21,7 @@ from bayesdrop.predict.accumulators import (
     ClassificationAccumulator,
     RegressionAccumulator,
 )
-from bayesdrop.predict.checks import check_input, check_model, model_device
+from bayesdrop.predict.checks import check_input, check_model, eager_model, model_device
 from bayesdrop.predict.engines import LoopEngine, PlanSource, choose_engine
 from bayesdrop.predict.io import (
     ModelInputs,
@@ -33,6 +33,7 @@ from bayesdrop.predict.io import (
 )
 from bayesdrop.predict.noise import check_noise, fork_rng
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
+from bayesdrop.predict.selfcheck import check_scope
 
 __all__ = [
     "ENGINES",
@@ -43,10 +44,12 @@ __all__ = [
     "check_input",
     "check_model",
     "default_memory_budget",
+    "eager_model",
     "make_settings",
     "model_device",
     "predict_batch",
     "prediction_mode",
+    "verify_noise",
 ]
 
 TASKS = ("classification", "regression", "heteroscedastic")
@@ -74,6 +77,7 @@ class Settings:
     output: OutputSpec = None
     class_dim: int | None = None
     batch_dim: int = 0
+    verify: bool = False
 
 
 def make_settings(
@@ -91,6 +95,7 @@ def make_settings(
     output: OutputSpec = None,
     class_dim: int | None = None,
     batch_dim: int = 0,
+    verify: bool = False,
 ) -> Settings:
     """Check every option and name the bad one."""
     check_choice("task", task, TASKS)
@@ -112,6 +117,8 @@ def make_settings(
             fail("class_dim", "None unless task='classification'", class_dim)
     if isinstance(batch_dim, bool) or batch_dim not in (0, 1):
         fail("batch_dim", "0 (batch-first) or 1 (sequence-first)", repr(batch_dim))
+    if not isinstance(verify, bool):
+        fail("verify", "True or False", repr(verify), type_error=True)
     return Settings(
         task=task,
         num_samples=count,
@@ -128,6 +135,7 @@ def make_settings(
         output=check_output_spec(output),
         class_dim=class_dim,
         batch_dim=batch_dim,
+        verify=verify,
     )  # type: ignore[arg-type]
 
 
@@ -256,7 +264,15 @@ def _selector(settings: Settings):
 def _check_noise_reached(model: nn.Module, inputs: ModelInputs, settings: Settings) -> None:
     """Zero spread over every sample: find out whether noise was missed, and say so."""
     check = check_noise(
-        model, inputs, output=settings.output, task=settings.task, batch_dim=settings.batch_dim
+        model,
+        inputs,
+        num_samples=16,
+        engine=settings.engine,
+        output=settings.output,
+        task=settings.task,
+        class_dim=settings.class_dim,
+        batch_dim=settings.batch_dim,
+        tau=settings.tau,
     )
     if check.sampled_spread > 0.0:
         return  # the outputs vary; the zero spread is in the read-out (saturated softmax)
@@ -273,12 +289,36 @@ def _check_noise_reached(model: nn.Module, inputs: ModelInputs, settings: Settin
     )
 
 
+def verify_noise(model: nn.Module, inputs: ModelInputs, settings: Settings, seed: int) -> None:
+    """``verify=True``: the oracle test of :func:`check_noise` before predicting; raise on a
+    failed check, with its description."""
+    check = check_noise(
+        model,
+        inputs,
+        engine=settings.engine,
+        output=settings.output,
+        task=settings.task,
+        class_dim=settings.class_dim,
+        batch_dim=settings.batch_dim,
+        tau=settings.tau,
+        seed=seed,
+    )
+    if not check.ok:
+        fail(
+            "model",
+            "a model whose sampled noise agrees with its training-mode noise (verify=True)",
+            "a failed check",
+            check.describe(),
+        )
+
+
 def predict_batch(
     model: nn.Module,
     inputs: ModelInputs,
     settings: Settings,
     plans: PlanSource,
     target: Tensor | None = None,
+    diagnose: bool = True,
 ) -> Prediction:
     """Draw the samples of one batch and reduce them (the caller seeds)."""
     total = settings.num_samples or settings.max_samples
@@ -309,11 +349,26 @@ def predict_batch(
         while done < total:
             # "auto" doubles the sample count between checks: at most 2x past the stopping point
             step = min(chunk, max(2 * NUM_GROUPS, done) if auto else chunk, total - done)
-            add(engine.sample(step))
+            if step > 1 and engine.replicates and not plans.scope_checked:
+                # the first pass of several samples for this model: are they independent?
+                state = _rng_state(device)
+                check = check_scope(model, engine, step, lambda: fork_rng(device))
+                plans.scope_checked = True
+                if check.reason is not None:
+                    plans.one_per_pass = check.reason
+                    _set_rng_state(device, state)  # the same stream as a call after this one
+                    engine = choose_engine(
+                        model, inputs, settings.engine, plans, select, settings.batch_dim
+                    )
+                    continue
+                output = check.output
+            else:
+                output = engine.sample(step)
+            add(output)
             done += step
             if auto and done >= 2 * NUM_GROUPS and acc.converged(settings.tolerance):
                 break
         result = acc.result(engine.name, engine.reason)
-    if done > 1 and acc.has_zero_spread():
+    if diagnose and done > 1 and acc.has_zero_spread():
         _check_noise_reached(model, inputs, settings)
     return result

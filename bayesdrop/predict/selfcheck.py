@@ -1,0 +1,83 @@
+"""The engines' first-call check: are the repeats of one pass independent samples?
+
+A batched or cached pass holds ``k`` samples in one call of the model. That is right only for
+noise drawn per element or per row of the batch. Noise drawn once per call (Hugging Face
+LayerDrop's ``torch.rand([])``, ``StochasticDepth(mode="batch")``, dropout on a weight) would be
+shared by the ``k`` samples. Known kinds carry their scope (:func:`bayesdrop.nn.noise_scope`);
+the rest is found here, on the first call for a model: one pass of one sample and one pass of
+``k`` samples run under a recorder of random draws (:mod:`bayesdrop.nn.noise_calls`), and
+
+* a draw whose size does not grow with the number of repeats is drawn once per call, and
+* ``k`` repeats that come out identical share their noise.
+
+Either sends ``auto`` to one sample per pass, with the reason in ``engine_reason``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from bayesdrop.nn.noise_calls import Draw, functional_noise
+
+__all__ = ["ScopeCheck", "check_scope", "shared_draws"]
+
+
+@dataclass(frozen=True)
+class ScopeCheck:
+    """The output of the checked pass of ``k`` samples and, when its repeats are not
+    independent samples, why."""
+
+    output: object
+    reason: str | None
+
+
+def shared_draws(single: list[Draw], repeated: list[Draw], k: int) -> list[tuple[str, str]]:
+    """``(module, function)`` of draws whose size is the same in a pass of one sample and in a
+    pass of ``k`` samples (a per-row draw grows ``k``-fold)."""
+    one: dict[tuple[str, str], set[int]] = defaultdict(set)
+    many: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for d in single:
+        one[(d.module, d.function)].add(d.numel)
+    for d in repeated:
+        many[(d.module, d.function)].add(d.numel)
+    found = []
+    for key, sizes in many.items():
+        base = one.get(key, set())
+        for size in sizes & base:
+            scaled = size % k == 0 and size // k in base and size * k in sizes
+            if not scaled:
+                found.append(key)
+                break
+    return found
+
+
+def _identical(output: object, k: int) -> bool:
+    parts = output if isinstance(output, tuple) else (output,)
+    return all(
+        isinstance(p, Tensor) and all(torch.equal(p[0], p[i]) for i in range(1, k)) for p in parts
+    )
+
+
+def check_scope(model: nn.Module, engine, k: int, fork) -> ScopeCheck:
+    """Run ``engine.sample(1)`` on a forked random stream (``fork()``, its output dropped, so that
+    the samples drawn do not depend on whether the check ran) and ``engine.sample(k)`` under the
+    draw recorder."""
+    with fork(), functional_noise(record=True, model=model) as rec1:
+        engine.sample(1)
+    with functional_noise(record=True, model=model) as reck:
+        many = engine.sample(k)
+    shared = shared_draws(rec1.draws, reck.draws, k)
+    reason = None
+    if shared:
+        names = ", ".join(f"`{m}` ({f})" for m, f in shared[:4])
+        reason = (
+            f"the {k} repeats of one pass shared the draws of {names}: noise drawn once per "
+            "call (LayerDrop, batch-mode stochastic depth, dropout on a weight)"
+        )
+    elif _identical(many, k):
+        reason = f"the {k} repeats of one pass came out identical (their noise is shared)"
+    return ScopeCheck(output=many, reason=reason)
