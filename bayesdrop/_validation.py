@@ -182,7 +182,8 @@ def check_indices(name: str, value: Any, size: int) -> torch.Tensor:
     if value.numel():
         lo, hi = (int(v) for v in torch.aminmax(value))
         if lo < 0 or hi >= size:
-            fail(name, f"positions in [0, {size})", f"positions in [{lo}, {hi}]")
+            fix = "A negative index is not counted from the end." if lo < 0 else ""
+            fail(name, f"integers in [0, {size})", f"values in [{lo}, {hi}]", fix)
     return value
 
 

@@ -109,3 +109,31 @@ def test_bad_k():
         active.top_k(active.bald(samples), 0)
     with pytest.raises(ValueError, match="Expected `k` to be a positive integer, but got -1"):
         active.stochastic_batch(active.bald(samples), -1)
+
+
+@pytest.mark.parametrize("mode,weightless", [("power", 0.0), ("softmax", float("-inf"))])
+def test_stochastic_batch_fills_with_weightless_points_at_random(mode, weightless):
+    """Fewer positive weights than k: every weighted point, then weightless ones at random."""
+    scores = torch.full((50,), weightless, dtype=torch.float64)
+    scores[[7, 30]] = 1.0
+    seen = set()
+    for seed in range(20):
+        chosen = active.stochastic_batch(scores, 5, mode=mode, seed=seed).indices.tolist()
+        assert sorted(chosen[:2]) == [7, 30] and len(set(chosen)) == 5
+        seen.update(chosen[2:])
+    assert len(seen) > 25  # not index order (which would give 0, 1, 2 every time)
+    assert not seen <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("mode", ["power", "softmax"])
+def test_stochastic_batch_refuses_infinite_weights(mode):
+    scores = torch.tensor([1.0, float("inf"), float("inf"), 0.5])
+    with pytest.raises(ValueError, match=rf"`scores` to be below \+inf for mode='{mode}'.*2 \+inf"):
+        active.stochastic_batch(scores, 2, mode=mode, seed=0)
+
+
+def test_stochastic_batch_tiny_temperature_is_top_k():
+    scores = torch.tensor([1e300, 3e300, 2e300, 0.0], dtype=torch.float64)
+    for mode in ("softmax", "power"):
+        chosen = active.stochastic_batch(scores, 2, mode=mode, temperature=1e-300, seed=0)
+        assert chosen.indices.tolist() == [1, 2]

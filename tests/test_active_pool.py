@@ -111,7 +111,7 @@ def test_split():
     assert sorted((torch.arange(10) % 5)[split.labelled].tolist()) == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="Expected `indices` to be distinct pool indices"):
         split.label(split.labelled[:1])
-    with pytest.raises(ValueError, match=r"Expected `indices` to be in \[0, 10\)"):
+    with pytest.raises(ValueError, match=r"Expected `indices` to be integers in \[0, 10\)"):
         split.label(torch.tensor([10]))
     with pytest.raises(ValueError, match="Expected `per_class` to be at most 2"):
         active.ActiveSplit.balanced(torch.arange(10) % 5, per_class=3)
@@ -133,3 +133,38 @@ def test_loop_records_curve():
     assert calls == [(4, 4), (7, 3), (10, 3)]
     assert curve.values == (1.0, 2.0, 3.0) and curve.first_reaching(2.0) == 7
     assert len(set(torch.cat(curve.acquired).tolist()) & set(split.labelled[:4].tolist())) == 0
+
+
+@pytest.mark.parametrize(
+    "positions,exc,match",
+    [
+        (
+            [0.7],
+            TypeError,
+            r"`positions` to be integer indices, but got dtype torch.float64\. .*not rounded",
+        ),
+        (torch.tensor([2.0]), TypeError, "`positions` to be integer indices, but got dtype"),
+        (torch.tensor([True]), TypeError, "`positions` to be integer indices, but got dtype"),
+        (
+            [-1],
+            ValueError,
+            r"`positions` to be integers in \[0, 4\), but got values in \[-1, -1\]\. A negative",
+        ),
+        ([4], ValueError, r"`positions` to be integers in \[0, 4\), but got values in \[4, 4\]"),
+    ],
+)
+def test_split_refuses_fractional_and_negative_positions(positions, exc, match):
+    split = active.ActiveSplit(5, [1])
+    with pytest.raises(exc, match=match):
+        split.label_pool_positions(positions)
+    assert split.num_labelled == 1  # nothing was labelled
+
+
+def test_split_refuses_fractional_initial_indices_and_takes_numpy_integers():
+    import numpy as np
+
+    with pytest.raises(TypeError, match="`indices` to be integer indices, but got dtype"):
+        active.ActiveSplit(5, [2.5])
+    split = active.ActiveSplit(5, np.array([3, 1], dtype=">u4"))  # big-endian uint32
+    assert split.labelled.tolist() == [3, 1]
+    assert split.label_pool_positions(np.array([0], dtype=np.uint16)).tolist() == [0]

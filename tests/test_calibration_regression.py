@@ -138,3 +138,83 @@ def test_bad_levels():
         picp(torch.zeros(2), torch.ones(2), torch.zeros(2), level=1.0)
     with pytest.raises(BayesdropValueError, match=r"`num_levels`.*at least 2"):
         regression_calibration_curve(torch.zeros(2), torch.ones(2), torch.zeros(2), num_levels=1)
+
+
+def test_mixed_precision_is_computed_in_float64():
+    """A float16 mean with float64 std and target: no cast down (issue 21: inf for 8.2e8)."""
+    mean = torch.zeros(2, dtype=torch.float16)
+    std = torch.tensor([1e-4, 1.0], dtype=torch.float64)
+    target = torch.tensor([7e4, 1.0], dtype=torch.float64)  # 7e4 is inf in float16
+    ref = float(-stats.norm(0.0, std.numpy()).logpdf(target.numpy()).mean())
+    got = gaussian_nll(mean, std, target)
+    assert got.dtype == torch.float64 and np.isfinite(got.item())
+    np.testing.assert_allclose(got.item(), ref, rtol=1e-12)
+
+
+def test_ence_without_overflow_or_underflow():
+    """std.square() overflowed at 1e200 (ENCE NaN): the scaled form gives the unscaled value."""
+    gen = np.random.default_rng(3)
+    std = gen.uniform(0.5, 2.0, 200)
+    err = gen.normal(size=200) * std * 1.2
+    base = expected_normalized_calibration_error(
+        torch.zeros(200, dtype=torch.float64), torch.tensor(std), torch.tensor(err), num_bins=5
+    ).item()
+    for scale in (1e200, 1e-200, 1e300):
+        got = expected_normalized_calibration_error(
+            torch.zeros(200, dtype=torch.float64),
+            torch.tensor(std * scale),
+            torch.tensor(err * scale),
+            num_bins=5,
+        ).item()
+        np.testing.assert_allclose(got, base, rtol=1e-12)
+
+
+def test_calibration_curve_starts_at_zero_for_tiny_std():
+    """ndtr(z) rounds to 0 below z = -38: such points were counted at the level 0."""
+    mean, target = torch.zeros(4, dtype=torch.float64), torch.tensor([-1.0, -1.0, 0.0, 1.0])
+    curve = regression_calibration_curve(
+        mean, torch.full((4,), 1e-10, dtype=torch.float64), target.double(), num_levels=3
+    )
+    assert curve.observed.tolist() == [0.0, 0.75, 1.0]
+    # (y - mu) / std overflowing to -inf is still above the level 0
+    tiny = torch.full((4,), 1e-310, dtype=torch.float64)
+    curve = regression_calibration_curve(mean, tiny, target.double() * 1e10, num_levels=3)
+    assert curve.observed.tolist() == [0.0, 0.75, 1.0]
+
+
+def test_crps_with_an_overflowing_z_is_the_absolute_error():
+    std = torch.tensor([1e-300], dtype=torch.float64)
+    got = gaussian_crps(torch.zeros(1), std, torch.tensor([1e10], dtype=torch.float64))
+    np.testing.assert_allclose(got.item(), 1e10, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda m, s, y: expected_normalized_calibration_error(m, s, y, num_bins=0),
+            "`num_bins` to be a positive integer, but got 0",
+        ),
+        (
+            lambda m, s, y: expected_normalized_calibration_error(m, s, y, num_bins=10**12),
+            r"`num_bins` to be at most 1048576 bins, but got 1000000000000\. Use fewer bins",
+        ),
+        (
+            lambda m, s, y: quantile_calibration_error(m, s, y, levels=[0.5, 1.0]),
+            r"`levels` to be probabilities strictly inside \(0, 1\), but got \[0.5, 1.0\]",
+        ),
+        (
+            lambda m, s, y: quantile_calibration_error(m, s, y, levels="high"),
+            "`levels` to be",
+        ),
+        (lambda m, s, y: picp(m, s, y, level=float("nan")), "`levels` to be finite"),
+        (
+            lambda m, s, y: regression_calibration_curve(m, s, y, num_levels=1),
+            "`num_levels` to be at least 2, but got 1",
+        ),
+    ],
+)
+def test_bad_levels_and_bins_are_bayesdrop_errors(call, match):
+    m, s, y = torch.zeros(5), torch.ones(5), torch.randn(5)
+    with pytest.raises((BayesdropValueError, BayesdropTypeError), match=match):
+        call(m, s, y)

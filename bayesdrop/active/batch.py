@@ -12,6 +12,10 @@ temperature :math:`T = 1/\beta`, with :math:`r_i` the rank of point :math:`i` (1
 
 The draw uses the Gumbel-top-k trick: the ``k`` largest :math:`\log p_i + G_i`,
 :math:`G_i \sim \text{Gumbel}(0, 1)`, are a sample without replacement.
+
+Points of weight zero (a score of 0 with ``mode="power"``, ``-inf`` with ``"softmax"``) are
+drawn only once every point of positive weight is in the batch, and then uniformly at random
+among themselves (never in index order): the limit of giving them a vanishing equal weight.
 """
 
 from __future__ import annotations
@@ -71,7 +75,11 @@ def check_k(k: object, num_points: int) -> int:
 def check_scores(scores: object) -> Tensor:
     scores = check_tensor("scores", scores)
     if scores.dim() != 1 or not scores.is_floating_point():
-        fail("scores", "a floating tensor of shape (N,)", f"shape {tuple(scores.shape)}")
+        fail(
+            "scores",
+            "a floating tensor of shape (N,)",
+            f"shape {tuple(scores.shape)} and dtype {scores.dtype}",
+        )
     if bool(torch.isnan(scores).any()):
         fail("scores", "free of NaN", f"{int(torch.isnan(scores).sum())} NaN value(s)")
     return scores
@@ -115,10 +123,19 @@ def top_k(scores: Tensor, k: int, *, seed: int | None = None) -> Acquisition:
     return Acquisition(indices=indices, scores=scores.cpu()[indices], method="top_k")
 
 
-def _log_weights(scores: Tensor, mode: str, temperature: float) -> Tensor:
+def _log_weights(scores: Tensor, mode: str) -> Tensor:
+    """Log-weights at temperature 1 up to a constant, at most 0 (shifted by the largest)."""
     scores = scores.double()
+    if mode in ("softmax", "power") and bool(torch.isposinf(scores).any()):
+        fail(
+            "scores",
+            f"below +inf for mode={mode!r} (an infinite weight is no distribution)",
+            f"{int(torch.isposinf(scores).sum())} +inf value(s)",
+            "Use mode='softrank', or top_k.",
+        )
     if mode == "softmax":
-        return scores / temperature
+        top = scores.max()
+        return scores - top if bool(torch.isfinite(top)) else scores
     if mode == "power":
         if bool((scores < 0).any()):
             fail(
@@ -127,12 +144,14 @@ def _log_weights(scores: Tensor, mode: str, temperature: float) -> Tensor:
                 f"a minimum of {scores.min().item():.3g}",
                 "Use mode='softmax' or 'softrank' for signed scores.",
             )
-        return torch.log(scores) / temperature
+        log_s = torch.log(scores)
+        top = log_s.max()
+        return log_s - top if bool(torch.isfinite(top)) else log_s
     ranks = torch.empty_like(scores)
     ranks[torch.argsort(scores, descending=True, stable=True)] = torch.arange(
         1, scores.shape[0] + 1, dtype=scores.dtype
     )
-    return -torch.log(ranks) / temperature
+    return -torch.log(ranks)
 
 
 def stochastic_batch(
@@ -150,7 +169,8 @@ def stochastic_batch(
     scores : Tensor (N,)
         Per-point scores, e.g. :func:`bald` (``mode="power"`` needs them non-negative).
     k : int
-        In ``1..N``.
+        In ``1..N``. When fewer than ``k`` points have positive weight, the batch is every one of
+        them and the rest drawn uniformly from the weightless points (module docstring).
     mode : {"power", "softmax", "softrank"}, default "power"
         The sampling distribution (module docstring); the paper recommends power for BALD.
     temperature : float, default 1.0
@@ -171,6 +191,8 @@ def stochastic_batch(
     >>> scores = torch.tensor([0.0, 0.0, 5.0, 0.0])
     >>> stochastic_batch(scores, 1, mode="power", seed=0).indices  # only point 2 has weight
     tensor([2])
+    >>> stochastic_batch(scores, 3, mode="power", seed=0).indices  # then two weightless at random
+    tensor([2, 0, 3])
     >>> s = torch.linspace(0.0, 1.0, 100)
     >>> a = stochastic_batch(s, 5, mode="softrank", seed=3)
     >>> b = stochastic_batch(s, 5, mode="softrank", seed=3)
@@ -181,9 +203,15 @@ def stochastic_batch(
     k = check_k(k, scores.shape[0])
     check_choice("mode", mode, STOCHASTIC_MODES)
     temperature = check_positive("temperature", temperature)
-    log_w = _log_weights(scores, mode, temperature)
+    log_w = _log_weights(scores, mode)
     uniform = torch.rand(scores.shape[0], generator=_generator(seed), dtype=torch.float64)
     gumbel = -torch.log(-torch.log(uniform.clamp(1e-300, 1.0 - 1e-16)))
-    keys = torch.where(torch.isneginf(log_w), log_w, log_w + gumbel)
-    indices = torch.sort(keys, descending=True, stable=True).indices[:k]
+    weightless = torch.isneginf(log_w)
+    # log_w / T + G, or T times it for T < 1 (same order): neither term overflows
+    keys = log_w / temperature + gumbel if temperature >= 1 else log_w + temperature * gumbel
+    # positive weights by Gumbel-top-k first, then the weightless ones in a random order
+    keys = torch.where(weightless, gumbel, keys)
+    order = torch.sort(keys, descending=True, stable=True).indices
+    order = order[torch.sort(weightless[order].to(torch.uint8), stable=True).indices]
+    indices = order[:k]
     return Acquisition(indices=indices, scores=scores[indices], method=f"stochastic_{mode}")

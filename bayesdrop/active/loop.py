@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
-from bayesdrop._validation import check_positive_int, check_tensor, fail
+from bayesdrop._validation import check_indices, check_positive_int, check_tensor, fail
 from bayesdrop.active.pool import acquire
 
 __all__ = ["ActiveSplit", "LearningCurve", "run_active_learning"]
@@ -36,7 +36,7 @@ class ActiveSplit:
         self.num_points = check_positive_int("num_points", num_points)
         self._mask = torch.zeros(self.num_points, dtype=torch.bool)
         self._order: list[int] = []
-        self.label(torch.as_tensor(labelled, dtype=torch.long))
+        self.label(labelled)
 
     @classmethod
     def balanced(cls, targets: Tensor, *, per_class: int, seed: int = 0) -> ActiveSplit:
@@ -70,20 +70,25 @@ class ActiveSplit:
     def num_pool(self) -> int:
         return self.num_points - len(self._order)
 
-    def label(self, indices: Tensor) -> Tensor:
-        """Move data-set ``indices`` from the pool to the labelled set; returns them."""
-        indices = torch.as_tensor(indices, dtype=torch.long).flatten()
-        if len(indices) and (indices.min() < 0 or indices.max() >= self.num_points):
-            fail("indices", f"in [0, {self.num_points})", indices.tolist()[:8])
+    def label(self, indices: Sequence[int] | Tensor) -> Tensor:
+        """Move data-set ``indices`` from the pool to the labelled set; returns them.
+
+        Indices are integers in ``[0, num_points)``: a float (even ``2.0``) is an error, not
+        truncated, and a negative index is an error, not counted from the end.
+        """
+        indices = check_indices("indices", indices, self.num_points)
         if len(torch.unique(indices)) != len(indices) or bool(self._mask[indices].any()):
             fail("indices", "distinct pool indices (not yet labelled)", indices.tolist()[:8])
         self._mask[indices] = True
         self._order.extend(indices.tolist())
         return indices
 
-    def label_pool_positions(self, positions: Tensor) -> Tensor:
-        """Label the points at ``positions`` of :attr:`pool`; returns their data-set indices."""
-        return self.label(self.pool[torch.as_tensor(positions, dtype=torch.long)])
+    def label_pool_positions(self, positions: Sequence[int] | Tensor) -> Tensor:
+        """Label the points at ``positions`` of :attr:`pool`; returns their data-set indices.
+
+        Positions are integers in ``[0, num_pool)``, as for :meth:`label`.
+        """
+        return self.label(self.pool[check_indices("positions", positions, self.num_pool)])
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,17 +24,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_choice, check_finite, check_positive_int, fail
+from bayesdrop._validation import as_tensor, check_choice, check_finite, check_positive_int, fail
 from bayesdrop.calibration.inputs import as_float_tensor
 
 __all__ = [
+    "MAX_BINS",
     "BinStatistics",
     "Binning",
     "bin_statistics",
+    "check_num_bins",
     "classwise_bin_sums",
     "equal_mass_edges",
     "equal_width_bin",
@@ -42,6 +43,19 @@ __all__ = [
 ]
 
 Binning = Literal["equal_width", "equal_mass"]
+
+
+#: The most bins any calibration function takes: more bins than this are an allocation error
+#: (``torch.bincount`` of ``10**12`` bins), never a meaningful histogram.
+MAX_BINS = 1 << 20
+
+
+def check_num_bins(num_bins: object, name: str = "num_bins") -> int:
+    """A number of bins in ``1..MAX_BINS``."""
+    num_bins = check_positive_int(name, num_bins)
+    if num_bins > MAX_BINS:
+        fail(name, f"at most {MAX_BINS} bins", num_bins, "Use fewer bins than points.")
+    return num_bins
 
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
@@ -107,7 +121,7 @@ def equal_width_bin(x: Tensor, num_bins: int) -> Tensor:
     >>> equal_width_bin(x, 10)  # the double 0.3 is below 3/10
     tensor([2, 3, 9])
     """
-    num_bins = check_positive_int("num_bins", num_bins)
+    num_bins = check_num_bins(num_bins)
     acc = accumulator_dtype(x.device)
     wide = x.to(acc)
     product = wide * num_bins
@@ -142,7 +156,7 @@ def equal_width_edges(num_bins: int, *, dtype=torch.float64, device=None) -> Ten
     >>> equal_width_edges(4)
     tensor([0.0000, 0.2500, 0.5000, 0.7500, 1.0000], dtype=torch.float64)
     """
-    num_bins = check_positive_int("num_bins", num_bins)
+    num_bins = check_num_bins(num_bins)
     return torch.arange(num_bins + 1, dtype=torch.float64, device=device).div(num_bins).to(dtype)
 
 
@@ -158,7 +172,7 @@ def equal_mass_edges(confidence: Tensor, num_bins: int) -> Tensor:
     >>> equal_mass_edges(torch.tensor([0.2, 0.4, 0.6, 0.8, 1.0]), 2)
     tensor([0.0000, 0.6000, 1.0000])
     """
-    num_bins = check_positive_int("num_bins", num_bins)
+    num_bins = check_num_bins(num_bins)
     levels = equal_width_edges(num_bins, dtype=torch.float64, device=confidence.device)
     values = confidence.reshape(-1).sort().values.to(levels.dtype)
     pos = levels * (values.numel() - 1)
@@ -188,7 +202,7 @@ def bin_statistics(
     >>> stats.counts
     tensor([1., 2.], dtype=torch.float64)
     """
-    num_bins = check_positive_int("num_bins", num_bins)
+    num_bins = check_num_bins(num_bins)
     check_choice("binning", binning, ("equal_width", "equal_mass"))
     confidence, correct = _check_binning_input(confidence, correct)
     acc = accumulator_dtype(confidence.device)
@@ -219,10 +233,7 @@ def _check_binning_input(confidence: Tensor, correct: Tensor) -> tuple[Tensor, T
     lo, hi = (v.item() for v in torch.aminmax(confidence))
     if lo < 0.0 or hi > 1.0:
         fail("confidence", "in [0, 1]", f"values in [{lo:.4g}, {hi:.4g}]")
-    if isinstance(correct, np.ndarray):
-        correct = torch.from_numpy(correct)
-    if not isinstance(correct, Tensor):
-        fail("correct", "a torch.Tensor or numpy.ndarray", type(correct).__name__, type_error=True)
+    correct = as_tensor("correct", correct)
     if correct.shape != confidence.shape:
         want = f"of shape {tuple(confidence.shape)} like `confidence`"
         fail("correct", want, f"shape {tuple(correct.shape)}")

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from bayesdrop._validation import check_positive_int
+from bayesdrop._validation import fail
 from bayesdrop.calibration.binning import (
     Binning,
     BinStatistics,
     bin_statistics,
+    check_num_bins,
     classwise_bin_sums,
     equal_width_edges,
 )
@@ -119,7 +120,12 @@ class ReliabilityDisplay:
         ax.set_ylabel("accuracy")
         title = self.name or "reliability diagram"
         bins = f"{len(counts)} {self.binning.replace('_', '-')} bins"
-        ax.set_title(f"{title}\nECE {self.ece:.4f}, MCE {self.mce:.4f} ({bins})", fontsize="medium")
+        # the name is text: "$" is a dollar, not mathtext (it comes from `report --name`)
+        ax.set_title(
+            f"{title}\nECE {self.ece:.4f}, MCE {self.mce:.4f} ({bins})",
+            fontsize="medium",
+            parse_math=False,
+        )
         ax.legend(loc="upper left", framealpha=0.95, fontsize="small")
         target_ax = hist_ax if hist_ax is not None else ax
         if hist_ax is not None:
@@ -224,7 +230,10 @@ class ClasswiseReliabilityDisplay:
     """
 
     def __init__(self, stats: list[BinStatistics]) -> None:
-        self.stats = stats
+        if not isinstance(stats, (list, tuple)) or len(stats) == 0:
+            got = f"{len(stats)} classes" if isinstance(stats, (list, tuple)) else type(stats)
+            fail("stats", "one BinStatistics per class (at least one)", got)
+        self.stats = list(stats)
         self.num_bins = stats[0].counts.numel()
         num_data = stats[0].counts.sum()
         self.class_ece = [
@@ -237,7 +246,7 @@ class ClasswiseReliabilityDisplay:
     ) -> ClasswiseReliabilityDisplay:
         """Bin ``probs[:, c]`` of every class ``c`` (``O(C x num_bins)`` memory)."""
         probs, target = check_classification(probs, target)
-        num_bins = check_positive_int("num_bins", num_bins)
+        num_bins = check_num_bins(num_bins)
         counts, confidence_sum, hits = classwise_bin_sums(probs, target, num_bins)
         edges = equal_width_edges(num_bins, dtype=confidence_sum.dtype)
         return cls(
@@ -380,19 +389,29 @@ class UncertaintyHistogramDisplay:
         return cls(id_np, ood_np, name)
 
     def plot(self, ax: Any = None, *, num_bins: int = 30) -> UncertaintyHistogramDisplay:
-        self.figure_, self.ax_ = _axes(ax, (5.0, 3.5))
-        both = (
-            self.id_scores
-            if self.ood_scores is None
-            else np.concatenate([self.id_scores, self.ood_scores])
+        num_bins = check_num_bins(num_bins)
+        both = np.concatenate(
+            [
+                np.asarray(s, dtype=np.float64).reshape(-1)
+                for s in (self.id_scores, self.ood_scores)
+                if s is not None
+            ]
         )
-        bins = np.linspace(both.min(), max(both.max(), both.min() + 1e-12), num_bins + 1)
+        if both.size == 0 or not np.isfinite(both).all():
+            got = "no scores" if both.size == 0 else "non-finite scores"
+            fail("id_scores, ood_scores", "finite scores, at least one", got)
+        lo, hi = both.min(), both.max()
+        if hi <= lo:  # one value: a bin around it
+            pad = max(abs(lo) * 1e-6, 1e-12)
+            lo, hi = lo - pad, hi + pad
+        bins = 2 * np.linspace(lo / 2, hi / 2, num_bins + 1)  # halved: hi - lo cannot overflow
+        self.figure_, self.ax_ = _axes(ax, (5.0, 3.5))
         self.ax_.hist(self.id_scores, bins=bins, density=True, alpha=0.6, label="in-distribution")
         if self.ood_scores is not None:
             self.ax_.hist(
                 self.ood_scores, bins=bins, density=True, alpha=0.6, label="out-of-distribution"
             )
-        self.ax_.set_xlabel(self.name)
+        self.ax_.set_xlabel(self.name, parse_math=False)
         self.ax_.set_ylabel("density")
         self.ax_.legend()
         return self

@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_finite, fail
+from bayesdrop._validation import as_tensor, check_finite, fail
 
 __all__ = [
     "PROBS_SUM_ATOL",
@@ -66,10 +65,7 @@ def as_float_tensor(
 ) -> Tensor:
     """A floating tensor from a tensor or NumPy array, non-empty unless ``allow_empty``, finite
     if ``check_values``."""
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
-    if not isinstance(value, Tensor):
-        fail(name, "a torch.Tensor or numpy.ndarray", type(value).__name__, type_error=True)
+    value = as_tensor(name, value)
     if not value.is_floating_point():
         fail(name, "a floating-point tensor", f"dtype {value.dtype}", type_error=True)
     if value.numel() == 0 and not allow_empty:
@@ -130,10 +126,7 @@ def check_target(
     target: Any, num_data: int, num_classes: int | None, name: str = "target"
 ) -> Tensor:
     """Integer class labels ``(N,)`` in ``[0, num_classes)``."""
-    if isinstance(target, np.ndarray):
-        target = torch.from_numpy(target)
-    if not isinstance(target, Tensor):
-        fail(name, "a torch.Tensor or numpy.ndarray", type(target).__name__, type_error=True)
+    target = as_tensor(name, target)  # uint16/32/64 and big-endian arrays as int64
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         fail(name, "integer class labels", f"dtype {target.dtype}", type_error=True)
     if target.shape != (num_data,):
@@ -148,12 +141,12 @@ def check_target(
 
 
 def check_scores(scores: Any, name: str, num_data: int | None = None) -> Tensor:
-    """A finite 1-D score per data point."""
+    """A finite 1-D score per data point (half precision comes back as float32)."""
     scores = as_float_tensor(name, scores)
     if scores.ndim != 1 or (num_data is not None and scores.shape[0] != num_data):
         want = "a 1-D tensor" if num_data is None else f"of shape ({num_data},)"
         fail(name, want, f"shape {tuple(scores.shape)}")
-    return scores
+    return at_least_float32(scores)
 
 
 def check_classification(probs: Any, target: Any) -> tuple[Tensor, Tensor]:

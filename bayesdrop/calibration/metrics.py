@@ -14,13 +14,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_choice, check_positive_int, fail
+from bayesdrop._validation import check_choice, fail
 from bayesdrop.calibration._fused import fused_top_label_sums
 from bayesdrop.calibration.binning import (
     Binning,
     BinStatistics,
     accumulator_dtype,
     bin_statistics,
+    check_num_bins,
     classwise_bin_sums,
     equal_width_edges,
 )
@@ -77,7 +78,7 @@ def _top_label_sums(probs: Tensor, target: Tensor, num_bins: int, bins: bool) ->
     of the per-point Brier scores and NLLs: one fused pass over CPU data (numba), else PyTorch."""
     probs = check_probs_shape(probs)
     target = check_target(target, probs.shape[0], probs.shape[1]).to(probs.device)
-    num_bins = check_positive_int("num_bins", num_bins)
+    num_bins = check_num_bins(num_bins)
     fused = fused_top_label_sums(probs, target, num_bins)
     atol = probs_sum_atol(probs.dtype)
     if fused is not None and not fused.out_of_range and fused.max_sum_error <= atol:
@@ -214,7 +215,7 @@ def classwise_calibration_error(probs: Tensor, target: Tensor, *, num_bins: int 
     0.4167
     """
     probs, target = check_classification(probs, target)
-    num_bins = check_positive_int("num_bins", num_bins)
+    num_bins = check_num_bins(num_bins)
     _, confidence_sum, hits = classwise_bin_sums(probs, target, num_bins)
     # n_cb / N * |hits_cb / n_cb - conf_cb / n_cb| = |hits_cb - conf_cb| / N
     return (hits - confidence_sum).abs().sum(1).mean() / probs.shape[0]

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, check_finite, check_positive_int, fail
+from bayesdrop.calibration.binning import check_num_bins
 from bayesdrop.calibration.inputs import (
     as_float_tensor,
     at_least_float32,
@@ -231,7 +232,7 @@ class HistogramBinning(_NetcalCalibrator):
     """Histogram binning (Zadrozny & Elkan, 2001), netcal's ``HistogramBinning``."""
 
     def __init__(self, *, num_bins: int = 15) -> None:
-        self.num_bins = check_positive_int("num_bins", num_bins)
+        self.num_bins = check_num_bins(num_bins)
 
     def _make(self) -> Any:
         from netcal.binning import HistogramBinning as _Histogram

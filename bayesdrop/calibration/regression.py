@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_positive_int, fail
-from bayesdrop.calibration.binning import accumulator_dtype
+from bayesdrop.calibration.binning import accumulator_dtype, check_num_bins
 from bayesdrop.calibration.inputs import as_float_tensor
 
 __all__ = [
@@ -36,23 +36,36 @@ __all__ = [
 
 
 def _check_gaussian(mean: Any, std: Any, target: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """The three in the accumulator dtype (float64 but on MPS), never cast down first: a float16
+    ``mean`` with float64 ``std`` and ``target`` keeps their values."""
     mean = as_float_tensor("mean", mean)
-    std = as_float_tensor("std", std).to(mean)
-    target = as_float_tensor("target", target).to(mean)
+    std = as_float_tensor("std", std)
+    target = as_float_tensor("target", target)
     for name, value in (("std", std), ("target", target)):
         if value.shape != mean.shape:
             fail(name, f"of the shape of `mean` {tuple(mean.shape)}", f"shape {tuple(value.shape)}")
+    acc = accumulator_dtype(mean.device)
+    std = std.to(mean.device, acc)
     if not bool((std > 0).all()):
         fail("std", "positive everywhere", f"a minimum of {std.min().item():.4g}")
-    acc = accumulator_dtype(mean.device)
-    return mean.to(acc), std.to(acc), target.to(acc)
+    return mean.to(acc), std, target.to(mean.device, acc)
 
 
 def _check_levels(levels: Any) -> Tensor:
-    levels = as_float_tensor("levels", torch.as_tensor(levels, dtype=torch.float64)).reshape(-1)
+    if not isinstance(levels, Tensor):
+        try:
+            levels = torch.as_tensor(levels, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            fail("levels", "probabilities in (0, 1)", _short(levels), type_error=True)
+    levels = as_float_tensor("levels", levels.double()).reshape(-1)
     if not bool(((levels > 0) & (levels < 1)).all()):
         fail("levels", "probabilities strictly inside (0, 1)", levels.tolist())
     return levels
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _central_coverage(z: Tensor, levels: Tensor) -> Tensor:
@@ -138,8 +151,11 @@ def regression_calibration_curve(
     if num_levels < 2:
         fail("num_levels", "at least 2", num_levels)
     expected = torch.linspace(0, 1, num_levels, dtype=mean.dtype, device=mean.device)
-    pit = torch.special.ndtr((target - mean) / std).reshape(-1, 1)
-    observed = (pit <= expected).to(mean).mean(0)
+    # F(y) <= p  <=>  z <= ndtri(p), compared in z: ndtr(z) rounds to 0 below z = -38, which
+    # counted such points at the level 0 (the curve starts at 0: no Gaussian CDF value is 0).
+    # A z that overflowed stays finite, so it is above ndtri(0) = -inf and below ndtri(1) = inf.
+    z = torch.nan_to_num((target - mean) / std).reshape(-1, 1)
+    observed = (z <= torch.special.ndtri(expected)).to(mean).mean(0)
     return RegressionCalibrationCurve(expected, observed, (observed - expected).abs().mean().item())
 
 
@@ -166,19 +182,59 @@ def expected_normalized_calibration_error(
     0.25
     """
     mean, std, target = _check_gaussian(mean, std, target)
-    num_bins = check_positive_int("num_bins", num_bins)
+    num_bins = check_num_bins(num_bins)
+    counts, rmv, rmse = ence_bins(mean, std, target, num_bins)
+    filled = counts > 0
+    # |RMV - RMSE| / RMV = |1 - RMSE / RMV|, from the scaled parts (no overflow for 1e200)
+    return (1 - rmse[filled] / rmv[filled]).abs().mean()
+
+
+def ence_bins(mean: Tensor, std: Tensor, target: Tensor, num_bins: int) -> tuple[Tensor, ...]:
+    """Per std bin (equal width between the smallest and largest std, the last closed): the
+    count, :math:`\\mathrm{RMV}_b` and :math:`\\mathrm{RMSE}_b` of validated inputs.
+
+    Each bin's root mean square is formed as ``m * sqrt(mean((v / m)^2))`` with ``m`` the bin's
+    largest magnitude, so a std of 1e200 (whose square overflows) or 1e-200 (whose square
+    underflows to 0) gives the exact RMV, not inf or 0. Empty bins report 0.
+    """
     std, mean, target = std.reshape(-1), mean.reshape(-1), target.reshape(-1)
     lo, hi = std.min(), std.max()
-    edges = (
-        lo + (hi - lo) * torch.arange(1, num_bins, dtype=std.dtype, device=std.device) / num_bins
-    )
+    steps = torch.arange(1, num_bins, dtype=std.dtype, device=std.device) / num_bins
+    edges = lo + (hi - lo) * steps
     index = torch.bucketize(std, edges, right=True)
     counts = torch.bincount(index, minlength=num_bins)
-    mean_var = torch.bincount(index, std.square(), minlength=num_bins) / counts.clamp_min(1)
-    mse = torch.bincount(index, (target - mean).square(), minlength=num_bins) / counts.clamp_min(1)
-    rmv, rmse = mean_var.sqrt(), mse.sqrt()
-    filled = counts > 0
-    return ((rmv - rmse).abs()[filled] / rmv[filled]).mean()
+    error, factor = (target - mean).abs(), 1.0
+    if not bool(torch.isfinite(error).all()):  # |y - mu| above the float range: halve both
+        error, factor = (0.5 * target - 0.5 * mean).abs(), 2.0
+    rmv = _root_mean_square(index, std, counts)
+    return counts, rmv, factor * _root_mean_square(index, error, counts)
+
+
+def root_mean_square(values: Tensor) -> Tensor:
+    """``sqrt(mean(values^2))`` without overflow or underflow of the squares (scaled by the
+    largest magnitude), as a 0-d tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayesdrop.calibration.regression import root_mean_square
+    >>> root_mean_square(torch.tensor([3e200, 4e200], dtype=torch.float64)).item()
+    3.5355339059327374e+200
+    """
+    values = values.reshape(-1).abs()
+    scale = values.max()
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return scale * (values / scale).square().mean().sqrt()
+
+
+def _root_mean_square(index: Tensor, values: Tensor, counts: Tensor) -> Tensor:
+    """``sqrt(mean(values^2))`` per bin of non-negative ``values``, scaled by each bin's max."""
+    scale = torch.zeros(counts.shape, dtype=values.dtype, device=values.device)
+    scale = scale.scatter_reduce(0, index, values, reduce="amax", include_self=True)
+    divisor = scale[index]
+    ratio = values / torch.where(divisor > 0, divisor, torch.ones_like(divisor))
+    mean_square = torch.bincount(index, ratio.square(), minlength=counts.numel())
+    return scale * (mean_square / counts.clamp_min(1)).sqrt()
 
 
 def gaussian_nll(mean: Tensor, std: Tensor, target: Tensor) -> Tensor:
@@ -218,7 +274,9 @@ def gaussian_crps(mean: Tensor, std: Tensor, target: Tensor) -> Tensor:
     0.233695
     """
     mean, std, target = _check_gaussian(mean, std, target)
-    z = (target - mean) / std
+    error = target - mean
+    z = error / std
     pdf = torch.exp(-0.5 * z.square()) / math.sqrt(2 * math.pi)
-    crps = std * (z * (2 * torch.special.ndtr(z) - 1) + 2 * pdf - 1 / math.sqrt(math.pi))
+    # sigma z (2 Phi(z) - 1) written as (y - mu)(2 Phi(z) - 1): finite where z overflows
+    crps = error * (2 * torch.special.ndtr(z) - 1) + std * (2 * pdf - 1 / math.sqrt(math.pi))
     return crps.mean()

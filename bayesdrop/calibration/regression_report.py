@@ -8,28 +8,29 @@ variance) and the RMSE; it renders as text, Markdown, JSON or a self-contained H
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_choice, check_positive_int, fail
+from bayesdrop._validation import check_choice, fail
 from bayesdrop.calibration._html import html_page
+from bayesdrop.calibration._json import strict_dumps
+from bayesdrop.calibration.binning import check_num_bins
 from bayesdrop.calibration.display import RegressionCalibrationDisplay
 from bayesdrop.calibration.inputs import as_float_tensor
 from bayesdrop.calibration.regression import (
     RegressionCalibrationCurve,
+    ence_bins,
     expected_normalized_calibration_error,
     gaussian_crps,
     gaussian_nll,
     picp,
     quantile_calibration_error,
     regression_calibration_curve,
+    root_mean_square,
 )
 
 __all__ = ["RegressionReport"]
@@ -135,7 +136,7 @@ class RegressionReport:
             mean, std = mean.mean, mean.total_variance.sqrt()
         if std is None or target is None:
             fail("std and target", "given", "None", "Pass mean, std and target.", type_error=True)
-        num_bins = check_positive_int("num_bins", num_bins)
+        num_bins = check_num_bins(num_bins)
         mean = as_float_tensor("mean", mean).detach().cpu().double()
         std = as_float_tensor("std", std).detach().cpu().double()
         target = as_float_tensor("target", target).detach().cpu().double()
@@ -153,8 +154,8 @@ class RegressionReport:
             ence=expected_normalized_calibration_error(mean, std, target, num_bins=num_bins).item(),
             crps=gaussian_crps(mean, std, target).item(),
             nll=gaussian_nll(mean, std, target).item(),
-            sharpness=math.sqrt(std.square().mean().item()),
-            rmse=math.sqrt((target - mean).square().mean().item()),
+            sharpness=root_mean_square(std).item(),
+            rmse=(2 * root_mean_square(0.5 * target - 0.5 * mean)).item(),  # halved: no overflow
             curve=curve,
             ence_bins=_ence_bins(mean, std, target, num_bins),
             num_bins=num_bins,
@@ -222,8 +223,11 @@ class RegressionReport:
         }
 
     def to_json(self, **kwargs: Any) -> str:
-        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`)."""
-        return json.dumps(self.to_dict(), **kwargs)
+        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`).
+
+        Strict JSON: a NaN or infinite number is written as ``null``, never as a bare ``NaN``.
+        """
+        return strict_dumps(self.to_dict(), **kwargs)
 
     def figures(self) -> dict[str, Any]:
         """The calibration curve, the coverage per level and RMSE against RMV per std bin."""
@@ -287,11 +291,5 @@ class RegressionReport:
 
 def _ence_bins(mean: Tensor, std: Tensor, target: Tensor, num_bins: int) -> dict[str, list]:
     """Per std bin (equal width between the smallest and largest std): counts, RMV, RMSE."""
-    lo, hi = std.min(), std.max()
-    edges = lo + (hi - lo) * torch.arange(1, num_bins, dtype=std.dtype) / num_bins
-    index = torch.bucketize(std, edges, right=True)
-    counts = torch.bincount(index, minlength=num_bins)
-    n = counts.clamp_min(1)
-    rmv = (torch.bincount(index, std.square(), minlength=num_bins) / n).sqrt()
-    rmse = (torch.bincount(index, (target - mean).square(), minlength=num_bins) / n).sqrt()
+    counts, rmv, rmse = ence_bins(mean, std, target, num_bins)
     return {"counts": counts.tolist(), "rmv": rmv.tolist(), "rmse": rmse.tolist()}

@@ -13,7 +13,6 @@ page with embedded PNG figures.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,11 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_choice, check_positive_int, fail
+from bayesdrop._validation import as_tensor, check_choice, fail
 from bayesdrop.calibration._html import html_page
+from bayesdrop.calibration._json import strict_dumps
 from bayesdrop.calibration.binning import (
     BinStatistics,
     bin_statistics,
+    check_num_bins,
     classwise_bin_sums,
     equal_width_edges,
 )
@@ -124,11 +125,7 @@ def _shape(value: Tensor) -> str:
 
 
 def _as_labels(target: Any) -> Tensor:
-    if isinstance(target, np.ndarray):
-        target = torch.from_numpy(target)
-    if not isinstance(target, Tensor):
-        fail("target", "a torch.Tensor or numpy.ndarray", type(target).__name__, type_error=True)
-    return target
+    return as_tensor("target", target)  # uint16/32/64 and big-endian arrays as int64
 
 
 def _points(
@@ -488,7 +485,7 @@ class CalibrationReport:
 
         def local() -> tuple[Any, ...]:
             check_choice("uncertainty", uncertainty, _UNCERTAINTIES)
-            bins = check_positive_int("num_bins", num_bins)
+            bins = check_num_bins(num_bins)
             points = _points(predictions, target, layout, ignore_index)
             probs, labels = points.probs.detach(), points.target
             sums = CalibrationMetrics(num_bins=bins).update(probs, labels)
@@ -642,8 +639,11 @@ class CalibrationReport:
         }
 
     def to_json(self, **kwargs: Any) -> str:
-        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`)."""
-        return json.dumps(self.to_dict(), **kwargs)
+        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`).
+
+        Strict JSON: a NaN or infinite number is written as ``null``, never as a bare ``NaN``.
+        """
+        return strict_dumps(self.to_dict(), **kwargs)
 
     def figures(self) -> dict[str, Figure]:
         """The report's figures by title (new :class:`~matplotlib.figure.Figure` objects)."""

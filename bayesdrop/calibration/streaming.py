@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_choice, check_positive_int, fail
-from bayesdrop.calibration.binning import BinStatistics, accumulator_dtype
+from bayesdrop._validation import check_choice, fail
+from bayesdrop.calibration.binning import BinStatistics, accumulator_dtype, check_num_bins
 from bayesdrop.calibration.inputs import (
     as_float_tensor,
     check_classification,
@@ -279,7 +279,7 @@ class CalibrationError(StreamingMetric):
     """
 
     def __init__(self, *, num_bins: int = 15, norm: Norm = "l1") -> None:
-        self.num_bins = check_positive_int("num_bins", num_bins)
+        self.num_bins = check_num_bins(num_bins)
         self.norm: Norm = norm
         check_choice("norm", norm, ("l1", "l2", "max"))
         super().__init__()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_positive_int, fail
+from bayesdrop._validation import as_tensor, check_positive_int, fail
 from bayesdrop.calibration.inputs import check_classification, check_scores, top_label
 
 __all__ = [
@@ -101,11 +101,9 @@ def detection_scores(scores: Any, is_positive: Any) -> DetectionScores:
 
 def _check_binary(name: str, value: Any) -> Tensor:
     """A boolean 1-D tensor from booleans or 0/1 labels (integer or floating)."""
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
-    if not isinstance(value, Tensor):
-        fail(name, "a torch.Tensor or numpy.ndarray", type(value).__name__, type_error=True)
-    value = value.detach().reshape(-1).cpu()
+    value = as_tensor(name, value).detach().cpu()
+    if value.ndim != 1:
+        fail(name, "a 1-D tensor", f"shape {tuple(value.shape)}")
     if value.dtype == torch.bool:
         return value
     if value.is_complex():
@@ -151,7 +149,10 @@ def ood_detection(id_scores: Tensor, ood_scores: Tensor) -> DetectionScores:
     0.75
     """
     id_scores = check_scores(id_scores, "id_scores")
-    ood_scores = check_scores(ood_scores, "ood_scores").to(id_scores)
+    ood_scores = check_scores(ood_scores, "ood_scores")
+    # the wider dtype of the two: float16 scores cast down with float64 ones would tie
+    wide = torch.promote_types(id_scores.dtype, ood_scores.dtype)
+    id_scores, ood_scores = id_scores.to(wide), ood_scores.to(id_scores.device, wide)
     labels = torch.cat([torch.zeros(len(id_scores)), torch.ones(len(ood_scores))])
     return detection_scores(torch.cat([id_scores, ood_scores]), labels)
 
