@@ -95,3 +95,61 @@ def test_report_json_holds_the_bins_and_uses_its_bin_count():
     figures = report.figures()
     assert "12 equal-width" in figures["Classwise reliability"]._suptitle.get_text()
     assert "12 equal-mass" in figures["Equal-mass reliability diagram"].axes[0].get_title()
+
+
+def test_names_are_text_not_mathtext():
+    """`bayesdrop report --name 'cost $5'`: one `$` made matplotlib fail at draw time."""
+    import io
+
+    from bayesdrop.calibration import UncertaintyHistogramDisplay
+
+    probs, target = predictions(200, 3)
+    disp = ReliabilityDisplay.from_predictions(probs, target, name="cost $5 vs $x^2$").plot()
+    disp.figure_.savefig(io.BytesIO(), format="png")
+    assert disp.ax_.get_title().startswith("cost $5 vs $x^2$\n")
+    hist = UncertaintyHistogramDisplay.from_scores(torch.rand(50), name="$ entropy").plot()
+    hist.figure_.savefig(io.BytesIO(), format="png")
+    assert hist.ax_.get_xlabel() == "$ entropy"
+    report = CalibrationReport.from_predictions(probs, target, name="a $ name")
+    for figure in report.figures().values():
+        figure.savefig(io.BytesIO(), format="png")
+
+
+@pytest.mark.parametrize(
+    "num_bins,exc,match",
+    [
+        (0, ValueError, "`num_bins` to be a positive integer, but got 0"),
+        (2.5, TypeError, "`num_bins` to be an integer, but got 2.5"),
+        (10**9, ValueError, r"`num_bins` to be at most 1048576 bins, but got 1000000000"),
+    ],
+)
+def test_histogram_checks_num_bins(num_bins, exc, match):
+    from bayesdrop.calibration import UncertaintyHistogramDisplay
+
+    disp = UncertaintyHistogramDisplay.from_scores(torch.rand(20))
+    with pytest.raises(exc, match=match):
+        disp.plot(num_bins=num_bins)
+
+
+def test_histogram_of_one_value_and_of_the_whole_float_range():
+    from bayesdrop.calibration import UncertaintyHistogramDisplay
+
+    one = UncertaintyHistogramDisplay.from_scores(torch.full((5,), 1e20)).plot()
+    assert len(one.ax_.patches) == 30
+    wide = torch.tensor([-1e308, 0.0, 1e308], dtype=torch.float64)
+    assert len(UncertaintyHistogramDisplay.from_scores(wide).plot(num_bins=4).ax_.patches) == 4
+
+
+def test_empty_displays_are_bayesdrop_errors():
+    from bayesdrop.calibration import UncertaintyHistogramDisplay
+
+    with pytest.raises(ValueError, match=r"`stats` to be one BinStatistics per class"):
+        ClasswiseReliabilityDisplay([])
+    with pytest.raises(ValueError, match=r"`id_scores, ood_scores` to be finite scores, at least"):
+        UncertaintyHistogramDisplay(np.array([]), None, "x").plot()
+    with pytest.raises(ValueError, match=r"`id_scores` to be non-empty, but got shape \(0,\)"):
+        UncertaintyHistogramDisplay.from_scores(torch.zeros(0))
+    empty = bin_statistics(torch.tensor([0.5]), torch.tensor([1]), num_bins=2)
+    empty = type(empty)(empty.edges, empty.counts * 0, empty.confidence_sum * 0, empty.counts * 0)
+    with pytest.raises(ValueError, match="`stats` to be statistics of at least one point"):
+        ReliabilityDisplay(empty)

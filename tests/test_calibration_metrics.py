@@ -278,3 +278,78 @@ def test_numpy_inputs_are_accepted():
     probs, target = random_predictions(9, n=100)
     a = expected_calibration_error(probs.numpy(), target.numpy()).item()
     assert a == pytest.approx(expected_calibration_error(probs, target).item())
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64, ">i8", ">u2", "<i4"])
+def test_unsigned_and_big_endian_labels_are_converted(dtype):
+    """Valid NumPy labels torch cannot compute with (uint16/32/64, big-endian) give the value of
+    int64 labels, not a raw torch error."""
+    gen = np.random.default_rng(0)
+    probs = torch.tensor(gen.dirichlet(np.ones(3), size=40))
+    target = gen.integers(0, 3, 40)
+    want = classification_metrics(probs, torch.tensor(target))
+    assert classification_metrics(probs, target.astype(dtype)) == want
+    assert (
+        classification_metrics(
+            probs,
+            torch.from_numpy(target.astype(np.int64)).to(
+                torch.uint16 if dtype == np.uint16 else torch.int64
+            ),
+        )
+        == want
+    )
+    big_probs = probs.numpy().astype(">f8")
+    assert classification_metrics(big_probs, target.astype(dtype)) == want
+
+
+def test_uint64_labels_above_int64_are_an_error():
+    probs = torch.full((2, 2), 0.5)
+    with pytest.raises(BayesdropValueError, match="`target` to be values that fit in int64"):
+        accuracy(probs, np.array([0, 2**63], dtype=np.uint64))
+
+
+def test_ood_detection_keeps_the_wider_dtype():
+    """float16 in-distribution scores with float64 OOD ones: casting the OOD scores down to
+    float16 tied them (AUROC 0.5 where it is 1.0)."""
+    from bayesdrop.calibration import ood_detection
+
+    id_scores = torch.tensor([0.1, 0.1], dtype=torch.float16)  # 0.0999756 in float16
+    ood_scores = torch.tensor([0.10001, 0.10002], dtype=torch.float64)
+    assert ood_detection(id_scores, ood_scores).auroc == 1.0
+    assert ood_detection(ood_scores - 0.1, id_scores.double() * 0 + 0.5).auroc == 1.0
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (
+            lambda p, y: expected_calibration_error(p, y, num_bins=10**12),
+            BayesdropValueError,
+            r"`num_bins` to be at most 1048576 bins, but got 1000000000000",
+        ),
+        (
+            lambda p, y: classwise_calibration_error(p, y, num_bins=True),
+            BayesdropTypeError,
+            "`num_bins` to be an integer, but got True",
+        ),
+        (
+            lambda p, y: accuracy(p, y.double()),
+            BayesdropTypeError,
+            "`target` to be integer class labels, but got dtype torch.float64",
+        ),
+        (
+            lambda p, y: brier_score(p.long(), y),
+            BayesdropTypeError,
+            "`probs` to be a floating-point tensor, but got dtype torch.int64",
+        ),
+        (
+            lambda p, y: accuracy(p, np.array(["a"] * 4)),
+            BayesdropTypeError,
+            "`target` to be a numeric array, but got dtype <U1",
+        ),
+    ],
+)
+def test_bad_arguments_are_bayesdrop_errors(call, exc, match):
+    probs, target = torch.full((4, 2), 0.5), torch.tensor([0, 1, 1, 0])
+    with pytest.raises(exc, match=match):
+        call(probs, target)

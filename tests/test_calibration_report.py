@@ -335,3 +335,21 @@ def test_python_dash_m_help():
         timeout=120,
     )
     assert result.returncode == 0 and "--out" in result.stdout
+
+
+def test_json_is_strict_without_bare_nan():
+    """An ENCE of NaN (it was, at std 1e200) or any non-finite number is written as null."""
+    from bayesdrop.calibration import RegressionReport
+    from bayesdrop.calibration._json import strict_dumps
+
+    text = strict_dumps({"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5], "c": (1,)})
+    assert json.loads(text) == {"a": None, "b": [None, None, 1.5], "c": [1]}
+    assert "NaN" not in text and "Infinity" not in text
+    std = torch.tensor([1e200, 2e200, 3e200, 4e200], dtype=torch.float64)
+    report = RegressionReport.from_predictions(torch.zeros(4), std, std * 0.5, num_bins=2)
+    data = json.loads(report.to_json(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert data["ence"] == pytest.approx(0.5)
+    assert data["sharpness"] == pytest.approx(float(np.sqrt(7.5)) * 1e200)
+    report = dataclasses.replace(report, ence=float("nan"))
+    assert json.loads(report.to_json())["ence"] is None
+    assert "NaN" not in report.render("json")
