@@ -98,10 +98,16 @@ def _rate(func: object, args: tuple, kwargs: dict) -> float:
     return float(p)
 
 
-def _drawn(func: object, args: tuple, kwargs: dict, out: object) -> int | None:
-    """Values drawn by a call (None when it draws nothing)."""
+def _drawn(func: object, args: tuple, kwargs: dict, out: object, forced: bool) -> int | None:
+    """Values drawn by a call (None when it draws nothing); ``forced``: a dropout-family call
+    runs as in training whatever its argument says."""
     name = getattr(func, "__name__", "")
     if func in _TRAINING_ARG:
+        index, key = _TRAINING_ARG[func]
+        default = func not in (F.rrelu, F.rrelu_, torch.rrelu)
+        on = args[index] if len(args) > index else kwargs.get(key, default)
+        if not (forced or on):
+            return None
         return _numel(out) if _rate(func, args, kwargs) > 0.0 else None
     if func in _RANDOM_FUNCTIONS or name in _RANDOM_METHODS:
         return _numel(out)
@@ -136,6 +142,11 @@ class FunctionalNoise(TorchFunctionMode):
         self.paused = False
         self._stack: list[str] = []
 
+    def _forced_below(self) -> bool:
+        """Whether a mode entered before this one runs the dropout-family calls as in training."""
+        index = next((i for i, m in enumerate(_ACTIVE) if m is self), len(_ACTIVE))
+        return any(m.force and not m.paused for m in _ACTIVE[:index])
+
     def enter(self, module: nn.Module) -> None:
         name = self.names.get(id(module))
         if name is not None:
@@ -154,7 +165,7 @@ class FunctionalNoise(TorchFunctionMode):
             self.switched += was_off
         out = func(*args, **kwargs)
         if self.record:
-            numel = _drawn(func, args, kwargs, out)
+            numel = _drawn(func, args, kwargs, out, self._forced_below())
             if numel is not None:
                 where = self._stack[-1] if self._stack else ""
                 self.draws.append(Draw(where, getattr(func, "__name__", str(func)), numel))

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesdrop._validation import fail
+from bayesdrop.nn.noise_calls import functional_noise
 from bayesdrop.nn.sampling import is_stochastic, noise_scope, sampling
 from bayesdrop.predict.cached import CachedPlan, CacheUnavailable, build_plan, contains_size
 from bayesdrop.predict.io import ModelInputs
@@ -136,9 +137,20 @@ class CachedEngine:
         self.select, self.batch_dim = select, batch_dim
         self.replicates = not one_per_pass
         try:
-            values = inputs.call(plan.trunk)
+            # the first time, with a recorder of random draws: noise the trace cannot see (a
+            # wrapped function that calls F.dropout) must not be drawn once and shared
+            with functional_noise(record=validate, model=model, force=False) as recorder:
+                values = inputs.call(plan.trunk)
         except Exception as exc:  # the model's own errors resurface in the fallback engine
             raise CacheUnavailable(f"the trunk failed ({type(exc).__name__}: {exc})") from exc
+        if recorder.draws:
+            where = ", ".join(
+                sorted({f"`{d.module or '(model)'}` ({d.function})" for d in recorder.draws})
+            )
+            raise CacheUnavailable(
+                f"the part computed once draws random numbers in {where[:200]}, through calls "
+                "the trace does not see as noise"
+            )
         self.values = values if isinstance(values, tuple) else (values,)
         self.repeat = []
         for name, value in zip(plan.boundary, self.values, strict=True):

@@ -191,15 +191,29 @@ def _training_samples(model, inputs, settings, num_samples) -> Tensor:
     return torch.stack(outs)
 
 
-def _spread_stats(samples: Tensor, groups: int = 8) -> tuple[float, float, float]:
-    """Mean standard deviation, mean variance and the variance's standard error from groups."""
+def t_bound(tail: float, dof: int) -> float:
+    """The upper ``tail`` quantile of Student's t with ``dof`` degrees of freedom (the normal
+    quantile with the Cornish-Fisher terms of order 1/dof and 1/dof^2)."""
+    z = float(torch.special.ndtri(torch.tensor(1.0 - tail, dtype=torch.float64)))
+    nu = max(dof, 1)
+    return z + (z**3 + z) / (4 * nu) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * nu**2)
+
+
+def _spread_stats(samples: Tensor) -> tuple[float, float, float]:
+    r"""Mean standard deviation over entries, mean variance and the variance's standard error.
+
+    The mean variance is :math:`v = \sum_i u_i / (S - 1)` with
+    :math:`u_i = \frac1D \sum_d (x_{id} - \bar x_d)^2` the squared deviation of sample
+    :math:`i`; its standard error is that of a mean of the :math:`u_i` (delta method).
+    """
     flat = samples.flatten(1).double()
-    std = float(flat.std(0).mean()) if flat.shape[0] > 1 else 0.0
-    var = float(flat.var(0).mean()) if flat.shape[0] > 1 else 0.0
-    parts = [p for p in flat.chunk(groups) if p.shape[0] > 1]
-    per = torch.stack([p.var(0).mean() for p in parts]) if len(parts) > 1 else torch.zeros(1)
-    se = float(per.std() / len(parts) ** 0.5) if len(parts) > 1 else 0.0
-    return std, var, se
+    count = flat.shape[0]
+    if count < 2:
+        return 0.0, 0.0, 0.0
+    u = (flat - flat.mean(0)).square().mean(1)
+    var = float(u.sum() / (count - 1))
+    se = float(u.std() * count**0.5 / (count - 1))
+    return float(flat.std(0).mean()), var, se
 
 
 def _mean_z(a: Tensor, b: Tensor) -> float:
@@ -313,7 +327,7 @@ def check_noise(
     try:
         with fork_rng(inputs.tensors()[0].device), torch.no_grad():
             torch.manual_seed(seed)
-            with functional_noise(record=True, model=model) as rec_engine:
+            with functional_noise(record=True, model=model, force=False) as rec_engine:
                 pred = predict_batch(model, inputs, settings, plans, diagnose=False)
             sampled: Tensor = pred.samples  # type: ignore[assignment]
             model.train()
@@ -341,8 +355,8 @@ def check_noise(
         ratio=1.0 if t_std == 0.0 and s_std == 0.0 else s_std / max(t_std, 1e-300),
         mean_z=_mean_z(sampled, trained),
         spread_z=spread_z,
-        mean_bound=float(torch.special.ndtri(torch.tensor(1 - alpha / (2 * entries)).double())),
-        spread_bound=float(torch.special.ndtri(torch.tensor(1 - alpha).double())),
+        mean_bound=t_bound(alpha / (2 * entries), 2 * num_samples - 2),
+        spread_bound=t_bound(alpha, num_samples - 1),
         noise_modules=noise,
         unswitched=training_flag_readers(model),
         training_only=[m or "(model)" for m in only],

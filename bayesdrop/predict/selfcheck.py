@@ -66,9 +66,9 @@ def check_scope(model: nn.Module, engine, k: int, fork) -> ScopeCheck:
     """Run ``engine.sample(1)`` on a forked random stream (``fork()``, its output dropped, so that
     the samples drawn do not depend on whether the check ran) and ``engine.sample(k)`` under the
     draw recorder."""
-    with fork(), functional_noise(record=True, model=model) as rec1:
+    with fork(), functional_noise(record=True, model=model, force=False) as rec1:
         engine.sample(1)
-    with functional_noise(record=True, model=model) as reck:
+    with functional_noise(record=True, model=model, force=False) as reck:
         many = engine.sample(k)
     shared = shared_draws(rec1.draws, reck.draws, k)
     reason = None
