@@ -1,0 +1,127 @@
+"""What the noise work costs: the first-call check, the state fingerprint, and `auto` against
+the loop and batched engines (issue 20 and the cache key of issue 21).
+
+For each model, in one process with one thread and interleaved rounds (the median of
+``--rounds``):
+
+* ``first / warm``: a call at S = 64 on a model seen for the first time (tracing, validation
+  and the first-call check of replicated passes included) over a call on a model whose plans
+  are cached; ``check / warm``: what the check adds to a first call (a first call with it
+  minus one with the check replaced by a plain pass of the same samples), over a warm call;
+* ``fingerprint / warm``: the per-call look-up of the model's plans (``plan_source``, which
+  fingerprints every module's state) over a warm call;
+* ``auto / min(loop, batched)``: never above 1 is the target.
+
+    python benchmarks/noise_check.py            # the models below, 5 rounds
+    python benchmarks/noise_check.py --quick    # 2 rounds, two models
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+import types
+
+for _name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
+    sys.modules.setdefault(_name, types.ModuleType(_name))  # see tests/conftest.py
+
+import torch
+from torch import nn
+
+import bayesdrop
+from bayesdrop.predict import selfcheck
+from bayesdrop.predict.engines import plan_source
+
+S = 64
+
+
+def models() -> dict:
+    import timm
+    import torchvision
+    import transformers
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(32, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 10))
+    vgg = torchvision.models.vgg11(num_classes=10)
+    vgg.avgpool = nn.AdaptiveAvgPool2d(1)
+    vgg.classifier[0] = nn.Linear(512, 4096)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=4, num_classes=10,
+        drop_rate=0.1, attn_drop_rate=0.1, drop_path_rate=0.1,
+    )  # fmt: skip
+    resnet = timm.create_model("resnet18", pretrained=False, num_classes=10, drop_rate=0.2)
+    config = transformers.BertConfig(
+        vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=128, num_labels=3,
+    )  # fmt: skip
+    bert = transformers.BertForSequenceClassification(config)
+    ids = {"input_ids": torch.randint(0, 100, (8, 16))}
+    return {
+        "mlp": (mlp.eval(), torch.randn(64, 32)),
+        "vgg11": (vgg.eval(), torch.randn(8, 3, 32, 32)),
+        "timm_resnet18_drop_rate": (resnet.eval(), torch.randn(8, 3, 32, 32)),
+        "timm_vit_tiny": (vit.eval(), torch.randn(8, 3, 32, 32)),
+        "bert": (bert.eval(), ids),
+    }
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    zoo = models()
+    if args.quick:
+        zoo = {k: zoo[k] for k in ("mlp", "timm_resnet18_drop_rate")}
+        args.rounds = 2
+    header = f"{'model':26s} {'auto':>7s} {'first/warm':>10s} {'check/warm':>10s}"
+    print(header + f" {'fingerprint/warm':>16s} {'auto/best':>9s}")
+    for name, (model, x) in zoo.items():
+        runs: dict[str, list[float]] = {}
+        runner = sys.modules["bayesdrop.predict.runner"]
+        checked = runner.check_scope
+
+        def unchecked(model, engine, k, fork):
+            return selfcheck.ScopeCheck(engine.sample(k), None)
+
+        with torch.no_grad():
+            bayesdrop.mc_predict(model, x, num_samples=S, seed=0)  # warm-up
+            for _ in range(args.rounds):
+                for label, check in (("first", checked), ("first_unchecked", unchecked)):
+                    fresh = copy.deepcopy(model)
+                    runner.check_scope = check
+                    try:
+                        runs.setdefault(label, []).append(
+                            timed(lambda f=fresh: bayesdrop.mc_predict(f, x, num_samples=S, seed=0))
+                        )
+                    finally:
+                        runner.check_scope = checked
+                for engine in ("auto", "loop", "batched"):
+                    runs.setdefault(engine, []).append(
+                        timed(
+                            lambda e=engine: bayesdrop.mc_predict(model, x, num_samples=S, engine=e)
+                        )
+                    )
+                runs.setdefault("fingerprint", []).append(timed(lambda: plan_source(model)))
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        check = med["first"] - med["first_unchecked"]
+        engine = bayesdrop.mc_predict(model, x, num_samples=S).engine
+        print(
+            f"{name:26s} {engine:>7s} {med['first'] / med['auto']:10.2f} "
+            f"{check / med['auto']:10.3f} {med['fingerprint'] / med['auto']:16.4f} "
+            f"{med['auto'] / min(med['loop'], med['batched']):9.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
