@@ -161,6 +161,9 @@ def check_indices(name: str, value: Any, size: int) -> torch.Tensor:
         import numpy as np
 
         if not isinstance(value, np.ndarray):
+            items = value if isinstance(value, (list, tuple)) else ()
+            if any(isinstance(v, (bool, np.bool_)) for v in items):  # [1, False] is not [1, 0]
+                fail(name, "integer indices", "a boolean in the list", type_error=True)
             try:
                 value = np.asarray(value)
             except (TypeError, ValueError):

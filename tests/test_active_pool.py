@@ -163,8 +163,10 @@ def test_split_refuses_fractional_and_negative_positions(positions, exc, match):
 def test_split_refuses_fractional_initial_indices_and_takes_numpy_integers():
     import numpy as np
 
-    with pytest.raises(TypeError, match="`indices` to be integer indices, but got dtype"):
+    with pytest.raises(TypeError, match="`labelled` to be integer indices, but got dtype"):
         active.ActiveSplit(5, [2.5])
+    with pytest.raises(TypeError, match="`indices` to be integer indices, but got a boolean"):
+        active.ActiveSplit(5).label([1, False])  # not index 0
     split = active.ActiveSplit(5, np.array([3, 1], dtype=">u4"))  # big-endian uint32
     assert split.labelled.tolist() == [3, 1]
     assert split.label_pool_positions(np.array([0], dtype=np.uint16)).tolist() == [0]

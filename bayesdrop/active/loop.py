@@ -36,7 +36,7 @@ class ActiveSplit:
         self.num_points = check_positive_int("num_points", num_points)
         self._mask = torch.zeros(self.num_points, dtype=torch.bool)
         self._order: list[int] = []
-        self.label(labelled)
+        self._label(labelled, "labelled")
 
     @classmethod
     def balanced(cls, targets: Tensor, *, per_class: int, seed: int = 0) -> ActiveSplit:
@@ -76,9 +76,12 @@ class ActiveSplit:
         Indices are integers in ``[0, num_points)``: a float (even ``2.0``) is an error, not
         truncated, and a negative index is an error, not counted from the end.
         """
-        indices = check_indices("indices", indices, self.num_points)
+        return self._label(indices, "indices")
+
+    def _label(self, indices: Sequence[int] | Tensor, name: str) -> Tensor:
+        indices = check_indices(name, indices, self.num_points)
         if len(torch.unique(indices)) != len(indices) or bool(self._mask[indices].any()):
-            fail("indices", "distinct pool indices (not yet labelled)", indices.tolist()[:8])
+            fail(name, "distinct pool indices (not yet labelled)", indices.tolist()[:8])
         self._mask[indices] = True
         self._order.extend(indices.tolist())
         return indices

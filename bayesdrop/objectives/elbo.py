@@ -55,6 +55,9 @@ class ELBO(nn.Module):
     divided by :math:`N`, so learning rates do not depend on the data-set size. The NLL includes
     its constants (so ``loss`` is a bound on :math:`-\frac1N \log p(\mathcal D)`).
 
+    Half-precision outputs (float16, bfloat16) are computed in float32, as autocast does for
+    losses, so the NLL is not inf where float16 cannot hold it.
+
     Parameters
     ----------
     num_data : int
@@ -131,11 +134,11 @@ class ELBO(nn.Module):
                     "Predict one log-variance per output (no broadcasting).",
                 )
             target = _gaussian_target(target, mean)
-            return BF.heteroscedastic_nll(mean, log_var, target).mean()
+            return BF.heteroscedastic_nll(_wide(mean), _wide(log_var), target).mean()
         output = _floating("output", output)
         if self.likelihood == "gaussian":
             target = _gaussian_target(target, output)
-            return BF.gaussian_nll(output, target, self.tau).mean()
+            return BF.gaussian_nll(_wide(output), target, self.tau).mean()
         return self._categorical_nll(output, target)
 
     def _categorical_nll(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -172,7 +175,7 @@ class ELBO(nn.Module):
                 f"labels in [{lo}, {hi}]",
             )
         rows = logits if num_kept == target.shape[0] else logits[keep]
-        return BF.categorical_nll(rows, kept).mean()
+        return BF.categorical_nll(_wide(rows), kept).mean()
 
     def forward(
         self,
@@ -189,6 +192,12 @@ class ELBO(nn.Module):
             f"num_data={self.num_data}, likelihood={self.likelihood!r}, tau={self.tau:g}, "
             f"beta={self.beta:g}, ignore_index={self.ignore_index}"
         )
+
+
+def _wide(value: Tensor) -> Tensor:
+    """float16 / bfloat16 in float32 (as autocast computes losses): a cross-entropy of 1.2e5
+    or an ``exp(-s)`` of 1e6 is inf in float16. The gradient flows back in the input's dtype."""
+    return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
 
 
 def _floating(name: str, value: object) -> Tensor:
