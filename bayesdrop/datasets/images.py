@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import warnings
+import zlib
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -55,15 +59,50 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
            [3, 4, 5]], dtype=uint8)
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         fail("path", "an IDX file", str(path))
     ndim = data[3]
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=_IDX_DTYPES[data[2]], offset=4 + 4 * ndim)
-    return array.reshape(shape)
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    offset = 4 + 4 * ndim
+    if len(data) < offset:
+        _corrupt(path, f"{len(data)} bytes, fewer than its {ndim}-D header needs")
+    shape = struct.unpack(f">{ndim}I", data[4:offset])
+    declared = math.prod(shape) * dtype.itemsize
+    if len(data) - offset != declared:
+        _corrupt(
+            path,
+            f"{len(data) - offset:,} bytes of data where its header declares shape {shape} "
+            f"({declared:,} bytes)",
+        )
+    return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
+
+
+_REDOWNLOAD = (
+    "Download it again (bayesdrop.datasets.download(name, root, force=True)) or replace it "
+    "with a complete copy."
+)
+
+
+def _corrupt(path: Path, got: str) -> NoReturn:
+    fail(path.name, "a complete IDX file", f"{path} with {got} (truncated or corrupt)", _REDOWNLOAD)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of ``path``, gunzipped when its name ends in ``.gz``; a truncated or corrupt
+    archive is a bayesdrop error naming the file."""
+    try:
+        if path.suffix != ".gz":
+            return path.read_bytes()
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        fail(
+            path.name,
+            "a complete gzip file",
+            f"{path}, which is truncated or corrupt ({exc})",
+            _REDOWNLOAD,
+        )
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
@@ -98,6 +137,8 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     code = codes.get(big_endian.dtype.str) or codes.get(array.dtype.str)
     if code is None:
         fail("array", "of dtype uint8, int8, int16, int32, float32 or float64", array.dtype)
+    if any(size > 2**32 - 1 for size in array.shape):
+        fail("array", "of sizes below 2**32 (IDX stores 32-bit sizes)", f"shape {array.shape}")
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -106,11 +147,63 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     return path
 
 
+_NUM_CLASSES = 10
+
+
+def _check_labels(filename: str, labels: np.ndarray, num_images: int) -> Tensor:
+    """One whole label in ``[0, 10)`` per image, as a LongTensor."""
+    if labels.ndim != 1 or labels.shape[0] != num_images:
+        fail(
+            filename,
+            f"one label per image ({num_images:,} labels)",
+            f"{labels.shape[0] if labels.ndim == 1 else f'shape {labels.shape}'} labels",
+            "The images and labels files come from different data sets or splits; download "
+            "them again.",
+        )
+    if labels.dtype.kind == "f" and not np.array_equal(labels, np.floor(labels)):
+        bad = labels[labels != np.floor(labels)]
+        fail(filename, "whole class labels", f"values such as {bad[:3].tolist()}")
+    if labels.size and (labels.min() < 0 or labels.max() >= _NUM_CLASSES):
+        got = f"values in [{labels.min():g}, {labels.max():g}]"
+        fail(filename, f"class labels in [0, {_NUM_CLASSES})", got)
+    return torch.from_numpy(labels.astype(np.int64))
+
+
 def _load(folder: Path, prefix: str, source: str) -> tuple[Tensor, Tensor]:
-    images = read_idx(require_file(folder, f"{prefix}-images-idx3-ubyte.gz", source))
-    labels = read_idx(require_file(folder, f"{prefix}-labels-idx1-ubyte.gz", source))
+    images_file, labels_file = (f"{prefix}-{k}-ubyte.gz" for k in ("images-idx3", "labels-idx1"))
+    images = read_idx(require_file(folder, images_file, source))
+    labels = read_idx(require_file(folder, labels_file, source))
+    if images.ndim != 3 or images.dtype != np.uint8:
+        got = f"shape {images.shape} and dtype {images.dtype}"
+        fail(images_file, "grey images of shape (N, height, width) and dtype uint8", got)
+    y = _check_labels(labels_file, labels, images.shape[0])
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-    return x, torch.from_numpy(labels.astype(np.int64))
+    return x, y
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    """The rows of ``train-5k.csv.gz``: 784 pixel values in [0, 255], then the label."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: refused below
+            table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        fail(
+            path.name,
+            "a complete gzip file",
+            f"{path}, which is truncated or corrupt ({exc})",
+            _REDOWNLOAD,
+        )
+    except ValueError as exc:
+        fail(path.name, "comma-separated numbers, 785 a row", f"{path} ({exc})", _REDOWNLOAD)
+    if table.shape[0] == 0 or table.shape[1] != 785:
+        got = "no rows" if table.shape[0] == 0 else f"{table.shape[1]} columns"
+        fail(path.name, "rows of 784 pixel values and a label", got, _REDOWNLOAD)
+    pixels = table[:, :784]
+    if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
+        got = f"values in [{np.nanmin(pixels):g}, {np.nanmax(pixels):g}]"
+        fail(path.name, "pixel values in [0, 255]", got)
+    return table
 
 
 def load_fashion_mnist(
@@ -209,9 +302,10 @@ def load_mnist(
     if split == "test":
         return _load(folder, "t10k", "mnist")
     path = require_file(folder, "train-5k.csv.gz", "mnist")
-    table = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
-    x = torch.from_numpy(table[:, :784] / 255.0).reshape(-1, 1, 28, 28)
-    return x, torch.from_numpy(table[:, 784].astype(np.int64))
+    table = _read_csv(path)
+    y = _check_labels(path.name, table[:, 784], table.shape[0])
+    x = torch.from_numpy((table[:, :784] / 255.0).astype(np.float32)).reshape(-1, 1, 28, 28)
+    return x, y
 
 
 def load_notmnist(

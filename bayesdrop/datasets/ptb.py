@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_positive_int, fail
+from bayesdrop._validation import check_positive_int, check_tensor, fail
 from bayesdrop.datasets._root import data_root, require_file
 from bayesdrop.datasets.remote import download as _download
 
@@ -36,6 +36,24 @@ class PTB:
     test: Tensor
     vocab: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        if not all(isinstance(w, str) for w in self.vocab) or len(set(self.vocab)) != len(
+            self.vocab
+        ):
+            fail("vocab", "distinct words (strings)", f"{len(self.vocab)} entries")
+        for split in ("train", "valid", "test"):
+            tokens = getattr(self, split)
+            _check_tokens(split, tokens)
+            if tokens.dim() != 1:
+                fail(split, "a 1-D token stream", f"shape {tuple(tokens.shape)}")
+            if tokens.numel() and int(tokens.max()) >= len(self.vocab):
+                fail(
+                    split,
+                    f"token indices below the vocabulary size {len(self.vocab)}",
+                    f"a maximum of {int(tokens.max())}",
+                    "Index every word through `vocab`; a word outside it is out of vocabulary.",
+                )
+
     @property
     def vocab_size(self) -> int:
         """Number of word types."""
@@ -43,8 +61,27 @@ class PTB:
 
 
 def _read_words(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return [word for line in f for word in [*line.split(), EOS]]
+    """The words of a PTB file, ``<eos>`` after every line; an empty or undecodable file is an
+    error naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            words = [word for line in f for word in [*line.split(), EOS]]
+    except UnicodeDecodeError as exc:
+        fail(
+            path.name,
+            "UTF-8 text, one sentence a line",
+            f"{path} with undecodable bytes at position {exc.start}",
+            "Download it again (bayesdrop.datasets.download('ptb', root, force=True)).",
+        )
+    if all(word == EOS for word in words):
+        fail(
+            path.name,
+            "a file of sentences",
+            f"{path}, {'an empty file' if not words else 'blank lines only'}",
+            "The file is truncated or was not written completely; download it again "
+            "(bayesdrop.datasets.download('ptb', root, force=True)).",
+        )
+    return words
 
 
 def load_ptb(root: str | os.PathLike[str] | None = None, *, download: bool = False) -> PTB:
@@ -98,12 +135,28 @@ def load_ptb(root: str | os.PathLike[str] | None = None, *, download: bool = Fal
         unknown = {w for w in tokens if w not in index}
         if unknown:
             fail(
-                "root",
-                "PTB files whose words all occur in ptb.train.txt",
-                f"{len(unknown)} unknown word(s) in ptb.{split}.txt, e.g. {sorted(unknown)[:3]}",
+                f"ptb.{split}.txt",
+                "words that all occur in ptb.train.txt",
+                f"{len(unknown)} unknown word(s), e.g. {sorted(unknown)[:3]}",
+                "Mikolov's files map rare words to <unk>; map them the same way.",
             )
         splits[split] = torch.tensor([index[w] for w in tokens], dtype=torch.long)
     return PTB(**splits, vocab=tuple(index))
+
+
+def _check_tokens(name: str, tokens: Tensor, *, values: bool = True) -> None:
+    """Token indices: an integer tensor (of non-negative values, when ``values``)."""
+    check_tensor(name, tokens)
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        fail(
+            name,
+            "integer token indices",
+            f"dtype {tokens.dtype}",
+            "Use tokens.long().",
+            type_error=True,
+        )
+    if values and tokens.numel() and int(tokens.min()) < 0:
+        fail(name, "non-negative token indices", f"a minimum of {int(tokens.min())}")
 
 
 def batchify(data: Tensor, batch_size: int) -> Tensor:
@@ -122,6 +175,7 @@ def batchify(data: Tensor, batch_size: int) -> Tensor:
             [2, 5, 8]])
     """
     batch_size = check_positive_int("batch_size", batch_size)
+    _check_tokens("data", data)
     if data.dim() != 1 or data.numel() < batch_size:
         fail(
             "data",
@@ -144,6 +198,14 @@ def bptt_batches(source: Tensor, bptt: int) -> Iterator[tuple[Tensor, Tensor]]:
     [([0, 1, 2], [1, 2, 3]), ([3], [4])]
     """
     bptt = check_positive_int("bptt", bptt)
+    _check_tokens("source", source, values=False)  # batchify checked them
+    if source.dim() != 2 or source.shape[0] < 2:
+        fail(
+            "source",
+            "a (T, N) batch of token columns with T >= 2 (an input and its next token)",
+            f"shape {tuple(source.shape)}",
+            "Make it with batchify(tokens, batch_size).",
+        )
     for start in range(0, source.shape[0] - 1, bptt):
         length = min(bptt, source.shape[0] - 1 - start)
         yield source[start : start + length], source[start + 1 : start + 1 + length]

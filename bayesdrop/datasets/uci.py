@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from bayesdrop._validation import fail
+from bayesdrop._validation import check_int, fail
 from bayesdrop.datasets._root import data_root, missing_data_hint, require_file
 from bayesdrop.datasets.remote import download as _download
 from bayesdrop.datasets.remote import sources as _sources
@@ -109,28 +110,83 @@ class UCIDataset:
 
     def split(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(X_train, y_train, X_test, y_test)`` of split ``k``."""
+        k = check_int("k", k)
         if not 0 <= k < self.num_splits:
             fail("k", f"a split index in [0, {self.num_splits})", k)
         train, test = self.splits[k]
         return self.X[train], self.y[train], self.X[test], self.y[test]
 
 
-def _read_numbers(path: Path, dtype: type = float) -> np.ndarray:
-    values = np.loadtxt(path, dtype=np.float64, ndmin=1)
-    return values.astype(dtype)
+def _read_numbers(path: Path) -> np.ndarray:
+    """The whitespace-separated numbers of ``path``, flat; unreadable text is an error naming
+    the file (an empty file gives an empty array)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            values = np.loadtxt(path, dtype=np.float64, ndmin=1)
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(path.name, "whitespace-separated numbers", f"{path} ({exc})")
+    return values.reshape(-1)
 
 
-def _optional(folder: Path, filename: str) -> np.ndarray | None:
+def _read_indices(path: Path, size: int, what: str) -> np.ndarray:
+    """0-based ``what`` indices in ``[0, size)``: whole, non-negative, not empty."""
+    values = _read_numbers(path)
+    if values.size == 0:
+        fail(path.name, f"at least one {what} index", f"{path}, an empty file")
+    whole = np.isfinite(values) & (values == np.floor(values))
+    if not whole.all():
+        bad = values[~whole][:3].tolist()
+        fail(
+            path.name,
+            f"whole {what} indices",
+            f"values such as {bad}",
+            "A fraction is not rounded.",
+        )
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0 or hi >= size:
+        fix = "Indices are 0-based; a negative one is not counted from the end." if lo < 0 else ""
+        fail(path.name, f"{what} indices in [0, {size})", f"values in [{lo}, {hi}]", fix)
+    return values.astype(np.int64)
+
+
+def _optional(folder: Path, filename: str, check: str) -> np.ndarray | None:
+    """A protocol file's numbers, checked: ``"count"`` (whole, positive), ``"rate"`` (in
+    ``[0, 1)``) or ``"positive"``; ``None`` when the file is absent."""
     path = folder / filename
-    return _read_numbers(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    values = _read_numbers(path)
+    wanted = {
+        "count": "a positive whole number",
+        "rate": "dropout rates in [0, 1)",
+        "positive": "positive finite numbers",
+    }[check]
+    ok = np.isfinite(values) & (values > 0 if check != "rate" else values >= 0)
+    if check == "count":
+        ok &= values == np.floor(values)
+    if check == "rate":
+        ok &= values < 1
+    if values.size == 0 or not ok.all():
+        fail(filename, wanted, "an empty file" if not values.size else f"{values[:5].tolist()}")
+    return values
 
 
-def _read_splits(folder: Path) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+def _read_splits(folder: Path, num_data: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     splits = []
     k = 0
     while (folder / f"index_train_{k}.txt").is_file():
-        train = _read_numbers(folder / f"index_train_{k}.txt", int)
-        test = _read_numbers(require_file(folder, f"index_test_{k}.txt", _source(folder)), int)
+        train = _read_indices(folder / f"index_train_{k}.txt", num_data, "row")
+        test_file = require_file(folder, f"index_test_{k}.txt", _source(folder))
+        test = _read_indices(test_file, num_data, "row")
+        shared = np.intersect1d(train, test)
+        if shared.size:
+            fail(
+                f"index_test_{k}.txt",
+                f"rows disjoint from index_train_{k}.txt",
+                f"{shared.size} row(s) in both, e.g. {shared[:3].tolist()}",
+                "Test points would be trained on.",
+            )
         splits.append((train, test))
         k += 1
     if not splits:
@@ -144,30 +200,36 @@ def _source(folder: Path) -> str | None:
     return f"uci-{name}" if f"uci-{name}" in _sources() else None
 
 
+def _number(text: str, path: Path) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        fail(path.name, "numbers where the published format has them", repr(text))
+
+
 def _read_published(results: Path) -> dict[str, PublishedResult]:
     logs = sorted(results.glob("log_*.txt")) if results.is_dir() else []
     out: dict[str, PublishedResult] = {}
-    for line in logs[0].read_text().splitlines() if logs else []:
+    for line in logs[0].read_text(errors="replace").splitlines() if logs else []:
         match = _LOG_LINE.match(line.strip())
         if match and match["key"] != "errors":
             key = "rmse" if match["key"] == "MC errors" else "ll"
             prefix = "test_MC_rmse_" if key == "rmse" else "test_ll_"
             path = results / (prefix + logs[0].name[len("log_") :])
             values = tuple(_read_numbers(path).tolist()) if path.is_file() else ()
-            out[key] = PublishedResult(
-                float(match["mean"]), float(match["std"]), float(match["se"]), values
-            )
+            mean, std, se = (_number(match[k], logs[0]) for k in ("mean", "std", "se"))
+            out[key] = PublishedResult(mean, std, se, values)
     return out
 
 
 def _read_published_validation(results: Path) -> dict[tuple[float, float], tuple[float, ...]]:
     files = sorted(results.glob("validation_ll_*.txt")) if results.is_dir() else []
     grid: dict[tuple[float, float], list[float]] = {}
-    for line in files[0].read_text().splitlines() if files else []:
+    for line in files[0].read_text(errors="replace").splitlines() if files else []:
         match = _VALIDATION_LINE.match(line.strip())
         if match:
-            key = (float(match["p"]), float(match["tau"]))
-            grid.setdefault(key, []).append(float(match["value"]))
+            key = (_number(match["p"], files[0]), _number(match["tau"], files[0]))
+            grid.setdefault(key, []).append(_number(match["value"], files[0]))
     return {k: tuple(v) for k, v in grid.items()}
 
 
@@ -203,6 +265,59 @@ def _dataset_folder(name: str, root: str | os.PathLike[str] | None) -> Path:
         + missing_data_hint(source),
     )
     raise AssertionError  # unreachable
+
+
+def _read_table(path: Path) -> np.ndarray:
+    """``data.txt``: a non-empty table of finite numbers, every row as long."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: refused below
+            table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(
+            path.name,
+            "a table of whitespace-separated numbers, one row per point",
+            f"{path} ({exc})",
+        )
+    if table.size == 0:
+        fail(path.name, "a table with at least one row", f"{path}, an empty file")
+    if not np.isfinite(table).all():
+        bad = int((~np.isfinite(table)).sum())
+        fail(path.name, "finite numbers", f"{bad} NaN or infinite value(s)")
+    return table
+
+
+def _read_columns(folder: Path, num_columns: int) -> tuple[np.ndarray, int]:
+    """The feature columns and the target column; the target must not be a feature."""
+    features = _read_indices(folder / "index_features.txt", num_columns, "column")
+    target = _read_indices(folder / "index_target.txt", num_columns, "column")
+    if target.size != 1:
+        fail("index_target.txt", "one target column", f"{target.size}: {target[:5].tolist()}")
+    unique, counts = np.unique(features, return_counts=True)
+    if (counts > 1).any():
+        fail("index_features.txt", "distinct columns", f"repeated {unique[counts > 1].tolist()}")
+    if int(target[0]) in unique:
+        fail(
+            "index_features.txt",
+            f"columns other than the target column {int(target[0])} (index_target.txt)",
+            f"{features.tolist()}",
+            "The target would leak into X.",
+        )
+    return features, int(target[0])
+
+
+def _check_name(name: object) -> str:
+    """A data set's folder name: one plain path component."""
+    if not isinstance(name, str):
+        fail("name", "a string", type(name).__name__, type_error=True)
+    if (
+        not name
+        or name in (".", "..")
+        or any(c in name for c in "/\\\0")
+        or Path(name).is_absolute()
+    ):
+        fail("name", "a data set folder name (no path separators or '..')", repr(name))
+    return name
 
 
 def load_uci(
@@ -256,8 +371,7 @@ def load_uci(
     >>> y_test.tolist()
     [11.0]
     """
-    if not isinstance(name, str):
-        fail("name", "a string", type(name).__name__, type_error=True)
+    name = _check_name(name)
     if download:
         if f"uci-{name}" not in _sources():
             known = sorted(k[len("uci-") :] for k in _sources() if k.startswith("uci-"))
@@ -266,22 +380,17 @@ def load_uci(
     folder = _dataset_folder(name, root)
     for filename in _REQUIRED:
         require_file(folder, filename, _source(folder))
-    table = np.loadtxt(folder / "data.txt", dtype=np.float64, ndmin=2)
-    features = _read_numbers(folder / "index_features.txt", int)
-    target = _read_numbers(folder / "index_target.txt", int)
-    if features.max(initial=-1) >= table.shape[1] or target.size != 1:
-        fail(
-            "index_features.txt / index_target.txt",
-            f"column indices below {table.shape[1]} and one target column",
-            f"{features.tolist()} / {target.tolist()}",
-        )
-    epochs, hidden = _optional(folder, "n_epochs.txt"), _optional(folder, "n_hidden.txt")
-    rates, taus = _optional(folder, "dropout_rates.txt"), _optional(folder, "tau_values.txt")
+    table = _read_table(folder / "data.txt")
+    features, target = _read_columns(folder, table.shape[1])
+    epochs = _optional(folder, "n_epochs.txt", "count")
+    hidden = _optional(folder, "n_hidden.txt", "count")
+    rates = _optional(folder, "dropout_rates.txt", "rate")
+    taus = _optional(folder, "tau_values.txt", "positive")
     return UCIDataset(
         name=folder.parent.name if folder.name == "data" else folder.name,
         X=table[:, features],
-        y=table[:, int(target[0])],
-        splits=_read_splits(folder),
+        y=table[:, target],
+        splits=_read_splits(folder, table.shape[0]),
         n_epochs=None if epochs is None else int(epochs[0]),
         n_hidden=None if hidden is None else int(hidden[0]),
         dropout_rates=() if rates is None else tuple(rates.tolist()),
