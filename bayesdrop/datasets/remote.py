@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
-from bayesdrop._validation import check_choice, fail
+from bayesdrop._validation import check_choice, check_positive, fail
 from bayesdrop.datasets._root import root_or_env
 
 __all__ = ["MIRROR_ENV", "DataSource", "RemoteFile", "download", "sources"]
@@ -114,10 +115,55 @@ def sources() -> dict[str, DataSource]:
     return dict(_SOURCES)
 
 
+_SCHEMES = ("https://", "http://", "file://")
+
+
+def _check_path(label: str, value: object, *, plain: bool = False) -> str:
+    """A relative POSIX path of plain components (one component when ``plain``): no absolute
+    path, no drive, no backslash, no ``..``, ``.`` or empty component."""
+    what = "a plain name (no path separators)" if plain else "a relative path inside the folder"
+    if not isinstance(value, str):
+        fail(label, what, type(value).__name__, type_error=True)
+    parts = value.split("/")
+    if (
+        not value
+        or "\\" in value
+        or "\0" in value
+        or value.startswith("/")
+        or PureWindowsPath(value).drive
+        or any(part in ("", ".", "..") for part in parts)
+        or (plain and len(parts) > 1)
+    ):
+        fail(
+            label,
+            what + " without '..', '.', empty parts or backslashes",
+            repr(value),
+            "Downloads are written only inside root/<folder>.",
+        )
+    return value
+
+
+def _check_source(src: DataSource) -> None:
+    _check_path("name", src.name, plain=True)
+    _check_path(f"{src.name}: folder", src.folder)
+    seen: set[str] = set()
+    for f in src.files:
+        if not isinstance(f, RemoteFile):
+            fail(f"{src.name}: files", "RemoteFile entries", type(f).__name__, type_error=True)
+        path = _check_path(f"{src.name}: path", f.path)
+        if path in seen:
+            fail(f"{src.name}: path", "distinct file paths", f"{path!r} twice")
+        seen.add(path)
+        check_choice("checked", f.checked, _CHECKED)
+        if not isinstance(f.url, str) or not f.url.startswith(_SCHEMES):
+            fail(f"{src.name}/{path}: url", "an http(s):// or file:// URL", repr(f.url))
+        if not isinstance(f.sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", f.sha256):
+            fail(f"{src.name}/{path}: sha256", "64 lower-case hex digits", repr(f.sha256))
+
+
 def _resolve_source(source: str | DataSource) -> DataSource:
     if isinstance(source, DataSource):
-        for f in source.files:
-            check_choice("checked", f.checked, _CHECKED)
+        _check_source(source)
         return source
     if not isinstance(source, str) or source not in _SOURCES:
         fail(
@@ -125,7 +171,22 @@ def _resolve_source(source: str | DataSource) -> DataSource:
             f"one of {', '.join(repr(n) for n in _SOURCES)} or a DataSource",
             repr(source),
         )
+    _check_source(_SOURCES[source])
     return _SOURCES[source]
+
+
+def _inside(folder: Path, path: str, label: str) -> Path:
+    """``folder / path``, refused when, symbolic links resolved, it lies outside ``folder``."""
+    base = folder.resolve()
+    destination = (base / path).resolve()
+    if not destination.is_relative_to(base):
+        fail(
+            label,
+            f"a file inside {base}",
+            f"{destination} (a symbolic link leads outside)",
+            "Downloads are written only inside root/<folder>; remove the link.",
+        )
+    return destination
 
 
 def _target_root(root: str | os.PathLike[str] | None) -> Path:
@@ -137,12 +198,16 @@ def _target_root(root: str | os.PathLike[str] | None) -> Path:
 def _fetch(url: str, destination: Path, expected: str, label: str, timeout: float) -> None:
     """Stream ``url`` into ``destination`` if its SHA-256 is ``expected``; keep no bad file."""
     partial = destination.with_name(destination.name + ".part")
+    partial.unlink(missing_ok=True)  # a stale partial file, or a link placed there: not followed
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             while chunk := response.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
+    except ValueError as exc:  # a URL urllib cannot parse (http.client.InvalidURL, ...)
+        partial.unlink(missing_ok=True)
+        fail(label, "a URL that can be fetched", f"{url!r} ({exc})")
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise OSError(
@@ -199,11 +264,16 @@ def download(
     pathlib.Path
         The data set's folder, ``root/<folder>``.
 
+    Nothing is written outside ``root/<folder>``: a :class:`DataSource`'s ``name`` must be a
+    plain name, its ``folder`` and every file's ``path`` relative POSIX paths without ``..``,
+    ``.``, empty parts, backslashes or drives, and a file whose path leads outside the folder
+    through a symbolic link is refused. URLs are ``http(s)://`` or ``file://``.
+
     Raises
     ------
     BayesdropValueError
-        For an unknown name, no root, or a file whose SHA-256 does not match (the file is
-        not kept).
+        For an unknown name, no root, a name or path that would leave ``root/<folder>``, or a
+        file whose SHA-256 does not match (the file is not kept).
     OSError
         If a file cannot be fetched (no connection, HTTP error); the message names it.
 
@@ -212,7 +282,7 @@ def download(
     Nothing below touches the network: every file of this source is already present.
 
     >>> import tempfile
-    >>> from pathlib import Path
+    >>> from pathlib import Path, PureWindowsPath
     >>> from bayesdrop.datasets import DataSource, RemoteFile, download
     >>> root = Path(tempfile.mkdtemp())
     >>> (root / "toy").mkdir()
@@ -223,10 +293,16 @@ def download(
     True
     """
     src = _resolve_source(source)
+    timeout = check_positive("timeout", timeout)
+    if progress is not None and not callable(progress):
+        fail("progress", "a callable or None", type(progress).__name__, type_error=True)
     folder = _target_root(root) / src.folder
     mirror = os.environ.get(MIRROR_ENV, "").rstrip("/")
+    if mirror and not mirror.startswith(_SCHEMES):
+        fail(MIRROR_ENV, "an http(s):// or file:// URL prefix", repr(mirror))
+    folder.mkdir(parents=True, exist_ok=True)
     for f in src.files:
-        destination = folder / f.path
+        destination = _inside(folder, f.path, f"{src.name}/{f.path}")
         if destination.is_file() and not force:
             continue
         destination.parent.mkdir(parents=True, exist_ok=True)
