@@ -26,21 +26,23 @@ _NORMALIZATION = (_BatchNorm, _InstanceNorm)
 class NoiseCheck:
     r"""The predictor's samples against the model's own training-mode noise (an oracle test).
 
-    :func:`check_noise` draws :math:`S` samples of the first rows of ``x`` with the engine
-    :func:`bayesdrop.mc_predict` would use (``engine="auto"``: the same choice, the same
+    :func:`bayesdrop.check_noise` draws :math:`S` samples of the first rows of ``x`` with the
+    engine :func:`bayesdrop.mc_predict` would use (``engine="auto"``: the same choice, the same
     batching of samples into passes) and :math:`S` samples in training mode with every
     normalisation layer kept in eval (BatchNorm and InstanceNorm keep their running
-    statistics), so that only the noise differs. It compares the two on the entries :math:`d`
+    statistics), so that only the noise differs. It compares the two on the :math:`D` entries
     of what the predictor averages (the probabilities for classification, the outputs for
-    regression):
+    regression). The means, entry by entry, against the Bonferroni bound
+    :math:`c = t_{2S-2}^{-1}(1 - \alpha / 2D)`:
 
-    * the means, entry by entry, :math:`z_d = (ar e_d - ar o_d) /
-      \sqrt{(s^2_{e,d} + s^2_{o,d}) / S}`, against the Bonferroni bound
-      :math:`c = \Phi^{-1}(1 - lpha / 2D)`;
-    * the spread :math:`v = rac1D \sum_d s^2_d` (the mean variance over samples), whose
-      standard error comes from :math:`G = 8` groups of samples:
-      :math:`z_v = (v_e - v_o) / \sqrt{\mathrm{se}_e^2 + \mathrm{se}_o^2}` against
-      :math:`\Phi^{-1}(1 - lpha)`.
+    .. math:: z_d = \frac{\bar e_d - \bar o_d}{\sqrt{(s^2_{e,d} + s^2_{o,d}) / S}} ;
+
+    the spread, the mean variance :math:`v = \sum_i u_i / (S - 1)` with
+    :math:`u_i = \frac1D \sum_d (x_{id} - \bar x_d)^2`, whose standard error is that of a mean
+    of the :math:`u_i`, against :math:`t_{S-1}^{-1}(1 - \alpha)` (Student's :math:`t`
+    quantiles, Cornish-Fisher approximation):
+
+    .. math:: z_v = \frac{v_e - v_o}{\sqrt{\mathrm{se}_e^2 + \mathrm{se}_o^2}} .
 
     Attributes
     ----------
@@ -48,7 +50,7 @@ class NoiseCheck:
         The engine that drew the predictor's samples, and why it was chosen.
     sampled_spread, training_spread : float
         The mean over entries of the standard deviation over samples,
-        :math:`rac1D\sum_d s_d`, for the predictor and for training mode.
+        :math:`\frac1D\sum_d s_d`, for the predictor and for training mode.
     ratio : float
         ``sampled_spread / training_spread`` (1 when both are 0).
     mean_z : float
@@ -249,7 +251,7 @@ def check_noise(
     :func:`bayesdrop.mc_predict` uses (``engine``; ``"auto"`` makes the same choice and
     batches the samples into passes the same way), then as many in training mode with every
     normalisation layer (BatchNorm, InstanceNorm) kept in eval, so that only noise differs.
-    The verdict (:attr:`NoiseCheck.ok`, ``missed``, ``excess``, ``shifted``) comes from the
+    The verdict (:attr:`bayesdrop.predict.NoiseCheck.ok`, ``missed``, ``excess``, ``shifted``) comes from the
     Monte-Carlo standard errors of the two (see :class:`NoiseCheck`), at significance level
     ``alpha``. When noise is missed, the modules that drew random numbers only in training mode
     are named. Every mode is restored afterwards, also when the model raises; the global random

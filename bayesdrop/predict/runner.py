@@ -33,7 +33,7 @@ from bayesdrop.predict.io import (
 )
 from bayesdrop.predict.noise import check_noise, fork_rng
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
-from bayesdrop.predict.selfcheck import check_scope
+from bayesdrop.predict.selfcheck import check_scope, scope_check_skipped
 
 __all__ = [
     "ENGINES",
@@ -349,7 +349,12 @@ def predict_batch(
         while done < total:
             # "auto" doubles the sample count between checks: at most 2x past the stopping point
             step = min(chunk, max(2 * NUM_GROUPS, done) if auto else chunk, total - done)
-            if step > 1 and engine.replicates and not plans.scope_checked:
+            if (
+                step > 1
+                and engine.replicates
+                and not plans.scope_checked
+                and not scope_check_skipped()
+            ):
                 # the first pass of several samples for this model: are they independent?
                 state = _rng_state(device)
                 check = check_scope(model, engine, step, lambda: fork_rng(device))

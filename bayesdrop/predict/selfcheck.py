@@ -16,6 +16,8 @@ Either sends ``auto`` to one sample per pass, with the reason in ``engine_reason
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +25,26 @@ from torch import Tensor, nn
 
 from bayesdrop.nn.noise_calls import Draw, functional_noise
 
-__all__ = ["ScopeCheck", "check_scope", "shared_draws"]
+__all__ = ["ScopeCheck", "check_scope", "scope_check_skipped", "shared_draws", "skip_scope_check"]
+
+_SKIPPED = [0]
+
+
+@contextmanager
+def skip_scope_check() -> Iterator[None]:
+    """No first-call check inside the block: for noise whose per-sample draws are known by
+    construction (the mask banks of :func:`bayesdrop.active.masks.consistent_masks`, whose
+    sample counter the check's extra pass would advance)."""
+    _SKIPPED[0] += 1
+    try:
+        yield
+    finally:
+        _SKIPPED[0] -= 1
+
+
+def scope_check_skipped() -> bool:
+    """Whether a :func:`skip_scope_check` block is open."""
+    return _SKIPPED[0] > 0
 
 
 @dataclass(frozen=True)
