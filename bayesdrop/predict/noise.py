@@ -251,8 +251,9 @@ def check_noise(
     :func:`bayesdrop.mc_predict` uses (``engine``; ``"auto"`` makes the same choice and
     batches the samples into passes the same way), then as many in training mode with every
     normalisation layer (BatchNorm, InstanceNorm) kept in eval, so that only noise differs.
-    The verdict (:attr:`bayesdrop.predict.NoiseCheck.ok`, ``missed``, ``excess``, ``shifted``) comes from the
-    Monte-Carlo standard errors of the two (see :class:`NoiseCheck`), at significance level
+    The verdict (:attr:`bayesdrop.predict.NoiseCheck.ok`, ``missed``, ``excess``,
+    ``shifted``) comes from the Monte-Carlo standard errors of the two (see
+    :class:`bayesdrop.predict.NoiseCheck`), at significance level
     ``alpha``. When noise is missed, the modules that drew random numbers only in training mode
     are named. Every mode is restored afterwards, also when the model raises; the global random
     state is not moved. ``mc_predict(..., verify=True)`` runs this first and raises when the
