@@ -378,3 +378,14 @@ def test_duplicate_paths_and_a_bad_mirror(tmp_path, served, monkeypatch):
     monkeypatch.setenv(remote_module.MIRROR_ENV, "mirror.example.org")
     with pytest.raises(BayesdropValueError, match=r"`BAYESDROP_DATA_MIRROR` to be an http"):
         download(DataSource("toy", "toy", (RemoteFile("a.txt", url, sha),)), tmp_path)
+
+
+def test_paths_that_are_not_paths(tmp_path):
+    with pytest.raises(BayesdropTypeError, match=r"Expected `path` to be a path .*, but got int"):
+        read_idx(123)
+    with pytest.raises(BayesdropTypeError, match=r"Expected `path` to be a path"):
+        write_idx(3, np.zeros(2, np.uint8))
+    with pytest.raises(BayesdropTypeError, match=r"Expected `root` to be a path .*, but got list"):
+        load_ptb(root=[tmp_path])
+    with pytest.raises(BayesdropTypeError, match=r"Expected `root` to be a path"):
+        download("ptb", 5, progress=None)

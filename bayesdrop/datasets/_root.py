@@ -7,7 +7,15 @@ from pathlib import Path
 
 from bayesdrop._validation import fail
 
-__all__ = ["DATA_ENV", "SMOKE_ENV", "data_root", "missing_data_hint", "require_file", "smoke_mode"]
+__all__ = [
+    "DATA_ENV",
+    "SMOKE_ENV",
+    "as_path",
+    "data_root",
+    "missing_data_hint",
+    "require_file",
+    "smoke_mode",
+]
 
 DATA_ENV = "BAYESDROP_DATA"
 SMOKE_ENV = "BAYESDROP_SMOKE"
@@ -41,6 +49,15 @@ def missing_data_hint(source: str | None = None) -> str:
     )
 
 
+def as_path(name: str, value: object) -> Path:
+    """``value`` as a path: a ``str`` or ``os.PathLike``, else a bayesdrop ``TypeError``."""
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    if not isinstance(value, (str, os.PathLike)):
+        fail(name, "a path (str or os.PathLike)", type(value).__name__, type_error=True)
+    return Path(value).expanduser()
+
+
 def root_or_env(root: str | os.PathLike[str] | None, expected: str, fix: str) -> Path:
     """``root``, else the ``BAYESDROP_DATA`` environment variable, as a path; a ValueError
     naming ``expected`` (what the folder is for) and ``fix`` when neither is set."""
@@ -49,7 +66,7 @@ def root_or_env(root: str | os.PathLike[str] | None, expected: str, fix: str) ->
     if root is None:
         wanted = f"{expected} (argument or the {DATA_ENV} environment variable)"
         fail("root", wanted, "neither", fix)
-    return Path(root).expanduser()
+    return as_path("root", root)
 
 
 def data_root(

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, fail
-from bayesdrop.datasets._root import data_root, require_file
+from bayesdrop.datasets._root import as_path, data_root, require_file
 from bayesdrop.datasets.remote import download as _download
 
 __all__ = ["load_fashion_mnist", "load_mnist", "load_notmnist", "read_idx", "write_idx"]
@@ -58,7 +58,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     array([[0, 1, 2],
            [3, 4, 5]], dtype=uint8)
     """
-    path = Path(path)
+    path = as_path("path", path)
     data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         fail("path", "an IDX file", str(path))
@@ -140,7 +140,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     if any(size > 2**32 - 1 for size in array.shape):
         fail("array", "of sizes below 2**32 (IDX stores 32-bit sizes)", f"shape {array.shape}")
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path = Path(path)
+    path = as_path("path", path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "wb") as f:
         f.write(header + big_endian.tobytes())
