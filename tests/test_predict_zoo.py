@@ -130,12 +130,7 @@ def predict(model, x, opts, engine, seed, num_samples=S):
         # forcing "cached" on a model that cannot be split warns and falls back; expected here
         warnings.filterwarnings("ignore", message="bayesdrop: cached engine unavailable")
         return bayesdrop.mc_predict(
-            model,
-            x,
-            num_samples=num_samples,
-            engine=engine,
-            seed=seed,
-            return_samples=True,
+            model, x, num_samples=num_samples, engine=engine, seed=seed, return_samples=True,
             **opts,
         )
 
