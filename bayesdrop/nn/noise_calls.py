@@ -21,24 +21,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["Draw", "FunctionalNoise", "functional_noise", "functional_noise_paused", "module_names"]
+__all__ = [
+    "NOISE_FUNCTIONS",
+    "RANDOM_METHODS",
+    "Draw",
+    "FunctionalNoise",
+    "functional_noise",
+    "functional_noise_paused",
+    "module_names",
+]
 
-# function -> (position of the `training` argument, its keyword name)
-_TRAINING_ARG: dict[object, tuple[int, str]] = {
-    F.dropout: (2, "training"),
-    F.dropout1d: (2, "training"),
-    F.dropout2d: (2, "training"),
-    F.dropout3d: (2, "training"),
-    F.alpha_dropout: (2, "training"),
-    F.feature_alpha_dropout: (2, "training"),
-    F.rrelu: (3, "training"),
-    F.rrelu_: (3, "training"),
-    torch.dropout: (2, "train"),
-    torch.alpha_dropout: (2, "train"),
-    torch.feature_dropout: (2, "train"),
-    torch.feature_alpha_dropout: (2, "train"),
-    torch.rrelu: (3, "training"),
+# function -> (position of the `training` argument, its keyword name, its default)
+_TRAINING_ARG: dict[object, tuple[int, str, bool]] = {
+    F.dropout: (2, "training", True),
+    F.dropout1d: (2, "training", True),
+    F.dropout2d: (2, "training", True),
+    F.dropout3d: (2, "training", True),
+    F.alpha_dropout: (2, "training", False),
+    F.feature_alpha_dropout: (2, "training", False),
+    F.rrelu: (3, "training", False),
+    F.rrelu_: (3, "training", False),
+    torch.dropout: (2, "train", True),
+    torch.alpha_dropout: (2, "train", True),
+    torch.feature_dropout: (2, "train", True),
+    torch.feature_alpha_dropout: (2, "train", True),
+    torch.rrelu: (3, "training", False),
 }
+_RRELU = (F.rrelu, F.rrelu_, torch.rrelu)
 _RANDOM_FUNCTIONS = {
     torch.rand,
     torch.randn,
@@ -52,17 +61,23 @@ _RANDOM_FUNCTIONS = {
     torch.poisson,
     torch.multinomial,
 }
-_RANDOM_METHODS = {
-    "bernoulli",
-    "bernoulli_",
-    "uniform_",
-    "normal_",
-    "random_",
-    "exponential_",
-    "geometric_",
-    "cauchy_",
-    "log_normal_",
-}
+#: Functions that draw random numbers (or, for the dropout family, may): the random-number
+#: functions and the dropout-family functions whose training flag this module switches.
+NOISE_FUNCTIONS = frozenset(_RANDOM_FUNCTIONS) | frozenset(_TRAINING_ARG)
+#: Tensor methods that fill a tensor with random numbers.
+RANDOM_METHODS = frozenset(
+    {
+        "bernoulli",
+        "bernoulli_",
+        "uniform_",
+        "normal_",
+        "random_",
+        "exponential_",
+        "geometric_",
+        "cauchy_",
+        "log_normal_",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -75,22 +90,23 @@ class Draw:
     numel: int
 
 
-def _with_training(func: object, args: tuple, kwargs: dict) -> tuple[tuple, dict, bool]:
-    """``args``/``kwargs`` with the training argument set to True; whether it was off."""
-    index, name = _TRAINING_ARG[func]
+def _training_on(func: object, args: tuple, kwargs: dict) -> bool:
+    """The value of a dropout-family call's training argument (its default when not given)."""
+    index, name, default = _TRAINING_ARG[func]
+    return bool(args[index] if len(args) > index else kwargs.get(name, default))
+
+
+def _with_training(func: object, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``args``/``kwargs`` with the training argument set to True."""
+    index, name, _default = _TRAINING_ARG[func]
     if len(args) > index:
-        was = bool(args[index])
-        args = (*args[:index], True, *args[index + 1 :])
-    else:
-        default = func is not F.rrelu and func is not F.rrelu_ and func is not torch.rrelu
-        was = bool(kwargs.get(name, default))
-        kwargs = {**kwargs, name: True}
-    return args, kwargs, not was
+        return (*args[:index], True, *args[index + 1 :]), kwargs
+    return args, {**kwargs, name: True}
 
 
 def _rate(func: object, args: tuple, kwargs: dict) -> float:
     """The drop rate of a dropout-family call (1 for rrelu: its slope is always drawn)."""
-    if func in (F.rrelu, F.rrelu_, torch.rrelu):
+    if func in _RRELU:
         lower = args[1] if len(args) > 1 else kwargs.get("lower", 1.0 / 8)
         upper = args[2] if len(args) > 2 else kwargs.get("upper", 1.0 / 3)
         return float(upper != lower)
@@ -101,15 +117,11 @@ def _rate(func: object, args: tuple, kwargs: dict) -> float:
 def _drawn(func: object, args: tuple, kwargs: dict, out: object, forced: bool) -> int | None:
     """Values drawn by a call (None when it draws nothing); ``forced``: a dropout-family call
     runs as in training whatever its argument says."""
-    name = getattr(func, "__name__", "")
     if func in _TRAINING_ARG:
-        index, key = _TRAINING_ARG[func]
-        default = func not in (F.rrelu, F.rrelu_, torch.rrelu)
-        on = args[index] if len(args) > index else kwargs.get(key, default)
-        if not (forced or on):
+        if not (forced or _training_on(func, args, kwargs)):
             return None
         return _numel(out) if _rate(func, args, kwargs) > 0.0 else None
-    if func in _RANDOM_FUNCTIONS or name in _RANDOM_METHODS:
+    if func in _RANDOM_FUNCTIONS or getattr(func, "__name__", "") in RANDOM_METHODS:
         return _numel(out)
     if func is F.scaled_dot_product_attention:
         p = args[4] if len(args) > 4 else kwargs.get("dropout_p", 0.0)
@@ -126,10 +138,10 @@ class FunctionalNoise(TorchFunctionMode):
 
     Every call of ``F.dropout``, ``F.dropout1d/2d/3d``, ``F.alpha_dropout``,
     ``F.feature_alpha_dropout``, ``F.rrelu`` (and ``torch.dropout`` and its kin) made inside
-    the block runs with ``training=True``, whichever module makes it. ``switched`` counts the
-    calls that came with ``training=False``. With ``record=True``, :attr:`draws` lists every
-    random draw; ``names`` maps modules to their names in the model, and :meth:`enter` /
-    :meth:`leave` (called by forward hooks) keep the stack of running modules.
+    the block runs with ``training=True``, whichever module makes it. With ``record=True``,
+    :attr:`draws` lists every random draw; ``names`` maps modules to their names in the model,
+    and :meth:`enter` / :meth:`leave` (called by forward hooks) keep the stack of running
+    modules.
     """
 
     def __init__(
@@ -138,7 +150,6 @@ class FunctionalNoise(TorchFunctionMode):
         super().__init__()
         self.record, self.names, self.force = record, names or {}, force
         self.draws: list[Draw] = []
-        self.switched = 0
         self.paused = False
         self._stack: list[str] = []
 
@@ -161,8 +172,7 @@ class FunctionalNoise(TorchFunctionMode):
         if self.paused:
             return func(*args, **kwargs)
         if self.force and func in _TRAINING_ARG:
-            args, kwargs, was_off = _with_training(func, args, kwargs)
-            self.switched += was_off
+            args, kwargs = _with_training(func, args, kwargs)
         out = func(*args, **kwargs)
         if self.record:
             numel = _drawn(func, args, kwargs, out, self._forced_below())
@@ -182,7 +192,7 @@ def functional_noise(
     """The :class:`FunctionalNoise` mode for a block; with ``record`` and ``model``, draws are
     attributed to ``model``'s modules (global forward hooks for the block only); with
     ``force=False`` calls run as given (recording only)."""
-    names = module_names(model) if model is not None else {}
+    names = module_names(model) if record and model is not None else {}
     mode = FunctionalNoise(record=record, names=names, force=force)
     handles = []
     if record and names:

@@ -26,6 +26,7 @@ __all__ = [
     "register_stochastic_module",
     "sampling",
     "stochastic_modules",
+    "training_lines",
 ]
 
 # torch modules that keep their dropout rate as a float and whose `training` flag only switches
@@ -173,16 +174,21 @@ def _flag_switched_rates(cls: type) -> tuple[str, ...] | None:
     self.dropout.p``; timm's fused attention), else None. Lines that read it for gradient
     checkpointing as well (T5's attention) do not count: switching that flag under
     ``torch.no_grad()`` changes nothing else."""
-    source = forward_source(cls)
-    lines = [
-        line
-        for line in source.splitlines()
-        if "self.training" in line and not _CHECKPOINTING.search(line)
-    ]
+    lines = training_lines(cls)
     if not lines or not all(_DROP_LINE.search(line) for line in lines):
         return None
     names = {n for line in lines for n in _SELF_ATTR.findall(line) if n != "training"}
     return tuple(sorted(n for n in names if _DROP_LINE.search(n)))
+
+
+def training_lines(cls: type) -> list[str]:
+    """The lines of ``cls.forward`` that read ``self.training``, except those that read it for
+    gradient checkpointing (no noise)."""
+    return [
+        line
+        for line in forward_source(cls).splitlines()
+        if "self.training" in line and not _CHECKPOINTING.search(line)
+    ]
 
 
 _SOURCE_CACHE: dict[type, str] = {}

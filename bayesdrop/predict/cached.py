@@ -17,52 +17,14 @@ import operator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
-from bayesdrop.nn.noise_calls import functional_noise_paused
+from bayesdrop.nn.noise_calls import NOISE_FUNCTIONS, RANDOM_METHODS, functional_noise_paused
 from bayesdrop.nn.sampling import is_stochastic
 from bayesdrop.predict.io import ModelInputs
 
 __all__ = ["CacheUnavailable", "CachedPlan", "build_plan", "contains_size"]
 
-_RANDOM_FUNCTIONS = {
-    torch.rand,
-    torch.randn,
-    torch.rand_like,
-    torch.randn_like,
-    torch.randint,
-    torch.randint_like,
-    torch.randperm,
-    torch.bernoulli,
-    torch.normal,
-    torch.poisson,
-    torch.multinomial,
-    torch.dropout,
-    F.dropout,
-    F.dropout1d,
-    F.dropout2d,
-    F.dropout3d,
-    F.alpha_dropout,
-    F.feature_alpha_dropout,
-    F.rrelu,
-    F.rrelu_,
-    torch.rrelu,
-    torch.alpha_dropout,
-    torch.feature_dropout,
-    torch.feature_alpha_dropout,
-}
-_RANDOM_METHODS = {
-    "bernoulli",
-    "bernoulli_",
-    "normal_",
-    "uniform_",
-    "random_",
-    "exponential_",
-    "geometric_",
-    "cauchy_",
-    "log_normal_",
-}
 _INPLACE_OPERATORS = {
     operator.iadd,
     operator.isub,
@@ -165,8 +127,8 @@ def _is_source(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":  # a leaf (torch module) holding a dropout counts as one
         return any(is_stochastic(m) for m in modules[str(node.target)].modules())
     if node.op == "call_function":
-        return node.target in _RANDOM_FUNCTIONS
-    return node.op == "call_method" and node.target in _RANDOM_METHODS
+        return node.target in NOISE_FUNCTIONS
+    return node.op == "call_method" and node.target in RANDOM_METHODS
 
 
 def _is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +12,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from bayesdrop._validation import check_positive_int, check_probability, fail
 from bayesdrop.nn.noise_calls import functional_noise
-from bayesdrop.nn.sampling import drop_rate, forward_source, is_noise_module
+from bayesdrop.nn.sampling import drop_rate, is_noise_module, training_lines
 from bayesdrop.predict.io import OutputSpec, as_inputs, batch_first, select_output
 
 __all__ = ["NoiseCheck", "check_noise", "fork_rng", "training_flag_readers"]
@@ -148,16 +147,6 @@ class NoiseCheck:
         return text
 
 
-_CHECKPOINTING = re.compile(r"gradient_checkpointing|checkpoint")
-
-
-def _reads_training(cls: type) -> bool:
-    return any(
-        "self.training" in line and not _CHECKPOINTING.search(line)
-        for line in forward_source(cls).splitlines()
-    )
-
-
 def training_flag_readers(model: nn.Module) -> list[tuple[str, str]]:
     """``(name, type)`` of modules outside torch and bayesdrop whose ``forward`` source reads
     ``self.training`` (for more than gradient checkpointing) and that :func:`bayesdrop.sampling`
@@ -165,7 +154,7 @@ def training_flag_readers(model: nn.Module) -> list[tuple[str, str]]:
     return [
         (name or "(model)", type(module).__name__)
         for name, module in model.named_modules()
-        if not is_noise_module(module) and _reads_training(type(module))
+        if not is_noise_module(module) and training_lines(type(module))
     ]
 
 

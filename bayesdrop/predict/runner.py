@@ -261,19 +261,24 @@ def _selector(settings: Settings):
     return select
 
 
-def _check_noise_reached(model: nn.Module, inputs: ModelInputs, settings: Settings) -> None:
-    """Zero spread over every sample: find out whether noise was missed, and say so."""
-    check = check_noise(
+def _check_noise(model: nn.Module, inputs: ModelInputs, settings: Settings, **options):
+    """:func:`check_noise` with the prediction's engine and output options."""
+    return check_noise(
         model,
         inputs,
-        num_samples=16,
         engine=settings.engine,
         output=settings.output,
         task=settings.task,
         class_dim=settings.class_dim,
         batch_dim=settings.batch_dim,
         tau=settings.tau,
+        **options,
     )
+
+
+def _check_noise_reached(model: nn.Module, inputs: ModelInputs, settings: Settings) -> None:
+    """Zero spread over every sample: find out whether noise was missed, and say so."""
+    check = _check_noise(model, inputs, settings, num_samples=16)
     if check.sampled_spread > 0.0:
         return  # the outputs vary; the zero spread is in the read-out (saturated softmax)
     what = (
@@ -292,17 +297,7 @@ def _check_noise_reached(model: nn.Module, inputs: ModelInputs, settings: Settin
 def verify_noise(model: nn.Module, inputs: ModelInputs, settings: Settings, seed: int) -> None:
     """``verify=True``: the oracle test of :func:`check_noise` before predicting; raise on a
     failed check, with its description."""
-    check = check_noise(
-        model,
-        inputs,
-        engine=settings.engine,
-        output=settings.output,
-        task=settings.task,
-        class_dim=settings.class_dim,
-        batch_dim=settings.batch_dim,
-        tau=settings.tau,
-        seed=seed,
-    )
+    check = _check_noise(model, inputs, settings, seed=seed)
     if not check.ok:
         fail(
             "model",
