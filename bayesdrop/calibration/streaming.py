@@ -270,6 +270,7 @@ class CalibrationError(StreamingMetric):
     --------
     >>> import torch
     >>> from bayesdrop.calibration import CalibrationError, expected_calibration_error
+    >>> _ = torch.manual_seed(0)
     >>> probs = torch.rand(100, 3).softmax(-1)
     >>> target = torch.randint(0, 3, (100,))
     >>> a = CalibrationError().update(probs[:60], target[:60])

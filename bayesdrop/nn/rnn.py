@@ -352,6 +352,7 @@ class VariationalLSTM(_VariationalRNNBase):
     >>> ref = nn.LSTM(3, 5, num_layers=2)
     >>> lstm.load_state_dict(ref.state_dict())
     <All keys matched successfully>
+    >>> _ = torch.manual_seed(0)
     >>> x = torch.randn(7, 4, 3)
     >>> out, (h, c) = lstm.eval()(x)
     >>> torch.allclose(out, ref(x)[0], atol=1e-6), tuple(h.shape)
@@ -408,6 +409,7 @@ class VariationalGRU(_VariationalRNNBase):
     >>> gru = bayesdrop.VariationalGRU(3, 5, batch_first=True, hidden_p=0.3)
     >>> ref = nn.GRU(3, 5, batch_first=True)
     >>> _ = gru.load_state_dict(ref.state_dict())
+    >>> _ = torch.manual_seed(0)
     >>> x = torch.randn(4, 7, 3)
     >>> torch.allclose(gru.eval()(x)[0], ref(x)[0], atol=1e-6)
     True
