@@ -354,3 +354,39 @@ def test_memory_budget_sets_the_samples_per_pass():
     # the probing sample, the first-call check's single sample (forked stream, dropped), then
     # everything else in one pass
     assert rows == [6, 6, 19 * 6]
+
+
+class CachesInEval(nn.Module):
+    """Keeps a computed value in its own attributes in eval mode (as timm's LeViT keeps its
+    attention biases): a torch.fx trace would store a proxy there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.drop, self.out = nn.Linear(4, 8), nn.Dropout(0.3), nn.Linear(8, 3)
+        self.bias_cache: dict = {}
+        self.seen: list = []
+
+    def forward(self, x):
+        if not self.training:
+            if "b" not in self.bias_cache:
+                self.bias_cache["b"] = self.fc.bias * 2
+            self.seen.append(x.shape[0])
+            self.last = x
+            return self.out(self.drop(self.fc(x) + self.bias_cache["b"]))
+        return self.out(self.drop(self.fc(x) + self.fc.bias * 2))
+
+
+def test_tracing_leaves_no_proxy_in_the_model():
+    model = CachesInEval().eval()
+    x = torch.randn(5, 4)
+    cache, seen = model.bias_cache, model.seen
+    for _ in range(2):  # the second trace used to read the first one's proxy: KeyError
+        pred = bayesdrop.mc_predict(model, x, num_samples=8, engine="cached", seed=0)
+        assert pred.engine == "cached"
+    assert model.bias_cache is cache and model.seen is seen and not hasattr(model, "last")
+    assert cache == {} and seen == []
+    from bayesdrop.nn._flow import fx_flow  # the converter's trace keeps the model too
+
+    assert not fx_flow(model).unknown
+    assert cache == {} and seen == [] and not hasattr(model, "last")
+    torch.testing.assert_close(model(x), model.out(model.fc(x) + model.fc.bias * 2))

@@ -29,6 +29,7 @@ from torch.nn.modules.dropout import _DropoutNd
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from bayesdrop.nn._trace import attributes_kept
 from bayesdrop.nn.sampling import sampling
 
 # Operations that only move or re-type the values of a tensor: a dropout mask applied before
@@ -260,7 +261,7 @@ def fx_flow(model: nn.Module) -> Flow:
     modes = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
-        with sampling(model):
+        with sampling(model), attributes_kept(model):
             graph = torch.fx.symbolic_trace(model, concrete_args=_optional_defaults(model)).graph
     except Exception as exc:
         first_line = (str(exc).strip().splitlines() or [""])[0][:120]

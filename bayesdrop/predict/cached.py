@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
+from bayesdrop.nn._trace import attributes_kept
 from bayesdrop.nn.noise_calls import NOISE_FUNCTIONS, RANDOM_METHODS, functional_noise_paused
 from bayesdrop.nn.sampling import is_stochastic
 from bayesdrop.predict.io import ModelInputs
@@ -92,15 +93,18 @@ def _concrete_args(model: nn.Module, inputs: ModelInputs | None) -> dict[str, ob
 def _trace(model: nn.Module, inputs: ModelInputs | None) -> tuple[fx.GraphModule, fx.Graph]:
     concrete = _concrete_args(model, inputs)
     try:
-        with functional_noise_paused():
+        with functional_noise_paused(), attributes_kept(model):
             graph = _Tracer().trace(model, concrete_args=concrete or None)
+            # the tracer keeps tensor constants as attributes of the model (`_tensor_constant0`):
+            # the graph module takes them before the model's attributes are put back
+            traced = fx.GraphModule(model, graph)
     except Exception as exc:  # torch.fx raises many types (TraceError, TypeError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CacheUnavailable(
             f"torch.fx could not trace the model ({type(exc).__name__}: {first[:160]})"
             + _hugging_face_note(model)
         ) from exc
-    return fx.GraphModule(model, graph), graph
+    return traced, graph
 
 
 def _hugging_face_note(model: nn.Module) -> str:
