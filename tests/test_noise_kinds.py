@@ -36,7 +36,9 @@ def plant_shared_draws(monkeypatch):
     """The old engines: every noise batchable, no first-call check."""
     monkeypatch.setattr(engines_mod, "one_per_pass_reason", lambda model: None)
     monkeypatch.setattr(
-        runner_mod, "check_scope", lambda model, engine, k, fork: ScopeCheck(engine.sample(k), None)
+        runner_mod,
+        "check_scope",
+        lambda model, engine, k, n, fork: ScopeCheck(engine.sample(k), None),
     )
 
 
@@ -136,6 +138,69 @@ def test_shared_draws_tells_per_row_from_per_call():
     many = [Draw("drop", "dropout", 3 * 4 * 16), Draw("enc", "rand", 1), Draw("w", "dropout", 128)]
     assert shared_draws(one, many, 3) == [("enc", "rand"), ("w", "dropout")]
     assert shared_draws(one[:1], many[:1], 3) == []
+
+
+class WeightDrop(nn.Module):
+    """An ``nn.Dropout`` module applied to a weight (DropConnect): a built-in noise module
+    whose draw is shared by every row of the batch (with per-row dropout after it, so that the
+    repeats of a pass are not identical)."""
+
+    def __init__(self, functional: bool = False) -> None:
+        super().__init__()
+        self.fc, self.drop, self.out = nn.Linear(8, 16), nn.Dropout(0.5), nn.Linear(16, 3)
+        self.rows, self.functional = nn.Dropout(0.1), functional
+
+    def forward(self, x):
+        if self.functional:  # as AWD-LSTM's weight drop
+            weight = F.dropout(self.fc.weight, 0.5, training=self.training)
+        else:
+            weight = self.drop(self.fc.weight)
+        h = torch.tanh(3.0 * F.linear(x, weight, self.fc.bias))
+        return self.out(self.rows(h))
+
+
+def _count_samples(monkeypatch) -> list[int]:
+    """The ``k`` of every engine pass (batched and cached engines)."""
+    seen: list[int] = []
+    for cls in (engines_mod.BatchedEngine, engines_mod.CachedEngine):
+        original = cls.sample
+
+        def sample(self, k, original=original):
+            seen.append(k)
+            return original(self, k)
+
+        monkeypatch.setattr(cls, "sample", sample)
+    return seen
+
+
+def test_built_in_row_noise_needs_no_one_sample_pass(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3)).eval()
+    seen = _count_samples(monkeypatch)
+    pred = bayesdrop.mc_predict(model, X, num_samples=32, seed=0)
+    assert pred.engine == "cached" and seen == [32]  # no dropped pass of one sample
+    again = bayesdrop.mc_predict(copy.deepcopy(model), X, num_samples=32, seed=0)
+    torch.testing.assert_close(pred.probs, again.probs, rtol=0, atol=0)
+    seen.clear()
+    bayesdrop.mc_predict(HelperDropout().eval(), X, num_samples=32, seed=0)
+    assert seen == [32]  # F.dropout on the rows, outside any noise module: known per row too
+    seen.clear()
+    bayesdrop.mc_predict(LayerDropStack().eval(), X, num_samples=32, seed=0)
+    assert seen[:2] == [32, 1]  # torch.rand([]): the one-sample pass is recorded
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_dropout_on_a_weight_is_not_batched(monkeypatch, functional):
+    torch.manual_seed(0)
+    model = WeightDrop(functional).eval()
+    seen = _count_samples(monkeypatch)
+    pred = bayesdrop.mc_predict(model, X, num_samples=128, seed=0)
+    assert seen[:2] == [128, 1]  # the draw on a parameter is measured
+    where = "`(model)` (dropout)" if functional else "`drop` (dropout)"
+    assert pred.engine == "loop" and where in pred.engine_reason, pred.engine_reason
+    loop = bayesdrop.mc_predict(model, X, num_samples=128, seed=1, engine="loop")
+    ratio = float(pred.mutual_information.mean() / loop.mutual_information.mean())
+    assert 0.7 < ratio < 1.4, ratio
 
 
 def test_batch_coupled_dropblock_gets_the_batch_as_given(monkeypatch):

@@ -76,9 +76,9 @@ def test_cached_runs_the_trunk_once():
     pred = bayesdrop.mc_predict(model, x, num_samples=32, engine="cached", chunk_size=8)
     assert pred.num_samples == 32
     assert calls["trunk"] == 1
-    # one validation pass, the first-call check's pass of 1 sample (on a forked stream, dropped),
-    # four chunks of 8 (the first one recorded by the check)
-    assert calls["head"] == 1 + 1 + 4
+    # one validation pass, four chunks of 8 (the first one recorded by the check, which needs no
+    # pass of one sample: the only draws are nn.Dropout's, on the repeated rows)
+    assert calls["head"] == 1 + 4
     calls.update(trunk=0)
     bayesdrop.mc_predict(model, x, num_samples=32, engine="loop")
     assert calls["trunk"] == 32
@@ -351,9 +351,8 @@ def test_memory_budget_sets_the_samples_per_pass():
     assert rows[1:] == [6] * 20  # after the validation pass: one sample (6 rows) per pass
     rows.clear()
     bayesdrop.mc_predict(model, x, num_samples=20, engine="cached", max_memory=10**9)
-    # the probing sample, the first-call check's single sample (forked stream, dropped), then
-    # everything else in one pass
-    assert rows == [6, 6, 19 * 6]
+    # the probing sample, then everything else in one pass (the first-call check's)
+    assert rows == [6, 19 * 6]
 
 
 class CachesInEval(nn.Module):

@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 
 __all__ = [
     "NOISE_FUNCTIONS",
+    "PER_ELEMENT_FUNCTIONS",
     "RANDOM_METHODS",
     "Draw",
     "FunctionalNoise",
@@ -64,6 +65,11 @@ _RANDOM_FUNCTIONS = {
 #: Functions that draw random numbers (or, for the dropout family, may): the random-number
 #: functions and the dropout-family functions whose training flag this module switches.
 NOISE_FUNCTIONS = frozenset(_RANDOM_FUNCTIONS) | frozenset(_TRAINING_ARG)
+#: Names of the functions whose draws are per element of their (first) input: with an input
+#: that holds the rows of the batch, they are drawn per row.
+PER_ELEMENT_FUNCTIONS = frozenset(getattr(f, "__name__", "") for f in _TRAINING_ARG) | {
+    "scaled_dot_product_attention"
+}
 #: Tensor methods that fill a tensor with random numbers.
 RANDOM_METHODS = frozenset(
     {
@@ -83,11 +89,17 @@ RANDOM_METHODS = frozenset(
 @dataclass(frozen=True)
 class Draw:
     """One random draw: the innermost module of ``model`` running when it happened (``""``
-    for the model itself), the function's name and the number of values drawn."""
+    when none was), the function's name, the number of values drawn and the shape of the
+    result (``()`` for a draw that returns no tensor), and whether its input is (a view of) one
+    of the model's parameters or buffers."""
 
     module: str
     function: str
     numel: int
+    shape: tuple[int, ...] = ()
+    #: the call's input shares storage with one of the model's parameters or buffers
+    #: (dropout on a weight): drawn once per call, whatever the shape
+    on_state: bool = False
 
 
 def _training_on(func: object, args: tuple, kwargs: dict) -> bool:
@@ -114,23 +126,17 @@ def _rate(func: object, args: tuple, kwargs: dict) -> float:
     return float(p)
 
 
-def _drawn(func: object, args: tuple, kwargs: dict, out: object, forced: bool) -> int | None:
-    """Values drawn by a call (None when it draws nothing); ``forced``: a dropout-family call
-    runs as in training whatever its argument says."""
+def _draws(func: object, args: tuple, kwargs: dict, forced: bool) -> bool:
+    """Whether a call draws random numbers; ``forced``: a dropout-family call runs as in
+    training whatever its argument says."""
     if func in _TRAINING_ARG:
-        if not (forced or _training_on(func, args, kwargs)):
-            return None
-        return _numel(out) if _rate(func, args, kwargs) > 0.0 else None
+        return (forced or _training_on(func, args, kwargs)) and _rate(func, args, kwargs) > 0.0
     if func in _RANDOM_FUNCTIONS or getattr(func, "__name__", "") in RANDOM_METHODS:
-        return _numel(out)
+        return True
     if func is F.scaled_dot_product_attention:
         p = args[4] if len(args) > 4 else kwargs.get("dropout_p", 0.0)
-        return _numel(out) if float(p) > 0.0 else None
-    return None
-
-
-def _numel(out: object) -> int:
-    return out.numel() if isinstance(out, Tensor) else 1
+        return float(p) > 0.0
+    return False
 
 
 class FunctionalNoise(TorchFunctionMode):
@@ -145,10 +151,14 @@ class FunctionalNoise(TorchFunctionMode):
     """
 
     def __init__(
-        self, record: bool = False, names: dict[int, str] | None = None, force: bool = True
+        self,
+        record: bool = False,
+        names: dict[int, str] | None = None,
+        force: bool = True,
+        state: frozenset[int] = frozenset(),
     ) -> None:
         super().__init__()
-        self.record, self.names, self.force = record, names or {}, force
+        self.record, self.names, self.force, self.state = record, names or {}, force, state
         self.draws: list[Draw] = []
         self.paused = False
         self._stack: list[str] = []
@@ -175,14 +185,33 @@ class FunctionalNoise(TorchFunctionMode):
             args, kwargs = _with_training(func, args, kwargs)
         out = func(*args, **kwargs)
         if self.record:
-            numel = _drawn(func, args, kwargs, out, self._forced_below())
-            if numel is not None:
+            if _draws(func, args, kwargs, self._forced_below()):
                 where = self._stack[-1] if self._stack else ""
-                self.draws.append(Draw(where, getattr(func, "__name__", str(func)), numel))
+                name = getattr(func, "__name__", str(func))
+                first = args[0] if args else next(iter(kwargs.values()), None)
+                on_state = isinstance(first, Tensor) and _storage(first) in self.state
+                if isinstance(out, Tensor):
+                    self.draws.append(Draw(where, name, out.numel(), tuple(out.shape), on_state))
+                else:
+                    self.draws.append(Draw(where, name, 1, (), on_state))
         return out
 
 
 _ACTIVE: list[FunctionalNoise] = []
+
+
+def _storage(t: Tensor) -> int:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensors without storage (meta, functional)
+        return -1
+
+
+def _state_storages(model: nn.Module | None) -> frozenset[int]:
+    if model is None:
+        return frozenset()
+    tensors = [*model.parameters(), *model.buffers()]
+    return frozenset(_storage(t) for t in tensors) - {0, -1}
 
 
 @contextmanager
@@ -191,24 +220,68 @@ def functional_noise(
 ) -> Iterator[FunctionalNoise]:
     """The :class:`FunctionalNoise` mode for a block; with ``record`` and ``model``, draws are
     attributed to ``model``'s modules (global forward hooks for the block only); with
-    ``force=False`` calls run as given (recording only)."""
+    ``force=False`` calls run as given (recording only).
+
+    A recorder (``record=True, force=False``) opened inside :func:`.sampling` borrows the
+    sampling's own mode instead of stacking a second one (every torch call made through a
+    ``TorchFunctionMode`` pays a Python call, and a second mode doubles that cost); the
+    recorder it yields then holds the block's draws without being a mode itself."""
     names = module_names(model) if record and model is not None else {}
-    mode = FunctionalNoise(record=record, names=names, force=force)
-    handles = []
-    if record and names:
-        hooks = nn.modules.module
-        handles.append(hooks.register_module_forward_pre_hook(lambda m, _i: mode.enter(m)))
-        handles.append(
-            hooks.register_module_forward_hook(lambda m, _i, _o: mode.leave(m), always_call=True)
-        )
+    state = _state_storages(model) if record else frozenset()
+    host = _ACTIVE[-1] if _ACTIVE else None
+    if record and not force and host is not None and not host.paused and not host.record:
+        with _borrowed(host, names, state) as view:
+            yield view
+        return
+    mode = FunctionalNoise(record=record, names=names, force=force, state=state)
     _ACTIVE.append(mode)
     try:
-        with mode:
+        with mode, _attributed(mode, names):
             yield mode
     finally:
         _ACTIVE.remove(mode)
+
+
+@contextmanager
+def _attributed(mode: FunctionalNoise, names: dict[int, str]) -> Iterator[None]:
+    """Global forward hooks that keep ``mode``'s stack of running modules (none without
+    ``names``)."""
+    if not names:
+        yield
+        return
+    hooks = nn.modules.module
+    handles = [
+        hooks.register_module_forward_pre_hook(lambda m, _i: mode.enter(m)),
+        hooks.register_module_forward_hook(lambda m, _i, _o: mode.leave(m), always_call=True),
+    ]
+    try:
+        yield
+    finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def _borrowed(
+    host: FunctionalNoise, names: dict[int, str], state: frozenset[int]
+) -> Iterator[FunctionalNoise]:
+    """``host`` records for the block; the yielded recorder (not itself a mode) holds the draws
+    afterwards."""
+    view = FunctionalNoise(record=True, names=names, force=False, state=state)
+    saved = (host.names, host.draws, host._stack, host.state)
+    host.record, host.names, host.draws, host._stack, host.state = (
+        True,
+        names,
+        view.draws,
+        [],
+        state,
+    )
+    try:
+        with _attributed(host, names):
+            yield view
+    finally:
+        host.record = False
+        host.names, host.draws, host._stack, host.state = saved
 
 
 @contextmanager

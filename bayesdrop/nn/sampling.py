@@ -265,6 +265,20 @@ def noise_scope(module: nn.Module) -> str | None:
     return str(value)
 
 
+def scope_is_built_in(module: nn.Module) -> bool:
+    """Whether ``module`` is a noise module whose scope is known by construction: a torch or
+    bayesdrop noise module, or one of the other libraries' known types, running its own
+    ``forward`` (not a user's subclass that overrides it, nor a registered type, whose declared
+    scope the predictor's first-call check still confirms)."""
+    cls = type(module)
+    if not _kind(module)[0] or cls in _REGISTRY:
+        return False
+    if (cls.__module__, cls.__name__) in _KNOWN_TYPES:
+        return True
+    owner = getattr(cls.forward, "__module__", "") or ""
+    return owner.split(".")[0] in ("torch", "bayesdrop")
+
+
 def _max_rate(names: tuple[str, ...]) -> RateGetter | None:
     if not names:
         return None

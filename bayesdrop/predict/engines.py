@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from bayesdrop._validation import fail
 from bayesdrop.nn.noise_calls import functional_noise
-from bayesdrop.nn.sampling import is_stochastic, noise_scope, sampling
+from bayesdrop.nn.sampling import _kind, is_stochastic, noise_scope, sampling
 from bayesdrop.predict.cached import CachedPlan, CacheUnavailable, build_plan, contains_size
 from bayesdrop.predict.io import ModelInputs
 
@@ -258,16 +258,17 @@ def _value_key(value: object, depth: int = 0) -> object:
     return ("object", id(value))
 
 
-def _module_key(name: str, module: nn.Module) -> tuple:
+def _module_key(module: nn.Module) -> tuple:
     state = module.__dict__
+    switch = _kind(module)[0]  # cached per class: the rate is read only for noise modules
     return (
-        name,
         id(module),
         type(module).forward,
-        is_stochastic(module),
+        bool(switch) and is_stochastic(module),
         tuple((k, _value_key(v)) for k, v in state.items() if k not in _STANDARD_KEYS),
         tuple((k, id(v)) for k, v in state["_parameters"].items()),
         tuple((k, id(v)) for k, v in state["_buffers"].items()),
+        tuple((k, id(v)) for k, v in state["_modules"].items()),
         tuple(state["_forward_hooks"]),
         tuple(state["_forward_pre_hooks"]),
     )
@@ -276,11 +277,19 @@ def _module_key(name: str, module: nn.Module) -> tuple:
 def _fingerprint(model: nn.Module) -> tuple:
     """Everything ``forward`` can read besides parameter values and buffer contents: each
     module's identity, class ``forward`` and rate, its plain attributes (flags, temperatures,
-    sizes, ...) by value, the identity of its parameters, buffers and other attributes (a
-    re-assigned buffer is a new object) and its hooks. A change re-traces the model and re-runs
-    the first-call checks. In-place changes of parameters and buffers need none: the traced
-    halves read them when they run."""
-    return tuple(_module_key(name, m) for name, m in model.named_modules())
+    sizes, ...) by value, the identity of its parameters, buffers, children and other
+    attributes (a re-assigned buffer is a new object) and its hooks. A change re-traces the
+    model and re-runs the first-call checks. In-place changes of parameters and buffers need
+    none: the traced halves read them when they run."""
+    keys, seen, stack = [], set(), [model]
+    while stack:  # depth first, without building the dotted names of named_modules()
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        keys.append(_module_key(module))
+        stack.extend(c for c in reversed(module.__dict__["_modules"].values()) if c is not None)
+    return tuple(keys)
 
 
 def input_signature(inputs: ModelInputs | None) -> tuple:

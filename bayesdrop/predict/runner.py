@@ -352,7 +352,7 @@ def predict_batch(
             ):
                 # the first pass of several samples for this model: are they independent?
                 state = _rng_state(device)
-                check = check_scope(model, engine, step, lambda: fork_rng(device))
+                check = check_scope(model, engine, step, inputs.n, lambda: fork_rng(device))
                 plans.scope_checked = True
                 if check.reason is not None:
                     plans.one_per_pass = check.reason

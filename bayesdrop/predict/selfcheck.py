@@ -4,8 +4,12 @@ A batched or cached pass holds ``k`` samples in one call of the model. That is r
 noise drawn per element or per row of the batch. Noise drawn once per call (Hugging Face
 LayerDrop's ``torch.rand([])``, ``StochasticDepth(mode="batch")``, dropout on a weight) would be
 shared by the ``k`` samples. Known kinds carry their scope (:func:`bayesdrop.nn.noise_scope`);
-the rest is found here, on the first call for a model: one pass of one sample and one pass of
-``k`` samples run under a recorder of random draws (:mod:`bayesdrop.nn.noise_calls`), and
+the rest is found here, on the first call for a model: the pass of ``k`` samples runs under a
+recorder of random draws (:mod:`bayesdrop.nn.noise_calls`); draws known to be per row need
+nothing more (made inside noise modules whose scope is known by construction, such as torch's
+dropout modules and timm's ``DropPath``, or by ``F.dropout`` and its kin, on the rows of the
+repeated batch and not on a weight), and for any other draw a dropped pass of one sample is
+recorded too, and
 
 * a draw whose size does not grow with the number of repeats is drawn once per call, and
 * ``k`` repeats that come out identical share their noise.
@@ -23,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bayesdrop.nn.noise_calls import Draw, functional_noise
+from bayesdrop.nn.noise_calls import PER_ELEMENT_FUNCTIONS, Draw, functional_noise
+from bayesdrop.nn.sampling import scope_is_built_in
 
 __all__ = ["ScopeCheck", "check_scope", "scope_check_skipped", "shared_draws", "skip_scope_check"]
 
@@ -83,15 +88,42 @@ def _identical(output: object, k: int) -> bool:
     )
 
 
-def check_scope(model: nn.Module, engine, k: int, fork) -> ScopeCheck:
-    """Run ``engine.sample(1)`` on a forked random stream (``fork()``, its output dropped, so that
-    the samples drawn do not depend on whether the check ran) and ``engine.sample(k)`` under the
-    draw recorder."""
-    with fork(), functional_noise(record=True, model=model, force=False) as rec1:
-        engine.sample(1)
+def _unchecked_draws(model: nn.Module, draws: list[Draw], rows: int) -> list[Draw]:
+    """The draws whose scope the check must measure. Known to be per row: a draw made inside a
+    noise module whose per-row scope is known by construction (``nn.Dropout``, timm's
+    ``DropPath``, ...) or by a function that draws per element of its input (``F.dropout``
+    and its kin, attention dropout in ``scaled_dot_product_attention``), whose result has a
+    dimension of a multiple of ``rows`` (the rows of the repeated batch) and whose input is not
+    one of the model's parameters or buffers. Dropout applied to a weight fails the last two
+    and is measured."""
+    modules = dict(model.named_modules())
+    known: dict[str, bool] = {}
+    for d in draws:
+        if d.module not in known:
+            module = modules.get("" if d.module == "(model)" else d.module) if d.module else None
+            known[d.module] = module is not None and scope_is_built_in(module)
+
+    def per_row(d: Draw) -> bool:
+        if d.on_state or rows < 2 or not any(s and s % rows == 0 for s in d.shape):
+            return False
+        return known[d.module] or d.function in PER_ELEMENT_FUNCTIONS
+
+    return [d for d in draws if not per_row(d)]
+
+
+def check_scope(model: nn.Module, engine, k: int, n: int, fork) -> ScopeCheck:
+    """Run ``engine.sample(k)`` under the draw recorder and, when some draws come from outside
+    the noise modules whose scope is known, ``engine.sample(1)`` on a forked random stream
+    (``fork()``, its output dropped, so that the samples drawn do not depend on whether the
+    check ran) to compare their sizes; ``n`` is the number of rows of the batch."""
     with functional_noise(record=True, model=model, force=False) as reck:
         many = engine.sample(k)
-    shared = shared_draws(rec1.draws, reck.draws, k)
+    unchecked = _unchecked_draws(model, reck.draws, k * n)
+    shared: list[tuple[str, str]] = []
+    if unchecked:
+        with fork(), functional_noise(record=True, model=model, force=False) as rec1:
+            engine.sample(1)
+        shared = shared_draws(rec1.draws, unchecked, k)
     reason = None
     if shared:
         names = ", ".join(f"`{m}` ({f})" for m, f in shared[:4])
