@@ -63,6 +63,24 @@ def test_heteroscedastic_elbo_matches_torch_normal_log_prob():
     torch.testing.assert_close(terms.nll, ref)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_heteroscedastic_nll_exact_fit_at_very_negative_log_variance(dtype):
+    from bayesdrop.functional import heteroscedastic_nll
+
+    s = torch.tensor([-1000.0, -50.0, 0.0, 800.0], dtype=dtype, requires_grad=True)
+    y = torch.zeros(4, dtype=dtype)
+    # exp(-s) overflows at s = -1000 and the residual is 0: the NLL is (s + log 2 pi) / 2
+    nll = heteroscedastic_nll(y.clone(), s, y)
+    torch.testing.assert_close(nll, 0.5 * (s.detach() + math.log(2 * math.pi)))
+    nll.sum().backward()
+    assert bool(torch.isfinite(s.grad).all()), s.grad
+    # a residual where the precision is capped: a loss of the order of the dtype's largest value
+    far = heteroscedastic_nll(
+        torch.ones(1, dtype=dtype), torch.tensor([-1000.0], dtype=dtype), y[:1]
+    )
+    assert torch.finfo(dtype).max / 10 < far.item() < math.inf
+
+
 def test_elbo_gradient_equals_reference_loss_gradient_for_concrete():
     """ELBO with the KL and the reference 'MSE + regularization()' give proportional gradients."""
     torch.manual_seed(4)

@@ -272,6 +272,46 @@ def test_predictor_bad_data():
         bayesdrop.MCPredictor(MLP(), engine="gpu")
 
 
+class _Scaled(nn.Module):
+    """Logits times ``scale`` plus ``offset``: NaN or inf logits on demand."""
+
+    def __init__(self, scale: float, regression: bool = False) -> None:
+        super().__init__()
+        self.fc, self.drop = nn.Linear(X.shape[1], 1 if regression else 3), nn.Dropout(0.2)
+        self.scale, self.offset = scale, torch.zeros(1 if regression else 3)
+
+    def forward(self, x):
+        return self.drop(self.fc(x)) * self.scale + self.offset
+
+
+@pytest.mark.parametrize("engine", ["loop", "batched", "cached"])
+@pytest.mark.parametrize("scale", [float("nan"), float("inf")])
+def test_non_finite_outputs_are_refused(engine, scale):
+    with pytest.raises(ValueError, match=r"`model` to be a model whose outputs give finite prob"):
+        bayesdrop.mc_predict(_Scaled(scale).eval(), X, num_samples=4, engine=engine)
+    with pytest.raises(ValueError, match=r"finite (means|variances)"):
+        bayesdrop.mc_predict(
+            _Scaled(scale, regression=True).eval(), X, num_samples=4, engine=engine,
+            task="regression", tau=1.0,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match=r"finite prob"):
+        bayesdrop.MCPredictor(_Scaled(scale).eval(), num_samples=4, progress=False).predict(X)
+    # -inf on some classes is a valid mask: finite probabilities, no error
+    masked = _Scaled(1.0).eval()
+    masked.offset = torch.tensor([-float("inf"), 0.0, 0.0])
+    pred = bayesdrop.mc_predict(masked, X, num_samples=4, engine=engine)
+    assert bool((pred.probs[:, 0] == 0).all()) and bool(torch.isfinite(pred.probs).all())
+
+
+def test_predictor_refuses_a_target_with_other_rows():
+    predictor = bayesdrop.MCPredictor(MLP(), num_samples=2, progress=False)
+    y = torch.zeros(X.shape[0] - 1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"`data` to be batches whose target has one row per"):
+        predictor.predict([(X, y)])
+    with pytest.raises(ValueError, match=r"got a target of shape \(\)"):
+        predictor.predict([(X, torch.tensor(1))])
+
+
 def test_samples_on_request_and_result_is_frozen():
     pred = bayesdrop.mc_predict(MLP(), X, num_samples=7, return_samples=True)
     assert pred.samples.shape == (7, 6, 4)

@@ -63,6 +63,20 @@ def test_language_model_options_and_errors():
         LanguageModel(30, dropout="zoneout")
     with pytest.raises(ValueError, match=r"`data` to be a batchified token tensor \(T, N\)"):
         perplexity(lm, torch.arange(10))
+    optimizer = torch.optim.SGD(lm.parameters(), lr=0.1)
+    for bad, match in [
+        (
+            torch.randint(30, 40, (12, 2)),
+            r"`data` to be token indices in \[0, 30\).*from 3\d to 3\d",
+        ),
+        (torch.full((12, 2), -1), r"indices in \[0, 30\).*from -1 to -1"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            perplexity(lm, bad)
+        with pytest.raises(ValueError, match=match):
+            train_epoch(lm, bad, optimizer)
+    with pytest.raises(TypeError, match=r"`data` to be integer token indices.*float32"):
+        perplexity(lm, torch.rand(12, 2))
 
 
 def test_mc_perplexity_with_zero_rates_equals_deterministic():

@@ -55,7 +55,11 @@ def gaussian_nll(prediction: Tensor, target: Tensor, tau: float) -> Tensor:
 def heteroscedastic_nll(mean: Tensor, log_variance: Tensor, target: Tensor) -> Tensor:
     r"""Per-point Gaussian NLL with a predicted log-variance ``s`` for every output.
 
-    The reference loss :math:`e^{-s}(y-\mu)^2 + s` is twice this, minus the constant.
+    The reference loss :math:`e^{-s}(y-\mu)^2 + s` is twice this, minus the constant. The
+    precision :math:`e^{-s}` is capped at :math:`e^{-1}` times the dtype's largest value, so
+    that an exact fit (:math:`y = \mu`) with a very negative :math:`s` gives
+    :math:`(s + \log 2\pi) / 2` (not NaN, with a finite gradient); a residual there gives a
+    loss near the dtype's largest value (``inf`` once it overflows).
 
     Examples
     --------
@@ -65,5 +69,10 @@ def heteroscedastic_nll(mean: Tensor, log_variance: Tensor, target: Tensor) -> T
     >>> round(heteroscedastic_nll(z, z, z).item(), 6)
     0.918939
     """
-    terms = torch.exp(-log_variance) * (target - mean).pow(2) + log_variance + _LOG_2PI
+    # the precision capped below the dtype's largest value: exp(-s) overflows to inf for s below
+    # about -88 in float32, and inf * 0 (an exact fit) would be NaN instead of 0 (the cap is on
+    # the exponent, so that the gradient stays finite too)
+    cap = math.log(torch.finfo(log_variance.dtype).max) - 1.0
+    precision = torch.exp((-log_variance).clamp_max(cap))
+    terms = precision * (target - mean).pow(2) + log_variance + _LOG_2PI
     return 0.5 * _per_point(terms)

@@ -186,6 +186,30 @@ class LanguageModel(nn.Module):
         return self.decoder(out), state
 
 
+def _check_tokens(data: Tensor, model: nn.Module) -> None:
+    """Integer word indices within the vocabulary of ``model``'s first embedding (one check of
+    the whole text, before any pass)."""
+    check_tensor("data", data)
+    if data.dtype.is_floating_point or data.dtype.is_complex or data.dtype == torch.bool:
+        fail(
+            "data",
+            "integer token indices",
+            f"dtype {data.dtype}",
+            "Use data.long().",
+            type_error=True,
+        )
+    vocab = next((m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)), None)
+    if vocab is None or data.numel() == 0:
+        return
+    low, high = int(data.min()), int(data.max())
+    if low < 0 or high >= vocab:
+        fail(
+            "data",
+            f"token indices in [0, {vocab}) (the model's vocabulary)",
+            f"indices from {low} to {high}",
+        )
+
+
 def _detach(state):
     return None if state is None else tuple(s.detach() for s in state)
 
@@ -203,7 +227,7 @@ def train_epoch(
 
     Masks are drawn afresh for every chunk (training mode); the state is carried and detached.
     """
-    check_tensor("data", data)
+    _check_tokens(data, model)
     clip = check_positive("clip", clip)
     model.train()
     state, total, count = None, 0.0, 0
@@ -259,7 +283,7 @@ def perplexity(
     >>> 10 < perplexity(lm, data, num_samples=3) < 30
     True
     """
-    check_tensor("data", data)
+    _check_tokens(data, model)
     if data.dim() != 2 or data.shape[0] < 2:
         fail("data", "a batchified token tensor (T, N) with T >= 2", f"shape {tuple(data.shape)}")
     bptt = check_positive_int("bptt", bptt)

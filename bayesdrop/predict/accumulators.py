@@ -44,6 +44,18 @@ def _describe(output: object) -> str:
     return f"a {type(output).__name__}"
 
 
+def _check_finite(value: Tensor, what: str, cause: str) -> None:
+    """One host synchronisation per batch, after sampling: a non-finite result is refused."""
+    bad = ~torch.isfinite(value)
+    if bool(bad.any()):
+        rows = bad.reshape(bad.shape[0], -1).any(-1) if bad.dim() > 0 else bad.reshape(1)
+        fail(
+            "model",
+            f"a model whose outputs give finite {what}",
+            f"non-finite {what} for {int(rows.sum())} of {rows.numel()} rows ({cause})",
+        )
+
+
 class _Moments:
     """Running count, mean and M2 of a stream of chunks ``(k, ...)``."""
 
@@ -132,6 +144,7 @@ class ClassificationAccumulator:
 
     def result(self, engine: str, reason: str) -> ClassificationPrediction:
         count, probs = self.moments.count, _get(self.moments.mean)
+        _check_finite(probs, "probabilities", "NaN or +inf logits, or every logit -inf")
         predictive = BF.entropy(probs)
         expected = _get(self.entropy_sum) / count
         ratio = 1.0 - _get(self.votes).amax(-1).to(probs.dtype) / count
@@ -239,6 +252,10 @@ class RegressionAccumulator:
         count = self.moments.count
         epistemic = _get(self.moments.m2) / count
         aleatoric = self._aleatoric()
+        _check_finite(_get(self.moments.mean), "means", "NaN or inf in the sampled outputs")
+        _check_finite(
+            epistemic + aleatoric, "variances", "the outputs or their spread overflow the dtype"
+        )
         ll = self.log_likelihood
         return RegressionPrediction(
             mean=_get(self.moments.mean),

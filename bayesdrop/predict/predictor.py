@@ -211,6 +211,8 @@ class MCPredictor:
         staged = _prefetch((self._split(b) for b in batches), device, batch_dim)
         for x, target in tqdm(staged, total=total, disable=not self.progress, desc="MC"):
             inputs = check_input(x, device, batch_dim, "data")
+            if target is not None:
+                _check_target_rows(target, inputs.n, batch_dim)
             if self.settings.verify and not self._verified:
                 verify_noise(self.model, inputs, self.settings, self.seed or 0)
                 self._verified = True
@@ -232,6 +234,17 @@ class MCPredictor:
         if not parts:
             fail("data", "at least one batch", "an empty iterable")
         return type(parts[0]).concatenate(parts)  # type: ignore[arg-type]
+
+
+def _check_target_rows(target: Tensor, n: int, batch_dim: int) -> None:
+    """A batch's target has one row per input row (at dimension 0, or at ``batch_dim``)."""
+    dims = {0, batch_dim} if target.dim() > batch_dim else {0}
+    if target.dim() == 0 or all(target.shape[d] != n for d in dims):
+        fail(
+            "data",
+            f"batches whose target has one row per input row ({n} rows)",
+            f"a target of shape {tuple(target.shape)}",
+        )
 
 
 def _move(x: object, target: Tensor | None, device: torch.device | None, batch_dim: int):
