@@ -385,19 +385,21 @@ class _WrappedNoise(nn.Module):
 
 
 class Stateful(nn.Module):
-    """Reads a plain attribute, a buffer and a flag in forward."""
+    """Reads a plain attribute, a buffer, a flag and a list's contents in forward."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fc, self.drop, self.out = nn.Linear(8, 16), nn.Dropout(0.2), nn.Linear(16, 3)
         self.temperature = 1.0
         self.use_relu = True
+        self.shift = [0.0, 0.0, 0.0]
         self.register_buffer("log_prior", torch.zeros(3))
 
     def forward(self, x):
         h = self.fc(x)
         h = torch.relu(h) if self.use_relu else torch.tanh(h)
-        return self.out(self.drop(h)) / self.temperature + self.log_prior
+        shift = torch.tensor(self.shift)
+        return self.out(self.drop(h)) / self.temperature + self.log_prior + shift
 
 
 @pytest.mark.parametrize("engine", ["auto", "loop", "batched", "cached"])
@@ -409,6 +411,8 @@ def test_state_changed_between_calls_is_seen(engine):
         lambda m: setattr(m, "temperature", 5.0),
         lambda m: setattr(m, "log_prior", torch.tensor([2.0, 0.0, -2.0])),
         lambda m: setattr(m, "use_relu", False),
+        lambda m: m.shift.__setitem__(0, 3.0),  # in place: the same list object
+        lambda m: setattr(m, "out", nn.Linear(16, 3)),  # a re-assigned child
     ]
     predictor = bayesdrop.MCPredictor(model, num_samples=8, seed=0, engine=engine, progress=False)
     predictor.predict(X)

@@ -242,11 +242,18 @@ def one_per_pass_reason(model: nn.Module) -> str | None:
 _PLAN_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _STANDARD_KEYS = frozenset(nn.Module().__dict__)
 _SCALARS = (bool, int, float, complex, str, bytes, torch.dtype, torch.device, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 def _value_key(value: object, depth: int = 0) -> object:
     """What a plain attribute contributes to the fingerprint: scalars by value, containers of
     them by their items, tensors, modules and other objects by identity."""
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return value
+    if isinstance(value, (tuple, list)) and _SCALAR_TYPES.issuperset(map(type, value)):
+        # scalars in a tuple are compared by value as they are; a list is copied
+        return value if kind is tuple else (kind.__name__, *value)
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, Tensor):
@@ -258,20 +265,18 @@ def _value_key(value: object, depth: int = 0) -> object:
     return ("object", id(value))
 
 
-def _module_key(module: nn.Module) -> tuple:
-    state = module.__dict__
-    switch = _kind(module)[0]  # cached per class: the rate is read only for noise modules
-    return (
-        id(module),
-        type(module).forward,
-        bool(switch) and is_stochastic(module),
-        tuple((k, _value_key(v)) for k, v in state.items() if k not in _STANDARD_KEYS),
-        tuple((k, id(v)) for k, v in state["_parameters"].items()),
-        tuple((k, id(v)) for k, v in state["_buffers"].items()),
-        tuple((k, id(v)) for k, v in state["_modules"].items()),
-        tuple(state["_forward_hooks"]),
-        tuple(state["_forward_pre_hooks"]),
-    )
+def _plain_key(state: dict) -> tuple:
+    """A module's plain attributes (not the standard ``nn.Module`` ones): their names and
+    values, scalars as they are (a fast path in C for modules with only scalar attributes),
+    anything else through :func:`_value_key`."""
+    keys = state.keys() - _STANDARD_KEYS
+    if not keys:
+        return ()
+    names = tuple(keys)  # the set's order follows the dict's: a re-ordered dict only re-traces
+    values = tuple(map(state.__getitem__, names))
+    if not _SCALAR_TYPES.issuperset(map(type, values)):
+        values = tuple(map(_value_key, values))
+    return (len(names), *names, *values)
 
 
 def _fingerprint(model: nn.Module) -> tuple:
@@ -280,16 +285,46 @@ def _fingerprint(model: nn.Module) -> tuple:
     sizes, ...) by value, the identity of its parameters, buffers, children and other
     attributes (a re-assigned buffer is a new object) and its hooks. A change re-traces the
     model and re-runs the first-call checks. In-place changes of parameters and buffers need
-    none: the traced halves read them when they run."""
-    keys, seen, stack = [], set(), [model]
+    none: the traced halves read them when they run.
+
+    One flat tuple for the whole model (each group led by its length), built with C-level
+    unpacking: it is checked on every call, so its cost counts against a warm call."""
+    key: list = []
+    seen: set[int] = set()
+    stack: list = [model]
     while stack:  # depth first, without building the dotted names of named_modules()
         module = stack.pop()
-        if id(module) in seen:
+        if module is None or id(module) in seen:
             continue
         seen.add(id(module))
-        keys.append(_module_key(module))
-        stack.extend(c for c in reversed(module.__dict__["_modules"].values()) if c is not None)
-    return tuple(keys)
+        state = module.__dict__
+        params, buffers, children = state["_parameters"], state["_buffers"], state["_modules"]
+        hooks, pre_hooks = state["_forward_hooks"], state["_forward_pre_hooks"]
+        plain = _plain_key(state)
+        key.extend(
+            (
+                id(module),
+                type(module).forward,
+                bool(_kind(module)[0]) and is_stochastic(module),  # rates of noise modules only
+                len(plain),
+                *plain,
+                len(params),
+                *params,
+                *map(id, params.values()),
+                len(buffers),
+                *buffers,
+                *map(id, buffers.values()),
+                len(children),
+                *children,
+                *map(id, children.values()),
+                len(hooks),
+                *hooks,
+                len(pre_hooks),
+                *pre_hooks,
+            )
+        )
+        stack.extend(reversed(children.values()))
+    return tuple(key)
 
 
 def input_signature(inputs: ModelInputs | None) -> tuple:
