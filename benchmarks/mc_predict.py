@@ -13,7 +13,9 @@ Run:  python benchmarks/mc_predict.py [--quick] [--threads 1]
     plan's trunk once plus S head passes, timed directly, where the model can be split).
     Targets: "cached" is chosen for vgg11, mobilenet_v3_small and efficientnet_b0 and runs
     within 1.3x of the limit; no model is slower under "auto" than under the better of "loop"
-    and "batched".
+    and "batched"; the first-call check of replicated passes costs at most 5% of a warm call
+    ("check/warm": the check's passes minus plain passes of the same samples on the first
+    call's engine, fastest of 3 per round; see benchmarks/noise_check.py).
 (c) Peak memory (increase of the peak resident set size over the call, each configuration in a
     fresh process; Linux /proc) of repetition and mc_predict with and without a ``max_memory``
     budget, and with S = 64 vs 256 (running sums: memory does not grow with S).
@@ -307,6 +309,8 @@ def _limit(model, x) -> float | None:
 
 
 def part_d(repeats: int, names: list[str]) -> None:
+    import noise_check  # beside this script: the first-call check's timing
+
     zoo = _zoo()
     print(f"(d) real architectures, batch 8, S={S}")
     for name in names:
@@ -324,9 +328,13 @@ def part_d(repeats: int, names: list[str]) -> None:
         if _limit(model, x) is not None and chosen.get("auto", run("auto")) == "cached":
             competitors["limit"] = lambda model=model, x=x: _limit(model, x)
         t = rounds(competitors, repeats)
+        checks: dict[str, list[float]] = {}
+        for _ in range(repeats):  # after the timed rounds: first calls warm nothing up there
+            noise_check.first_call_and_check(model, x, 3, checks, **opts)
         line = f"    {name:<36} auto={chosen['auto']:<8}"
         line += "".join(f" {k} {1e3 * v[0]:8.1f} ms" for k, v in t.items())
         line += f"   auto/best(loop,batched) {ratio(t, 'auto', 'loop', 'batched').split()[0]}"
+        line += f"   check/warm {noise_check.check_cost(checks) / t['auto'][0]:.3f}"
         if "limit" in t:
             line += f"   auto/limit {ratio(t, 'auto', 'limit').split()[0]}"
         print(line, flush=True)

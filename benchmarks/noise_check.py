@@ -78,6 +78,40 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def first_call_and_check(model, x, reps: int, runs: dict, **opts) -> None:
+    """One round: a first call on a fresh copy of ``model`` (into ``runs["first"]``), then that
+    call's engine checked again and sampled plainly ``reps`` times each, interleaved (into
+    ``runs["check"]`` and ``runs["plain"]``); ``opts`` go to ``mc_predict``."""
+    runner = sys.modules["bayesdrop.predict.runner"]
+    checked = runner.check_scope
+    seen: dict = {}
+
+    def grab(model, engine, k, n, fork):
+        seen.update(engine=engine, n=n, fork=fork)
+        return checked(model, engine, k, n, fork)
+
+    fresh = copy.deepcopy(model)
+    runner.check_scope = grab
+    try:
+        runs.setdefault("first", []).append(
+            timed(lambda: bayesdrop.mc_predict(fresh, x, num_samples=S, seed=0, **opts))
+        )
+    finally:
+        runner.check_scope = checked
+    if not seen:  # no replicated pass, no check (the loop engine)
+        return
+    engine, n, fork = seen["engine"], seen["n"], seen["fork"]
+    with torch.no_grad(), prediction_mode(fresh):
+        for _ in range(reps):
+            runs.setdefault("check", []).append(timed(lambda: checked(fresh, engine, S, n, fork)))
+            runs.setdefault("plain", []).append(timed(lambda: engine.sample(S)))
+
+
+def check_cost(runs: dict) -> float:
+    """What the check adds to a first call, in seconds (fastest check minus fastest plain)."""
+    return min(runs["check"]) - min(runs["plain"]) if "check" in runs else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -93,33 +127,10 @@ def main() -> None:
     print(header + f" {'fingerprint/warm':>16s} {'auto/best':>9s}")
     for name, (model, x) in zoo.items():
         runs: dict[str, list[float]] = {}
-        runner = sys.modules["bayesdrop.predict.runner"]
-        checked = runner.check_scope
-        seen: dict = {}
-
-        def grab(model, engine, k, n, fork):
-            seen.update(engine=engine, n=n, fork=fork)
-            return checked(model, engine, k, n, fork)
-
         with torch.no_grad():
             bayesdrop.mc_predict(model, x, num_samples=S, seed=0)  # warm-up
             for _ in range(args.rounds):
-                fresh = copy.deepcopy(model)
-                runner.check_scope = grab
-                try:
-                    runs.setdefault("first", []).append(
-                        timed(lambda f=fresh: bayesdrop.mc_predict(f, x, num_samples=S, seed=0))
-                    )
-                finally:
-                    runner.check_scope = checked
-                if seen:  # the engine of that first call, checked again and sampled plainly
-                    engine, n, fork = seen["engine"], seen["n"], seen["fork"]
-                    with prediction_mode(fresh):
-                        for _ in range(args.reps):
-                            runs.setdefault("check", []).append(
-                                timed(lambda e=engine, f=fresh: checked(f, e, S, n, fork))
-                            )
-                            runs.setdefault("plain", []).append(timed(lambda e=engine: e.sample(S)))
+                first_call_and_check(model, x, args.reps, runs)
                 for engine_name in ("auto", "loop", "batched"):
                     runs.setdefault(engine_name, []).append(
                         timed(
@@ -130,11 +141,10 @@ def main() -> None:
                     )
                 runs.setdefault("fingerprint", []).append(timed(lambda: plan_source(model)))
         med = {k: statistics.median(v) for k, v in runs.items()}
-        check = min(runs["check"]) - min(runs["plain"]) if "check" in runs else 0.0
         engine = bayesdrop.mc_predict(model, x, num_samples=S).engine
         print(
             f"{name:26s} {engine:>7s} {med['first'] / med['auto']:10.2f} "
-            f"{check / med['auto']:10.3f} {med['fingerprint'] / med['auto']:16.4f} "
+            f"{check_cost(runs) / med['auto']:10.3f} {med['fingerprint'] / med['auto']:16.4f} "
             f"{med['auto'] / min(med['loop'], med['batched']):9.2f}"
         )
 

@@ -100,6 +100,8 @@ class Draw:
     #: the call's input shares storage with one of the model's parameters or buffers
     #: (dropout on a weight): drawn once per call, whatever the shape
     on_state: bool = False
+    #: the class of the module that drew it (None when no module of the model was running)
+    owner: type | None = None
 
 
 def _training_on(func: object, args: tuple, kwargs: dict) -> bool:
@@ -155,23 +157,35 @@ class FunctionalNoise(TorchFunctionMode):
         record: bool = False,
         names: dict[int, str] | None = None,
         force: bool = True,
-        state: frozenset[int] = frozenset(),
+        model: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.record, self.names, self.force, self.state = record, names or {}, force, state
+        self.record, self.names, self.force, self.model = record, names or {}, force, model
         self.draws: list[Draw] = []
         self.paused = False
-        self._stack: list[str] = []
+        self._stack: list[tuple[str, type]] = []
+        self._state: frozenset[int] | None = None  # storages of the model's tensors, when asked
 
     def _forced_below(self) -> bool:
         """Whether a mode entered before this one runs the dropout-family calls as in training."""
         index = next((i for i, m in enumerate(_ACTIVE) if m is self), len(_ACTIVE))
         return any(m.force and not m.paused for m in _ACTIVE[:index])
 
+    def _state_storages(self) -> frozenset[int]:
+        """The storages of the model's parameters and buffers (read once, with torch function
+        handling off: inside a mode each ``untyped_storage()`` would be a mode call)."""
+        if self._state is None:
+            with torch._C.DisableTorchFunction():
+                tensors: list[Tensor] = []
+                if self.model is not None:
+                    tensors = [*self.model.parameters(), *self.model.buffers()]
+                self._state = frozenset(_storage(t) for t in tensors) - {0, -1}
+        return self._state
+
     def enter(self, module: nn.Module) -> None:
         name = self.names.get(id(module))
         if name is not None:
-            self._stack.append(name)
+            self._stack.append((name, type(module)))
 
     def leave(self, module: nn.Module) -> None:
         if id(module) in self.names and self._stack:
@@ -186,14 +200,14 @@ class FunctionalNoise(TorchFunctionMode):
         out = func(*args, **kwargs)
         if self.record:
             if _draws(func, args, kwargs, self._forced_below()):
-                where = self._stack[-1] if self._stack else ""
+                where, owner = self._stack[-1] if self._stack else ("", None)
                 name = getattr(func, "__name__", str(func))
                 first = args[0] if args else next(iter(kwargs.values()), None)
-                on_state = isinstance(first, Tensor) and _storage(first) in self.state
-                if isinstance(out, Tensor):
-                    self.draws.append(Draw(where, name, out.numel(), tuple(out.shape), on_state))
-                else:
-                    self.draws.append(Draw(where, name, 1, (), on_state))
+                on_state = name in PER_ELEMENT_FUNCTIONS and isinstance(first, Tensor)
+                on_state = on_state and _storage(first) in self._state_storages()
+                shape = tuple(out.shape) if isinstance(out, Tensor) else ()
+                numel = out.numel() if isinstance(out, Tensor) else 1
+                self.draws.append(Draw(where, name, numel, shape, on_state, owner))
         return out
 
 
@@ -205,13 +219,6 @@ def _storage(t: Tensor) -> int:
         return t.untyped_storage().data_ptr()
     except (RuntimeError, NotImplementedError):  # tensors without storage (meta, functional)
         return -1
-
-
-def _state_storages(model: nn.Module | None) -> frozenset[int]:
-    if model is None:
-        return frozenset()
-    tensors = [*model.parameters(), *model.buffers()]
-    return frozenset(_storage(t) for t in tensors) - {0, -1}
 
 
 @contextmanager
@@ -227,13 +234,12 @@ def functional_noise(
     ``TorchFunctionMode`` pays a Python call, and a second mode doubles that cost); the
     recorder it yields then holds the block's draws without being a mode itself."""
     names = module_names(model) if record and model is not None else {}
-    state = _state_storages(model) if record else frozenset()
     host = _ACTIVE[-1] if _ACTIVE else None
     if record and not force and host is not None and not host.paused and not host.record:
-        with _borrowed(host, names, state) as view:
+        with _borrowed(host, names, model) as view:
             yield view
         return
-    mode = FunctionalNoise(record=record, names=names, force=force, state=state)
+    mode = FunctionalNoise(record=record, names=names, force=force, model=model)
     _ACTIVE.append(mode)
     try:
         with mode, _attributed(mode, names):
@@ -263,25 +269,20 @@ def _attributed(mode: FunctionalNoise, names: dict[int, str]) -> Iterator[None]:
 
 @contextmanager
 def _borrowed(
-    host: FunctionalNoise, names: dict[int, str], state: frozenset[int]
+    host: FunctionalNoise, names: dict[int, str], model: nn.Module | None
 ) -> Iterator[FunctionalNoise]:
     """``host`` records for the block; the yielded recorder (not itself a mode) holds the draws
     afterwards."""
-    view = FunctionalNoise(record=True, names=names, force=False, state=state)
-    saved = (host.names, host.draws, host._stack, host.state)
-    host.record, host.names, host.draws, host._stack, host.state = (
-        True,
-        names,
-        view.draws,
-        [],
-        state,
-    )
+    view = FunctionalNoise(record=True, names=names, force=False, model=model)
+    saved = (host.names, host.draws, host._stack, host.model, host._state)
+    host.record, host.names, host.draws, host._stack = True, names, view.draws, []
+    host.model, host._state = model, None
     try:
         with _attributed(host, names):
             yield view
     finally:
         host.record = False
-        host.names, host.draws, host._stack, host.state = saved
+        host.names, host.draws, host._stack, host.model, host._state = saved
 
 
 @contextmanager

@@ -214,7 +214,10 @@ _KIND_CACHE: dict[type, tuple[str, object, object]] = {}
 
 def _kind(module: nn.Module) -> tuple[str, object, object]:
     """How a module's noise is switched: ("mc" | "training" | "", rate getter, scope)."""
-    cls = type(module)
+    return _kind_of_class(type(module))
+
+
+def _kind_of_class(cls: type) -> tuple[str, object, object]:
     cached = _KIND_CACHE.get(cls)
     if cached is not None:
         return cached
@@ -265,17 +268,16 @@ def noise_scope(module: nn.Module) -> str | None:
     return str(value)
 
 
-def scope_is_built_in(module: nn.Module) -> bool:
-    """Whether ``module`` is a noise module whose scope is known by construction: a torch or
-    bayesdrop noise module, or one of the other libraries' known types, running its own
-    ``forward`` (not a user's subclass that overrides it, nor a registered type, whose declared
-    scope the predictor's first-call check still confirms)."""
-    cls = type(module)
-    if not _kind(module)[0] or cls in _REGISTRY:
+def scope_is_built_in(cls: type) -> bool:
+    """Whether modules of class ``cls`` are noise modules whose scope is known by
+    construction: torch's and bayesdrop's noise modules, or one of the other libraries' known
+    types, running their own ``forward`` (not a user's subclass that overrides it, nor a
+    registered type, whose declared scope the predictor's first-call check still confirms)."""
+    if cls in _REGISTRY or not _kind_of_class(cls)[0]:
         return False
     if (cls.__module__, cls.__name__) in _KNOWN_TYPES:
         return True
-    owner = getattr(cls.forward, "__module__", "") or ""
+    owner = getattr(cls.forward, "__module__", "") or ""  # type: ignore[attr-defined]
     return owner.split(".")[0] in ("torch", "bayesdrop")
 
 

@@ -88,7 +88,7 @@ def _identical(output: object, k: int) -> bool:
     )
 
 
-def _unchecked_draws(model: nn.Module, draws: list[Draw], rows: int) -> list[Draw]:
+def _unchecked_draws(draws: list[Draw], rows: int) -> list[Draw]:
     """The draws whose scope the check must measure. Known to be per row: a draw made inside a
     noise module whose per-row scope is known by construction (``nn.Dropout``, timm's
     ``DropPath``, ...) or by a function that draws per element of its input (``F.dropout``
@@ -96,17 +96,15 @@ def _unchecked_draws(model: nn.Module, draws: list[Draw], rows: int) -> list[Dra
     dimension of a multiple of ``rows`` (the rows of the repeated batch) and whose input is not
     one of the model's parameters or buffers. Dropout applied to a weight fails the last two
     and is measured."""
-    modules = dict(model.named_modules())
-    known: dict[str, bool] = {}
+    known: dict[type | None, bool] = {None: False}
     for d in draws:
-        if d.module not in known:
-            module = modules.get("" if d.module == "(model)" else d.module) if d.module else None
-            known[d.module] = module is not None and scope_is_built_in(module)
+        if d.owner is not None and d.owner not in known:
+            known[d.owner] = scope_is_built_in(d.owner)
 
     def per_row(d: Draw) -> bool:
         if d.on_state or rows < 2 or not any(s and s % rows == 0 for s in d.shape):
             return False
-        return known[d.module] or d.function in PER_ELEMENT_FUNCTIONS
+        return known[d.owner] or d.function in PER_ELEMENT_FUNCTIONS
 
     return [d for d in draws if not per_row(d)]
 
@@ -118,7 +116,7 @@ def check_scope(model: nn.Module, engine, k: int, n: int, fork) -> ScopeCheck:
     check ran) to compare their sizes; ``n`` is the number of rows of the batch."""
     with functional_noise(record=True, model=model, force=False) as reck:
         many = engine.sample(k)
-    unchecked = _unchecked_draws(model, reck.draws, k * n)
+    unchecked = _unchecked_draws(reck.draws, k * n)
     shared: list[tuple[str, str]] = []
     if unchecked:
         with fork(), functional_noise(record=True, model=model, force=False) as rec1:
