@@ -1,0 +1,176 @@
+r"""Non-conformity scores of classification sets, for every class at once.
+
+With MC-mean probabilities :math:`\bar p(x)` sorted in decreasing order, :math:`o_x(y)` the
+1-based rank of class :math:`y`, and :math:`u \sim U(0, 1)` one draw per point:
+
+.. math::
+
+    s_\text{lac}(x, y) &= 1 - \bar p_y(x) \\
+    s_\text{aps}(x, y) &= \sum_{j:\, o_x(j) < o_x(y)} \bar p_j(x) + u\, \bar p_y(x)
+        \quad (u = 1 \text{ without randomisation}) \\
+    s_\text{raps}(x, y) &= s_\text{aps}(x, y) + \lambda\, (o_x(y) - k_\text{reg})^+ \\
+    s_\text{mi}(x, y) &= \frac{1 - \bar p_y(x)}{1 + \beta\, I(x)} \\
+    s_\text{spread}(x, y) &= \frac{1 - \bar p_y(x)}{1 + \beta\, \sigma_y(x)}
+
+:math:`I(x)` is the mutual information (nats) and :math:`\sigma_y(x)` the standard deviation of
+the sampled probabilities :math:`p_{s,y}(x)` over the MC samples (population, divisor
+:math:`S`): the epistemic parts of a :class:`~bayesdrop.ClassificationPrediction`. Dividing by
+:math:`1 + \beta\,\cdot` lowers the score of points (``"mi"``) or classes (``"spread"``) the
+dropout samples disagree on, so their sets grow; :math:`\beta = 0` is LAC. (Bethell et al.'s
+MC-CP conformalises the MC-mean probabilities with APS/RAPS, which ``"aps"``/``"raps"`` on a
+prediction object do; the two normalised scores are this package's choice.) A set is
+:math:`\{y : s(x, y) \le \hat q\}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from bayesdrop._validation import check_choice, check_positive, check_positive_int, fail
+from bayesdrop.conformal._inputs import Points, as_points
+
+__all__ = ["SCORES", "ScoreName", "conformity_scores", "point_scores"]
+
+ScoreName = Literal["lac", "aps", "raps", "mi", "spread"]
+SCORES: tuple[str, ...] = ("lac", "aps", "raps", "mi", "spread")
+
+
+def _aps(probs: Tensor, u: Tensor | None, lam: float, k_reg: int) -> Tensor:
+    ordered, index = probs.sort(dim=-1, descending=True, stable=True)
+    cumsum = ordered.cumsum(-1)
+    if u is not None:  # cumsum - (1 - u) p: everything ranked above, plus u p
+        cumsum = cumsum - (1 - u)[:, None] * ordered
+    if lam > 0:
+        rank = torch.arange(1, probs.shape[-1] + 1, device=probs.device, dtype=probs.dtype)
+        cumsum = cumsum + lam * (rank - k_reg).clamp_min(0)
+    return torch.empty_like(cumsum).scatter_(-1, index, cumsum)
+
+
+def _uniform(points: Points, u: Any, generator: torch.Generator | None) -> Tensor:
+    n = points.probs.shape[0]
+    if u is None:
+        gen_device = generator.device if generator is not None else points.probs.device
+        draw = torch.rand(n, generator=generator, device=gen_device, dtype=points.probs.dtype)
+        return draw.to(points.probs.device)
+    if not isinstance(u, Tensor) or u.shape != points.shape:
+        got = f"shape {tuple(u.shape)}" if isinstance(u, Tensor) else type(u).__name__
+        fail("u", f"a tensor of shape {points.shape} (one uniform per point)", got)
+    u = u.reshape(-1).to(points.probs)
+    if bool(((u < 0) | (u > 1) | u.isnan()).any()):
+        fail("u", "uniform draws in [0, 1]", "values outside")
+    return u
+
+
+def point_scores(
+    points: Points,
+    score: str,
+    *,
+    lam: float = 0.01,
+    k_reg: int = 5,
+    beta: float = 1.0,
+    randomized: bool = True,
+    u: Any = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """All-class scores ``(P, C)`` of validated points (see :func:`conformity_scores`)."""
+    probs = points.probs
+    if score == "lac":
+        return 1 - probs
+    if score in ("aps", "raps"):
+        draw = _uniform(points, u, generator) if randomized else None
+        if score == "aps":
+            return _aps(probs, draw, 0.0, 0)
+        return _aps(probs, draw, check_positive("lam", lam, allow_zero=True), k_reg)
+    beta = check_positive("beta", beta, allow_zero=True)
+    if score == "mi":
+        if points.mutual_information is None:
+            fail(
+                "x",
+                'a ClassificationPrediction for score="mi" (it needs the mutual information)',
+                "a tensor of probabilities",
+                "Pass the result of bayesdrop.mc_predict(...).",
+                type_error=True,
+            )
+        mi = points.mutual_information.clamp_min(0)  # float rounding can give -1e-8
+        return (1 - probs) / (1 + beta * mi)[:, None]
+    if points.samples is None:
+        fail(
+            "x",
+            'a ClassificationPrediction with samples for score="spread"',
+            "no samples",
+            "Predict with bayesdrop.mc_predict(..., return_samples=True).",
+            type_error=True,
+        )
+    spread = points.samples.std(0, correction=0)
+    return (1 - probs) / (1 + beta * spread)
+
+
+def check_score_options(score: Any, k_reg: Any) -> int:
+    check_choice("score", score, SCORES)
+    return check_positive_int("k_reg", k_reg, allow_zero=True)
+
+
+def conformity_scores(
+    x: Any,
+    target: Any = None,
+    *,
+    score: ScoreName = "lac",
+    lam: float = 0.01,
+    k_reg: int = 5,
+    beta: float = 1.0,
+    randomized: bool = True,
+    u: Any = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Non-conformity scores of every class, ``(..., C)``, or of the true class, ``(...)``.
+
+    The scores are defined in :mod:`bayesdrop.conformal` (module docstring) and in the
+    :class:`SplitConformalClassifier` docstring.
+
+    Parameters
+    ----------
+    x : ClassificationPrediction or Tensor (..., C)
+        MC dropout prediction, or probabilities with the class dimension last (never read as
+        MC samples).
+    target : Tensor (...), optional
+        Integer labels: the scores of the true classes are returned instead.
+    score : {"lac", "aps", "raps", "mi", "spread"}, default "lac"
+    lam, k_reg : float, int
+        RAPS's :math:`\lambda \ge 0` and :math:`k_\text{reg} \ge 0` (Angelopoulos et al., 2021).
+    beta : float
+        Weight :math:`\beta \ge 0` of the epistemic term of ``"mi"`` and ``"spread"``.
+    randomized : bool, default True
+        APS/RAPS with a uniform :math:`u` per point (False: :math:`u = 1`).
+    u : Tensor (...), optional
+        The uniforms themselves (for reproducing a peer's draws); else drawn from
+        ``generator``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayesdrop.conformal import conformity_scores
+    >>> probs = torch.tensor([[0.5, 0.3, 0.2]])
+    >>> conformity_scores(probs, score="aps", randomized=False)
+    tensor([[0.5000, 0.8000, 1.0000]])
+    >>> conformity_scores(probs, torch.tensor([1]), score="raps", lam=0.1, k_reg=1,
+    ...                   randomized=False)
+    tensor([0.9000])
+    """
+    k_reg = check_score_options(score, k_reg)
+    points = as_points(x, target)
+    every = point_scores(
+        points,
+        score,
+        lam=lam,
+        k_reg=k_reg,
+        beta=beta,
+        randomized=randomized,
+        u=u,
+        generator=generator,
+    )
+    if points.target is None:
+        return every.reshape(*points.shape, every.shape[-1])
+    return every.gather(-1, points.target[:, None])[:, 0].reshape(points.shape)
