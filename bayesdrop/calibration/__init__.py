@@ -102,3 +102,16 @@ __all__ = [
     "quantile_calibration_error",
     "regression_calibration_curve",
 ]
+
+from bayesdrop.calibration._matrix_scaling import DirichletCalibration, VectorScaling
+from bayesdrop.calibration._regression_recalibration import (
+    IsotonicCDFRecalibration,
+    VarianceScaling,
+)
+
+__all__ += [
+    "DirichletCalibration",
+    "IsotonicCDFRecalibration",
+    "VarianceScaling",
+    "VectorScaling",
+]
