@@ -9,7 +9,12 @@ from torch import Tensor
 
 from bayesdrop._validation import fail
 from bayesdrop.conformal._inputs import Points, as_points
-from bayesdrop.conformal._quantile import check_alpha, conformal_quantile, gather_scores
+from bayesdrop.conformal._quantile import (
+    check_alpha,
+    conformal_quantile,
+    gather_scores,
+    min_calibration_size,
+)
 from bayesdrop.conformal._scores import ScoreName, check_score_options, point_scores
 
 __all__ = ["SplitConformalClassifier", "conformal_sets"]
@@ -150,9 +155,9 @@ class SplitConformalClassifier:
         every = self._scores(points, u)
         labels = points.target
         assert labels is not None  # given, checked by as_points
-        scores = every.gather(-1, labels[:, None])[:, 0]
         if points.keep is not None:
-            scores, labels = scores[points.keep], labels[points.keep]
+            every, labels = every[points.keep], labels[points.keep]
+        scores = every.gather(-1, labels[:, None])[:, 0]
         if sharded:
             scores, labels = gather_scores(scores, group), gather_scores(labels, group)
         self.num_classes_ = every.shape[-1]
@@ -178,17 +183,20 @@ class SplitConformalClassifier:
         assert labels is not None and self.num_classes_ is not None
         out = torch.empty(self.num_classes_, dtype=scores.dtype, device=scores.device)
         counts = torch.bincount(labels, minlength=self.num_classes_).tolist()
+        need = min_calibration_size(alpha)
+        short = [(c, count) for c, count in enumerate(counts) if count < need]
+        if short:
+            listing = ", ".join(f"class {c}: n = {count}" for c, count in short[:5])
+            fail(
+                "the calibration split",
+                f"at least ceil(1 / alpha) - 1 = {need} points of every class for alpha = "
+                f"{alpha:g} with mondrian=True",
+                listing,
+                "Use mondrian=False, a larger alpha or more calibration data.",
+            )
         start = 0
         for c, count in enumerate(counts):
-            try:
-                out[c] = conformal_quantile(scores[start : start + count], alpha)
-            except ValueError as exc:
-                fail(
-                    "the calibration split",
-                    f"large enough in every class for mondrian=True (class {c} has {count})",
-                    str(exc).split("but got ")[-1].rstrip("."),
-                    "Use mondrian=False, a larger alpha or more calibration data.",
-                )
+            out[c] = conformal_quantile(scores[start : start + count], alpha)
             start += count
         return out
 

@@ -91,10 +91,13 @@ def conformal_quantile(scores: Any, alpha: float) -> Tensor:
         \hat q = s_{(k)}, \qquad
         1 - \alpha \;\le\; P(s_{n+1} \le \hat q) \;\le\; 1 - \alpha + \frac{1}{n + 1}
 
-    (the upper bound without ties). This is the empirical quantile at level :math:`k / n` with
-    "higher" interpolation (``torch.quantile(s, k / n, interpolation="higher")`` up to float
-    rounding of the level). It needs :math:`k \le n`, i.e. :math:`n \ge \lceil 1/\alpha \rceil
-    - 1` (a ``ValueError`` otherwise).
+    (the upper bound without ties). This is the empirical quantile at level :math:`k / n` read
+    upwards, :math:`\min\{s : \hat F_n(s) \ge k/n\}` (NumPy's ``method="inverted_cdf"``; with
+    NumPy's and torch's positions :math:`q (n - 1)` it is ``"lower"`` interpolation at
+    :math:`k / n`, and ``"higher"`` at :math:`(k - 1)/(n - 1)`). The rank :math:`k` is computed
+    exactly on the decimal value of ``alpha`` (:func:`quantile_rank`), with no float level in
+    between. It needs :math:`k \le n`, i.e. :math:`n \ge \lceil 1/\alpha \rceil - 1` (a
+    ``ValueError`` otherwise).
 
     Parameters
     ----------
