@@ -71,5 +71,9 @@ def test_unknown_method_and_bad_samples():
         ValueError, match=r"Expected `samples` to be a floating tensor .* \(S, N, C\)"
     ):
         active.bald(SAMPLES[0])
-    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\].*logits\.softmax"):
+    with pytest.raises(ValueError, match=r"entries in \[0, 1\].*logits\.softmax"):
         active.bald(SAMPLES * 3 - 1)
+    # issue 25: rows that are not distributions were scored; ECE rejected the same rows
+    for score in (active.bald, active.max_entropy, active.margin, active.mean_std):
+        with pytest.raises(ValueError, match=r"`samples`.*whose rows sum to 1"):
+            score(SAMPLES * 0.5)

@@ -15,6 +15,8 @@ from netcal.metrics import ECE, MCE
 from sklearn.metrics import brier_score_loss, log_loss
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+import bayesdrop
+import bayesdrop.calibration as cal
 from bayesdrop.calibration import (
     PROBS_SUM_ATOL,
     accuracy,
@@ -113,7 +115,46 @@ def test_mc_samples_are_averaged_first():
     samples = torch.rand(7, 300, 4, dtype=torch.float64).softmax(-1)
     target = torch.randint(0, 4, (300,))
     for fn in (expected_calibration_error, brier_score, negative_log_likelihood, accuracy):
-        assert fn(samples, target).item() == pytest.approx(fn(samples.mean(0), target).item())
+        mean = fn(samples.mean(0), target).item()
+        assert fn(samples, target, layout="samples").item() == pytest.approx(mean)
+
+
+def test_a_3d_input_is_never_guessed():
+    """Breaking change (issue 25): a 3-D array was averaged as MC samples whatever it held;
+    per-token probabilities (4, 50, 3) with a (50,) target gave an ECE of 0.0574 averaged over
+    the batch. Every metric, streaming update, display and report now asks for the layout."""
+    probs = torch.rand(4, 50, 3, dtype=torch.float64).softmax(-1)
+    target = torch.randint(0, 3, (4, 50))
+    fronts = [
+        lambda **kw: expected_calibration_error(probs, target[0], **kw),
+        lambda **kw: brier_score(probs, target[0], **kw),
+        lambda **kw: cal.classification_metrics(probs, target[0], **kw),
+        lambda **kw: cal.classwise_calibration_error(probs, target[0], **kw),
+        lambda **kw: cal.CalibrationError().update(probs, target[0], **kw),
+        lambda **kw: cal.ReliabilityDisplay.from_predictions(probs, target[0], **kw),
+        lambda **kw: cal.CalibrationReport.from_predictions(probs, target[0], **kw),
+        lambda **kw: cal.accuracy_rejection_curve(probs, target[0], target[0].double(), **kw),
+    ]
+    for front in fronts:
+        with pytest.raises(BayesdropValueError, match=r'`layout`.*layout="samples"'):
+            front()
+    # declared, the same array means two different things, each computed faithfully
+    dense = expected_calibration_error(probs, target, layout="probs").item()
+    flat = expected_calibration_error(probs.reshape(-1, 3), target.reshape(-1)).item()
+    assert dense == pytest.approx(flat)
+    mc = expected_calibration_error(probs, target[0], layout="samples").item()
+    assert mc == pytest.approx(expected_calibration_error(probs.mean(0), target[0]).item())
+
+
+def test_every_metric_takes_a_prediction_result_and_ignore_index():
+    samples = torch.rand(5, 2, 6, 3, dtype=torch.float64).softmax(-1)
+    pred = bayesdrop.ClassificationPrediction.from_samples(samples.reshape(5, 12, 3))
+    target = torch.randint(0, 3, (12,))
+    target[::4] = -100
+    keep = target != -100
+    for fn in (expected_calibration_error, brier_score, negative_log_likelihood, accuracy):
+        want = fn(pred.probs[keep], target[keep]).item()
+        assert fn(pred, target, ignore_index=-100).item() == pytest.approx(want)
 
 
 def test_permutation_invariance():
@@ -255,8 +296,8 @@ Y = torch.tensor([0, 1])
         (GOOD, Y, {"num_bins": 0}, BayesdropValueError, r"`num_bins`.*positive integer"),
         (GOOD, Y, {"norm": "l3"}, BayesdropValueError, r"`norm`.*'l1', 'l2', 'max'"),
         (GOOD, Y, {"binning": "quantile"}, BayesdropValueError, r"`binning`.*'equal_width'"),
-        (GOOD[0], Y, {}, BayesdropValueError, r"`probs`.*\(N, C\) or \(S, N, C\)"),
-        ([[0.7, 0.3]], Y, {}, BayesdropTypeError, r"`probs`.*torch.Tensor or numpy.ndarray"),
+        (GOOD[0], Y, {}, BayesdropValueError, r"`probs`.*\(N, C\), \(N, \.\.\., C\)"),
+        ([[0.7, 0.3]], Y, {}, BayesdropTypeError, r"`probs`.*a tensor, an array"),
         (torch.tensor([[1, 0], [0, 1]]), Y, {}, BayesdropTypeError, r"`probs`.*floating-point"),
     ],
 )

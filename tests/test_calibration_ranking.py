@@ -43,10 +43,10 @@ def brute_force_curve(correct: np.ndarray, scores: np.ndarray, keep: int) -> flo
 def test_rejection_curve_is_invariant_to_row_order():
     probs, target, scores = tied_predictions()
     assert len(scores.unique()) < 20  # heavy ties: the test has teeth
-    curve = accuracy_rejection_curve(probs, target, scores, num_points=10)
+    curve = accuracy_rejection_curve(probs, target, scores, num_rates=10)
     for seed in range(5):
         perm = torch.randperm(len(target), generator=torch.Generator().manual_seed(seed))
-        other = accuracy_rejection_curve(probs[perm], target[perm], scores[perm], num_points=10)
+        other = accuracy_rejection_curve(probs[perm], target[perm], scores[perm], num_rates=10)
         torch.testing.assert_close(other.accuracy, curve.accuracy, rtol=0, atol=1e-12)
         assert other.aurc == pytest.approx(curve.aurc, abs=1e-12)
         assert other.eaurc == pytest.approx(curve.eaurc, abs=1e-12)
@@ -56,7 +56,7 @@ def test_tied_cut_is_the_average_over_tie_orders():
     probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.6, 0.4], [0.6, 0.4], [0.3, 0.7]])
     target = torch.tensor([0, 0, 1, 1, 1])  # the three tied rows: one right, two wrong
     scores = torch.tensor([0.1, 0.4, 0.4, 0.4, 0.3])
-    curve = accuracy_rejection_curve(probs, target, scores, num_points=5)
+    curve = accuracy_rejection_curve(probs, target, scores, num_rates=5)
     correct = np.array([1, 1, 0, 0, 1], dtype=float)
     for rate, acc in zip(curve.rejection_rate.tolist(), curve.accuracy.tolist(), strict=True):
         keep = int(np.ceil((1 - rate) * 5))

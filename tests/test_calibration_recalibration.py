@@ -7,6 +7,7 @@ import pytest
 import torch
 from netcal.scaling import TemperatureScaling as NetcalTemperatureScaling
 
+import bayesdrop
 from bayesdrop.calibration import (
     BetaCalibration,
     HistogramBinning,
@@ -127,8 +128,11 @@ def test_probs_and_log_probs_give_the_logits_temperature():
 def test_mc_samples_and_zero_probabilities():
     logits, target = synthetic(1.5, n=2000)
     probs = logits.softmax(-1)
-    samples = torch.stack([probs, probs])  # (S, N, C) averaged
-    a = TemperatureScaling(inputs="probs").fit(samples, target).temperature_
+    samples = torch.stack([probs, probs])  # (S, N, C): through a prediction result, never guessed
+    pred = bayesdrop.ClassificationPrediction.from_samples(samples)
+    a = TemperatureScaling(inputs="probs").fit(pred, target).temperature_
+    with pytest.raises(BayesdropValueError, match=r"`probs`.*of shape \(N, C\)"):
+        TemperatureScaling(inputs="probs").fit(samples, target)
     assert a == pytest.approx(TemperatureScaling(inputs="probs").fit(probs, target).temperature_)
     hard = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=torch.float64)
     y = torch.tensor([0, 1, 0])

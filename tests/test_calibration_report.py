@@ -65,7 +65,7 @@ def test_misclassification_and_ood():
     samples, target = mc_samples()
     probs = samples.mean(0)
     scores = entropy(probs)
-    mis = misclassification_detection(samples, target, scores)
+    mis = misclassification_detection(samples, target, scores, layout="samples")
     wrong = (probs.argmax(-1) != target).numpy()
     assert mis.auroc == pytest.approx(roc_auc_score(wrong, scores.numpy()))
     assert mis.auroc > 0.6
@@ -76,7 +76,7 @@ def test_misclassification_and_ood():
 def test_accuracy_rejection_curve():
     samples, target = mc_samples()
     probs = samples.mean(0)
-    curve = accuracy_rejection_curve(probs, target, entropy(probs), num_points=10)
+    curve = accuracy_rejection_curve(probs, target, entropy(probs), num_rates=10)
     correct = (probs.argmax(-1) == target).double()
     assert curve.accuracy[0].item() == pytest.approx(correct.mean().item())
     assert curve.accuracy[-1] >= curve.accuracy[0]
@@ -101,12 +101,14 @@ def test_detection_errors():
 def test_displays_do_not_touch_pyplot():
     plt.close("all")
     samples, target = mc_samples()
-    disp = ReliabilityDisplay.from_predictions(samples, target, num_bins=10).plot()
+    disp = ReliabilityDisplay.from_predictions(
+        samples, target, num_bins=10, layout="samples"
+    ).plot()
     assert disp.figure_ is disp.ax_.figure and len(disp.figure_.axes) == 2
     assert disp.ece == pytest.approx(
-        bayesdrop.expected_calibration_error(samples, target, num_bins=10).item()
+        bayesdrop.expected_calibration_error(samples, target, num_bins=10, layout="samples").item()
     )
-    ClasswiseReliabilityDisplay.from_predictions(samples, target).plot()
+    ClasswiseReliabilityDisplay.from_predictions(samples, target, layout="samples").plot()
     RegressionCalibrationDisplay.from_predictions(
         torch.zeros(20), torch.ones(20), torch.randn(20)
     ).plot()
@@ -118,7 +120,7 @@ def test_display_on_given_axes():
     fig, (ax1, ax2) = plt.subplots(1, 2)
     try:
         samples, target = mc_samples()
-        disp = ReliabilityDisplay.from_predictions(samples, target).plot(ax=ax1)
+        disp = ReliabilityDisplay.from_predictions(samples, target, layout="samples").plot(ax=ax1)
         assert disp.ax_ is ax1 and disp.figure_ is fig and disp.hist_ax_ is None
         UncertaintyHistogramDisplay.from_scores(torch.rand(30), torch.rand(20)).plot(ax=ax2)
         assert len(ax2.patches) > 0 and len(ax1.patches) > 0
@@ -204,13 +206,13 @@ def test_report_renders(tmp_path):
 
 
 def test_report_errors():
-    with pytest.raises(BayesdropTypeError, match=r"`predictions`.*`probs` attribute"):
+    with pytest.raises(BayesdropTypeError, match=r"`predictions`.*an object with `probs`"):
         CalibrationReport.from_predictions([0.5, 0.5], torch.tensor([0]))
     with pytest.raises(BayesdropValueError, match=r"`uncertainty`.*'predictive_entropy'"):
         CalibrationReport.from_predictions(
             torch.full((2, 2), 0.5), torch.tensor([0, 1]), uncertainty="bald"
         )
-    with pytest.raises(BayesdropValueError, match=r"`probs`.*logits"):
+    with pytest.raises(BayesdropValueError, match=r"`predictions`.*logits"):
         CalibrationReport.from_predictions(torch.randn(4, 2), torch.tensor([0, 1, 0, 1]))
 
 
@@ -353,3 +355,38 @@ def test_json_is_strict_without_bare_nan():
     report = dataclasses.replace(report, ence=float("nan"))
     assert json.loads(report.to_json())["ence"] is None
     assert "NaN" not in report.render("json")
+
+
+def test_display_binning_matches_its_statistics():
+    """Issue 25: `binning="equal-mass"` drew equal-width bars titled "equal-mass"; statistics
+    binned one way can no longer be drawn as the other."""
+    samples, target = mc_samples()
+    probs = samples.mean(0)
+    confidence, correct = probs.amax(-1), probs.argmax(-1) == target
+    width = bayesdrop.calibration.bin_statistics(confidence, correct, num_bins=10)
+    mass = bayesdrop.calibration.bin_statistics(
+        confidence, correct, num_bins=10, binning="equal_mass"
+    )
+    assert ReliabilityDisplay(width).binning == "equal_width"
+    assert ReliabilityDisplay(mass).binning == "equal_mass"  # read from the edges
+    with pytest.raises(BayesdropValueError, match=r"`binning`.*'equal_width', 'equal_mass'"):
+        ReliabilityDisplay(width, binning="equal-mass")
+    with pytest.raises(BayesdropValueError, match=r"`binning`.*not equal-width"):
+        ReliabilityDisplay(mass, binning="equal_width")
+
+
+def test_displays_take_what_the_report_takes():
+    """Issue 25: `ReliabilityDisplay.from_predictions(pred, y)` rejected the prediction result
+    that `CalibrationReport` accepts; dense input with `ignore_index` works the same way."""
+    samples, target = mc_samples()
+    pred = bayesdrop.ClassificationPrediction.from_samples(samples)
+    report = CalibrationReport.from_predictions(pred, target, num_bins=10)
+    disp = ReliabilityDisplay.from_predictions(pred, target, num_bins=10)
+    assert disp.ece == pytest.approx(report.metrics.ece)
+    dense, labels = pred.probs.reshape(40, 10, 5), target.reshape(40, 10).clone()
+    labels[:, -1] = 255
+    kept = labels != 255
+    a = ReliabilityDisplay.from_predictions(dense, labels, layout="probs", ignore_index=255)
+    b = ReliabilityDisplay.from_predictions(dense[kept], labels[kept])
+    assert a.ece == pytest.approx(b.ece)
+    ClasswiseReliabilityDisplay.from_predictions(pred, target)

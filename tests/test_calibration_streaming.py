@@ -87,11 +87,11 @@ def test_mc_samples_stream():
     target = torch.randint(0, 3, (200,))
     metric = (
         CalibrationError()
-        .update(samples[:, :120], target[:120])
-        .update(samples[:, 120:], target[120:])
+        .update(samples[:, :120], target[:120], layout="samples")
+        .update(samples[:, 120:], target[120:], layout="samples")
     )
     assert metric.compute().item() == pytest.approx(
-        expected_calibration_error(samples, target).item(), abs=1e-12
+        expected_calibration_error(samples, target, layout="samples").item(), abs=1e-12
     )
 
 
@@ -182,7 +182,7 @@ def test_empty_batch_is_a_no_op(make):
     before = _value(metric)
     empty_target = torch.empty(0, dtype=torch.long)
     metric.update(torch.empty(0, 6, dtype=torch.float64), empty_target)
-    metric.update(torch.empty(4, 0, 6), empty_target)  # MC samples of no point
+    metric.update(torch.empty(4, 0, 6), empty_target, layout="samples")  # MC samples of no point
     assert _value(metric) == before
     with pytest.raises(BayesdropValueError, match=r"`update`.*before compute"):
         make().update(torch.empty(0, 6), empty_target).compute()

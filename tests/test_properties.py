@@ -111,7 +111,7 @@ FRONT_DOORS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     ),
     "accuracy_rejection_curve": (
         lambda **kw: cal.accuracy_rejection_curve(PROBS, TARGET, PROBS[:, 1], **kw),
-        {"num_points": "positive_int"},
+        {"num_rates": "positive_int"},
     ),
     "CalibrationReport.from_predictions": (
         lambda **kw: cal.CalibrationReport.from_predictions(PROBS, TARGET, **kw),

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from bayesdrop import functional as BF
 from bayesdrop._validation import check_choice, check_tensor, fail
+from bayesdrop.calibration.inputs import check_probs_values
 
 __all__ = [
     "SCORES",
@@ -48,7 +49,8 @@ SCORES: tuple[str, ...] = (
 
 
 def check_samples(samples: object, name: str = "samples") -> Tensor:
-    """Sampled probabilities ``(S, N, C)``: floating, finite, in [0, 1]."""
+    """Sampled probabilities ``(S, N, C)``: floating, finite, in [0, 1], every row summing to 1
+    (the check of the calibration metrics, :func:`bayesdrop.calibration.as_points`)."""
     samples = check_tensor(name, samples)
     if samples.dim() != 3 or samples.shape[-1] < 2 or not samples.is_floating_point():
         fail(
@@ -57,14 +59,8 @@ def check_samples(samples: object, name: str = "samples") -> Tensor:
             f"a tensor of shape {tuple(samples.shape)} and dtype {samples.dtype}",
             "Predict with return_samples=True and pass prediction.samples.",
         )
-    if samples.numel() and not bool(((samples >= 0) & (samples <= 1)).all()):
-        lo, hi = samples.min().item(), samples.max().item()
-        fail(
-            name,
-            "probabilities in [0, 1]",
-            f"values in [{lo:.3g}, {hi:.3g}]",
-            "If these are logits, pass logits.softmax(-1).",
-        )
+    if samples.numel():
+        check_probs_values(samples.reshape(-1, samples.shape[-1]), name)
     return samples
 
 

@@ -13,7 +13,7 @@ from bayesdrop.calibration.display import (
     ReliabilityDisplay,
     UncertaintyHistogramDisplay,
 )
-from bayesdrop.calibration.inputs import PROBS_SUM_ATOL
+from bayesdrop.calibration.inputs import PROBS_SUM_ATOL, Points, as_points
 from bayesdrop.calibration.metrics import (
     ClassificationMetrics,
     accuracy,
@@ -73,6 +73,7 @@ __all__ = [
     "HistogramBinning",
     "IsotonicCalibration",
     "NegativeLogLikelihood",
+    "Points",
     "RegressionCalibrationCurve",
     "RegressionCalibrationDisplay",
     "RegressionReport",
@@ -83,6 +84,7 @@ __all__ = [
     "UncertaintyHistogramDisplay",
     "accuracy",
     "accuracy_rejection_curve",
+    "as_points",
     "bin_statistics",
     "brier_score",
     "calibration_error_from_statistics",

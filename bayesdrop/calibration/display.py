@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bayesdrop._validation import fail
+from bayesdrop._validation import check_choice, fail
 from bayesdrop.calibration.binning import (
     Binning,
     BinStatistics,
@@ -22,7 +22,7 @@ from bayesdrop.calibration.binning import (
     classwise_bin_sums,
     equal_width_edges,
 )
-from bayesdrop.calibration.inputs import check_classification, check_scores, top_label
+from bayesdrop.calibration.inputs import Layout, check_classification, check_scores, top_label
 from bayesdrop.calibration.metrics import calibration_error_from_statistics
 from bayesdrop.calibration.regression import regression_calibration_curve
 
@@ -77,11 +77,31 @@ class ReliabilityDisplay:
     """
 
     def __init__(
-        self, stats: BinStatistics, *, name: str | None = None, binning: Binning = "equal_width"
+        self, stats: BinStatistics, *, name: str | None = None, binning: Binning | None = None
     ) -> None:
+        if not isinstance(stats, BinStatistics):
+            fail("stats", "a BinStatistics", type(stats).__name__, type_error=True)
+        equal_width = bool(
+            torch.allclose(
+                stats.edges.double().cpu(),
+                equal_width_edges(stats.edges.numel() - 1),
+                rtol=0.0,
+                atol=1e-6,
+            )
+        )
+        if binning is None:
+            binning = "equal_width" if equal_width else "equal_mass"
+        check_choice("binning", binning, ("equal_width", "equal_mass"))
+        if binning == "equal_width" and not equal_width:
+            fail(
+                "binning",
+                "the binning of `stats` (its edges are not equal-width)",
+                repr(binning),
+                'Pass binning="equal_mass" or None (read from the edges).',
+            )
         self.stats = stats
         self.name = name
-        self.binning = binning
+        self.binning: Binning = binning
         self.ece = calibration_error_from_statistics(stats, "l1").item()
         self.mce = calibration_error_from_statistics(stats, "max").item()
 
@@ -94,9 +114,16 @@ class ReliabilityDisplay:
         num_bins: int = 15,
         binning: Binning = "equal_width",
         name: str | None = None,
+        layout: Layout | None = None,
+        ignore_index: int | None = None,
     ) -> ReliabilityDisplay:
-        """Bin the top-label confidences of ``probs (N, C)`` or ``(S, N, C)``."""
-        probs, target = check_classification(probs, target)
+        """Bin the top-label confidences of ``probs`` (any input of
+        :func:`~bayesdrop.calibration.as_points`: ``(N, C)``, a prediction result, dense or MC
+        samples with their ``layout``; ``ignore_index`` drops the points of one label)."""
+        check_choice("binning", binning, ("equal_width", "equal_mass"))
+        probs, target = check_classification(
+            probs, target, layout=layout, ignore_index=ignore_index
+        )
         stats = bin_statistics(*top_label(probs, target), num_bins=num_bins, binning=binning)
         return cls(stats, name=name, binning=binning)
 
@@ -242,10 +269,19 @@ class ClasswiseReliabilityDisplay:
 
     @classmethod
     def from_predictions(
-        cls, probs: Any, target: Any, *, num_bins: int = 10
+        cls,
+        probs: Any,
+        target: Any,
+        *,
+        num_bins: int = 10,
+        layout: Layout | None = None,
+        ignore_index: int | None = None,
     ) -> ClasswiseReliabilityDisplay:
-        """Bin ``probs[:, c]`` of every class ``c`` (``O(C x num_bins)`` memory)."""
-        probs, target = check_classification(probs, target)
+        """Bin ``probs[:, c]`` of every class ``c`` (``O(C x num_bins)`` memory); ``probs`` is any
+        input of :func:`~bayesdrop.calibration.as_points`."""
+        probs, target = check_classification(
+            probs, target, layout=layout, ignore_index=ignore_index
+        )
         num_bins = check_num_bins(num_bins)
         counts, confidence_sum, hits = classwise_bin_sums(probs, target, num_bins)
         edges = equal_width_edges(num_bins, dtype=confidence_sum.dtype)

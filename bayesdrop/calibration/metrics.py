@@ -1,15 +1,17 @@
 r"""Calibration metrics of a classifier, as pure functions on tensors.
 
-``probs`` is ``(N, C)`` (rows are distributions) or Monte-Carlo samples ``(S, N, C)``, which are
-averaged over ``S`` first (average probabilities, never logits). ``target`` holds integer labels
-``(N,)``. Every function validates its input (see :mod:`bayesdrop.calibration.inputs`) and works on
-any device; the calibration errors only keep per-bin sums, so their memory is O(``num_bins``).
+``probs`` is ``(N, C)`` (rows are distributions), dense ``(N, ..., C)`` with ``layout="probs"``,
+Monte-Carlo samples ``(S, N, ..., C)`` with ``layout="samples"`` (averaged over ``S`` first:
+average probabilities, never logits) or a prediction result; ``target`` holds integer labels
+``(N, ...)`` and ``ignore_index`` drops the points of one label. Every function reads its input
+through :func:`bayesdrop.calibration.as_points` and works on any device; the calibration errors
+only keep per-bin sums, so their memory is O(``num_bins``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -26,11 +28,10 @@ from bayesdrop.calibration.binning import (
     equal_width_edges,
 )
 from bayesdrop.calibration.inputs import (
+    Layout,
+    as_points,
     at_least_float32,
-    check_classification,
-    check_probs_shape,
     check_probs_values,
-    check_target,
     probs_sum_atol,
     top_label,
     true_class_probability,
@@ -73,11 +74,26 @@ class _TopLabelSums:
     num_data: int
 
 
-def _top_label_sums(probs: Tensor, target: Tensor, num_bins: int, bins: bool) -> _TopLabelSums:
+def _top_label_sums(
+    probs: Any,
+    target: Any,
+    num_bins: int,
+    bins: bool,
+    layout: Layout | None = None,
+    ignore_index: int | None = None,
+    allow_empty: bool = False,
+) -> _TopLabelSums:
     """Validate ``probs`` and ``target`` and reduce them to equal-width bin statistics and the sums
     of the per-point Brier scores and NLLs: one fused pass over CPU data (numba), else PyTorch."""
-    probs = check_probs_shape(probs)
-    target = check_target(target, probs.shape[0], probs.shape[1]).to(probs.device)
+    points = as_points(
+        probs,
+        target,
+        layout=layout,
+        ignore_index=ignore_index,
+        check_values=False,
+        allow_empty=allow_empty,
+    )
+    probs, target = points.probs, points.labels
     num_bins = check_num_bins(num_bins)
     fused = fused_top_label_sums(probs, target, num_bins)
     atol = probs_sum_atol(probs.dtype)
@@ -139,6 +155,8 @@ def expected_calibration_error(
     num_bins: int = 15,
     binning: Binning = "equal_width",
     norm: Norm = "l1",
+    layout: Layout | None = None,
+    ignore_index: int | None = None,
 ) -> Tensor:
     r"""Top-label expected calibration error (Guo et al., 2017).
 
@@ -149,9 +167,9 @@ def expected_calibration_error(
 
     Parameters
     ----------
-    probs : Tensor, shape ``(N, C)`` or ``(S, N, C)``
-        Probabilities (MC samples are averaged over ``S``).
-    target : Tensor, shape ``(N,)``
+    probs : Tensor, ndarray or prediction result
+        Probabilities ``(N, C)`` (or any input of :func:`~bayesdrop.calibration.as_points`).
+    target : Tensor, shape ``(N, ...)``
         Integer labels.
     num_bins : int, default 15
         Number of bins (torchmetrics' default; netcal's is 10).
@@ -160,6 +178,12 @@ def expected_calibration_error(
         the confidences (adaptive ECE).
     norm : {"l1", "l2", "max"}
         ``"l1"`` is the ECE, ``"l2"`` the root-mean-square error, ``"max"`` the MCE.
+    layout : {"probs", "samples"}, optional
+        What an array with more than two dimensions holds (see
+        :func:`~bayesdrop.calibration.as_points`): dense probabilities ``(N, ..., C)`` or MC
+        samples ``(S, N, ..., C)``.
+    ignore_index : int, optional
+        Points with this label are dropped.
 
     Returns
     -------
@@ -186,15 +210,25 @@ def expected_calibration_error(
     check_choice("norm", norm, _NORMS)
     check_choice("binning", binning, ("equal_width", "equal_mass"))
     if binning == "equal_width":
-        stats = _top_label_sums(probs, target, num_bins, bins=True).stats
+        stats = _top_label_sums(probs, target, num_bins, True, layout, ignore_index).stats
         assert stats is not None
     else:
-        probs, target = check_classification(probs, target)
-        stats = bin_statistics(*top_label(probs, target), num_bins=num_bins, binning=binning)
+        points = as_points(probs, target, layout=layout, ignore_index=ignore_index)
+        assert points.target is not None
+        stats = bin_statistics(
+            *top_label(points.probs, points.target), num_bins=num_bins, binning=binning
+        )
     return calibration_error_from_statistics(stats, norm)
 
 
-def classwise_calibration_error(probs: Tensor, target: Tensor, *, num_bins: int = 15) -> Tensor:
+def classwise_calibration_error(
+    probs: Tensor,
+    target: Tensor,
+    *,
+    num_bins: int = 15,
+    layout: Layout | None = None,
+    ignore_index: int | None = None,
+) -> Tensor:
     r"""Classwise ECE (Kull et al., 2019): the mean over classes of each class's ECE.
 
     .. math::
@@ -214,14 +248,20 @@ def classwise_calibration_error(probs: Tensor, target: Tensor, *, num_bins: int 
     >>> round(classwise_calibration_error(probs, torch.tensor([0, 1, 1]), num_bins=10).item(), 4)
     0.4167
     """
-    probs, target = check_classification(probs, target)
+    points = as_points(probs, target, layout=layout, ignore_index=ignore_index)
     num_bins = check_num_bins(num_bins)
-    _, confidence_sum, hits = classwise_bin_sums(probs, target, num_bins)
+    _, confidence_sum, hits = classwise_bin_sums(points.probs, points.labels, num_bins)
     # n_cb / N * |hits_cb / n_cb - conf_cb / n_cb| = |hits_cb - conf_cb| / N
-    return (hits - confidence_sum).abs().sum(1).mean() / probs.shape[0]
+    return (hits - confidence_sum).abs().sum(1).mean() / points.probs.shape[0]
 
 
-def brier_score(probs: Tensor, target: Tensor) -> Tensor:
+def brier_score(
+    probs: Tensor,
+    target: Tensor,
+    *,
+    layout: Layout | None = None,
+    ignore_index: int | None = None,
+) -> Tensor:
     r"""Multiclass Brier score, in :math:`[0, 2]`.
 
     .. math:: \mathrm{BS} = \frac1N\sum_i \sum_c (p_{ic} - \mathbb 1[y_i = c])^2
@@ -233,11 +273,17 @@ def brier_score(probs: Tensor, target: Tensor) -> Tensor:
     >>> round(brier_score(torch.tensor([[0.5, 0.5], [1.0, 0.0]]), torch.tensor([0, 0])).item(), 6)
     0.25
     """
-    sums = _top_label_sums(probs, target, 1, bins=False)
+    sums = _top_label_sums(probs, target, 1, False, layout, ignore_index)
     return sums.brier_sum / sums.num_data
 
 
-def negative_log_likelihood(probs: Tensor, target: Tensor) -> Tensor:
+def negative_log_likelihood(
+    probs: Tensor,
+    target: Tensor,
+    *,
+    layout: Layout | None = None,
+    ignore_index: int | None = None,
+) -> Tensor:
     r"""Mean negative log-likelihood :math:`-\frac1N\sum_i \log p_{i y_i}` in nats.
 
     A zero probability of the true class is clamped at the smallest normal number of the dtype,
@@ -252,11 +298,17 @@ def negative_log_likelihood(probs: Tensor, target: Tensor) -> Tensor:
     >>> round(negative_log_likelihood(torch.tensor([[0.5, 0.5]]), torch.tensor([1])).item(), 6)
     0.693147
     """
-    sums = _top_label_sums(probs, target, 1, bins=False)
+    sums = _top_label_sums(probs, target, 1, False, layout, ignore_index)
     return sums.nll_sum / sums.num_data
 
 
-def accuracy(probs: Tensor, target: Tensor) -> Tensor:
+def accuracy(
+    probs: Tensor,
+    target: Tensor,
+    *,
+    layout: Layout | None = None,
+    ignore_index: int | None = None,
+) -> Tensor:
     """Fraction of points whose most probable class is the target.
 
     Examples
@@ -266,7 +318,7 @@ def accuracy(probs: Tensor, target: Tensor) -> Tensor:
     >>> accuracy(torch.tensor([[0.9, 0.1], [0.4, 0.6]]), torch.tensor([0, 0])).item()
     0.5
     """
-    stats = _top_label_sums(probs, target, 1, bins=True).stats
+    stats = _top_label_sums(probs, target, 1, True, layout, ignore_index).stats
     assert stats is not None
     return stats.accuracy_sum.sum() / stats.num_data
 
@@ -301,7 +353,12 @@ class ClassificationMetrics:
 
 
 def classification_metrics(
-    probs: Tensor, target: Tensor, *, num_bins: int = 15
+    probs: Tensor,
+    target: Tensor,
+    *,
+    num_bins: int = 15,
+    layout: Layout | None = None,
+    ignore_index: int | None = None,
 ) -> ClassificationMetrics:
     """ECE, MCE, Brier score, NLL and accuracy in one pass over validated inputs.
 
@@ -318,7 +375,7 @@ def classification_metrics(
     >>> m.accuracy, round(m.brier, 2)
     (0.5, 0.37)
     """
-    sums = _top_label_sums(probs, target, num_bins, bins=True)
+    sums = _top_label_sums(probs, target, num_bins, True, layout, ignore_index)
     stats = sums.stats
     assert stats is not None
     return ClassificationMetrics(

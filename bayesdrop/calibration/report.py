@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import as_tensor, check_choice, fail
+from bayesdrop._validation import check_choice, fail
 from bayesdrop.calibration._html import html_page
 from bayesdrop.calibration._json import strict_dumps
 from bayesdrop.calibration.binning import (
@@ -38,8 +37,10 @@ from bayesdrop.calibration.display import (
 )
 from bayesdrop.calibration.inputs import (
     PROBS_SUM_ATOL,
+    Layout,
+    Points,
     as_float_tensor,
-    check_classification,
+    as_points,
     check_scores,
     top_label,
 )
@@ -63,110 +64,12 @@ ReportFormat = Literal["html", "md", "json", "text"]
 _UNCERTAINTIES = ("predictive_entropy", "mutual_information", "max_probability")
 
 
-Layout = Literal["probs", "samples"]
-
-
-@dataclass(frozen=True)
-class _Points:
-    """Predictions flattened to points: probs ``(M, C)``, samples ``(S, M, C)``, MI ``(M,)``."""
-
-    probs: Tensor
-    target: Tensor
-    samples: Tensor | None
-    mutual_information: Tensor | None
-    data_shape: tuple[int, ...]
-    num_ignored: int
-
-
-def _unpack(predictions: Any, layout: Layout | None) -> tuple[Tensor, Any, Any]:
-    """(probs (N, ..., C), samples (S, N, ..., C) or None, MI (N, ...) or None)."""
-    if layout is not None:
-        check_choice("layout", layout, ("probs", "samples"))
-    if isinstance(predictions, (Tensor, np.ndarray)):
-        array = as_float_tensor("predictions", predictions, check_values=False)
-        if array.ndim < 2:
-            fail("predictions", "of shape (N, C), (N, ..., C) or (S, N, ..., C)", _shape(array))
-        if layout is None and array.ndim > 2:
-            fail(
-                "layout",
-                f"declared for a {array.ndim}-D array",
-                f"None for shape {tuple(array.shape)}",
-                'It is either MC samples (S, N, ..., C): pass layout="samples", or probabilities '
-                'with the class dimension last (N, ..., C), e.g. per token: pass layout="probs".',
-            )
-        if layout == "samples":
-            if array.ndim < 3:
-                fail("predictions", 'of shape (S, N, ..., C) for layout="samples"', _shape(array))
-            return array.mean(0), array, None
-        return array, None, None
-    if not hasattr(predictions, "probs"):
-        fail(
-            "predictions",
-            "a tensor, an array, or an object with a `probs` attribute",
-            type(predictions).__name__,
-            type_error=True,
-        )
-    if layout is not None:
-        fail(
-            "layout",
-            "None for a prediction result (its `probs` and `samples` say what they are)",
-            repr(layout),
-        )
-    probs = as_float_tensor("predictions.probs", predictions.probs, check_values=False)
-    return (
-        probs,
-        getattr(predictions, "samples", None),
-        getattr(predictions, "mutual_information", None),
-    )
-
-
-def _shape(value: Tensor) -> str:
-    return f"shape {tuple(value.shape)}"
-
-
-def _as_labels(target: Any) -> Tensor:
-    return as_tensor("target", target)  # uint16/32/64 and big-endian arrays as int64
-
-
 def _points(
     predictions: Any, target: Any, layout: Layout | None, ignore_index: int | None
-) -> _Points:
-    """Flatten dense predictions ``(N, ..., C)`` and ``target (N, ...)`` to points, drop the
-    ignored ones, and validate."""
-    probs, samples, mi = _unpack(predictions, layout)
-    if probs.ndim < 2:
-        fail("predictions.probs", "of shape (N, C) or (N, ..., C)", _shape(probs))
-    data_shape = tuple(probs.shape[:-1])
-    num_classes = probs.shape[-1]
-    target = _as_labels(target)
-    if tuple(target.shape) != data_shape:
-        fail("target", f"of shape {data_shape} to match the predictions", _shape(target))
-    probs, target = probs.reshape(-1, num_classes), target.reshape(-1)
-    if samples is not None:
-        samples = as_float_tensor("predictions.samples", samples, check_values=False)
-        if tuple(samples.shape[1:]) != (*data_shape, num_classes):
-            want = f"of shape (S, {', '.join(map(str, (*data_shape, num_classes)))})"
-            fail("predictions.samples", want, _shape(samples))
-        samples = samples.reshape(samples.shape[0], -1, num_classes)
-    if mi is not None:
-        mi = as_float_tensor("predictions.mutual_information", mi)
-        if tuple(mi.shape) != data_shape:
-            fail("predictions.mutual_information", f"of shape {data_shape}", _shape(mi))
-        mi = mi.reshape(-1)
-    num_ignored = 0
-    if ignore_index is not None:
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            fail("ignore_index", "an integer label", repr(ignore_index), type_error=True)
-        keep = target != ignore_index
-        num_ignored = int((~keep).sum())
-        if num_ignored == len(target):
-            fail("target", f"a label other than ignore_index={ignore_index}", "only that label")
-        if num_ignored:
-            probs, target = probs[keep], target[keep]
-            samples = None if samples is None else samples[:, keep]
-            mi = None if mi is None else mi[keep]
-    probs, target = check_classification(probs, target)
-    return _Points(probs, target, samples, mi, data_shape, num_ignored)
+) -> Points:
+    return as_points(
+        predictions, target, layout=layout, ignore_index=ignore_index, name="predictions"
+    )
 
 
 def _score(kind: str, probs: Tensor, samples: Any, mi: Any) -> Tensor:
@@ -335,7 +238,7 @@ class CalibrationReport:
         """
         check_choice("uncertainty", uncertainty, _UNCERTAINTIES)
         points = _points(predictions, target, layout, ignore_index)
-        probs, target = points.probs.detach().cpu(), points.target.cpu()
+        probs, target = points.probs.detach().cpu(), points.labels.cpu()
         metrics = classification_metrics(probs, target, num_bins=num_bins)
         scores = _score(uncertainty, probs, points.samples, points.mutual_information)
         if ood_scores is not None:
@@ -487,7 +390,7 @@ class CalibrationReport:
             check_choice("uncertainty", uncertainty, _UNCERTAINTIES)
             bins = check_num_bins(num_bins)
             points = _points(predictions, target, layout, ignore_index)
-            probs, labels = points.probs.detach(), points.target
+            probs, labels = points.probs.detach(), points.labels
             sums = CalibrationMetrics(num_bins=bins).update(probs, labels)
             classwise = torch.stack(classwise_bin_sums(probs, labels, bins))
             confidence, correct = top_label(probs, labels)

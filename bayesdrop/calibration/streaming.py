@@ -23,9 +23,9 @@ from torch import Tensor
 from bayesdrop._validation import check_choice, fail
 from bayesdrop.calibration.binning import BinStatistics, accumulator_dtype, check_num_bins
 from bayesdrop.calibration.inputs import (
-    as_float_tensor,
+    Layout,
+    as_points,
     check_classification,
-    check_target,
     top_label,
     true_class_probability,
 )
@@ -75,21 +75,36 @@ class StreamingMetric:
         self._num_classes = None
         return self
 
-    def update(self, probs: Tensor, target: Tensor):
-        """Add a batch (``probs (N, C)`` or ``(S, N, C)``, ``target (N,)``); returns ``self``.
+    def update(
+        self,
+        probs: Tensor,
+        target: Tensor,
+        *,
+        layout: Layout | None = None,
+        ignore_index: int | None = None,
+    ):
+        """Add a batch; returns ``self``.
 
-        A batch of ``N = 0`` points changes nothing. Every batch must have the class count of
-        the first one.
+        ``probs`` is any input of :func:`~bayesdrop.calibration.as_points` (``(N, C)``, dense
+        ``(N, ..., C)`` with ``layout="probs"``, MC samples with ``layout="samples"``, a
+        prediction result) and ``target (N, ...)`` its labels; ``ignore_index`` drops the points
+        of one label. A batch of no point changes nothing. Every batch must have the class
+        count of the first one.
         """
-        probs = as_float_tensor("probs", probs, check_values=False, allow_empty=True)
-        if probs.ndim in (2, 3) and probs.shape[-1] >= 2:
-            self._check_num_classes(probs.shape[-1], "probs")
-            if probs.shape[-2] == 0:  # empty batch: only the labels' shape is left to check
-                check_target(target, 0, None)
-                return self
-        batch = self._batch_state(probs, target)
+        points = as_points(
+            probs,
+            target,
+            layout=layout,
+            ignore_index=ignore_index,
+            check_values=False,
+            allow_empty=True,
+        )
+        self._check_num_classes(points.num_classes, "probs")
+        if points.probs.shape[0] == 0:
+            return self
+        batch = self._batch_state(points.probs, points.target)
         self._state = {k: v.to(batch[k].device) + batch[k] for k, v in self._state.items()}
-        self._num_classes = probs.shape[-1]
+        self._num_classes = points.num_classes
         return self
 
     def _check_num_classes(self, num_classes: int | None, name: str) -> None:

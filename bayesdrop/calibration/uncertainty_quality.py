@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import as_tensor, check_positive_int, fail
-from bayesdrop.calibration.inputs import check_classification, check_scores, top_label
+from bayesdrop.calibration.inputs import Layout, as_points, check_scores, top_label
 
 __all__ = [
     "DetectionScores",
@@ -121,8 +121,18 @@ def _check_binary(name: str, value: Any) -> Tensor:
     return value == 1
 
 
-def misclassification_detection(probs: Tensor, target: Tensor, scores: Tensor) -> DetectionScores:
+def misclassification_detection(
+    probs: Tensor,
+    target: Tensor,
+    scores: Tensor,
+    *,
+    layout: Layout | None = None,
+    ignore_index: int | None = None,
+) -> DetectionScores:
     """How well ``scores`` flag the misclassified points (positives = wrong top-1 prediction).
+
+    ``probs`` is any input of :func:`~bayesdrop.calibration.as_points`; ``scores`` has one
+    entry per point (the shape of ``target``), ignored points dropped with the predictions.
 
     Examples
     --------
@@ -133,9 +143,10 @@ def misclassification_detection(probs: Tensor, target: Tensor, scores: Tensor) -
     >>> misclassification_detection(probs, torch.tensor([0, 1, 1]), scores).auroc
     1.0
     """
-    probs, target = check_classification(probs, target)
-    scores = check_scores(scores, "scores", probs.shape[0])
-    return detection_scores(scores, ~top_label(probs, target)[1])
+    points = as_points(probs, target, layout=layout, ignore_index=ignore_index)
+    assert points.target is not None
+    scores = check_scores(points.select("scores", scores), "scores", points.probs.shape[0])
+    return detection_scores(scores, ~top_label(points.probs, points.target)[1])
 
 
 def ood_detection(id_scores: Tensor, ood_scores: Tensor) -> DetectionScores:
@@ -163,7 +174,7 @@ class RejectionCurve:
 
     Attributes
     ----------
-    rejection_rate, accuracy, oracle_accuracy : Tensor, shape ``(num_points,)``
+    rejection_rate, accuracy, oracle_accuracy : Tensor, shape ``(num_rates,)``
         The curve of the score and of the oracle (errors rejected first).
     aurc : float
         Area under the risk-coverage curve: the mean over :math:`k = 1..N` of the error rate of
@@ -195,14 +206,22 @@ def _expected_prefix_sums(scores: Tensor, values: Tensor) -> Tensor:
 
 
 def accuracy_rejection_curve(
-    probs: Tensor, target: Tensor, scores: Tensor, *, num_points: int = 21
+    probs: Tensor,
+    target: Tensor,
+    scores: Tensor,
+    *,
+    num_rates: int = 21,
+    layout: Layout | None = None,
+    ignore_index: int | None = None,
 ) -> RejectionCurve:
     r"""Accuracy of the retained points after rejecting the ``r`` most uncertain fraction.
 
-    For rejection rates :math:`r \in \{0, \dots, (K-1)/K\}` (``num_points = K``) the
+    For rejection rates :math:`r \in \{0, \dots, (K-1)/K\}` (``num_rates = K``) the
     :math:`\lceil (1-r) N\rceil` points with the lowest scores are kept. The oracle curve rejects
-    errors first, the best any score can do. Where tied scores straddle the cut, the kept part of
-    the tie counts with the tie's mean accuracy, so the curve does not depend on the row order.
+    errors first, the best any score can do. Where tied scores straddle the cut, the kept part
+    of the tie counts with the tie's mean accuracy, so the curve does not depend on the row
+    order. ``probs`` is any input of :func:`~bayesdrop.calibration.as_points`; ``scores`` has
+    one entry per point.
 
     .. math::
         \mathrm{AURC} = \frac1N \sum_{k=1}^{N} \frac{\#\{\text{errors among the } k
@@ -220,24 +239,25 @@ def accuracy_rejection_curve(
     >>> from bayesdrop.calibration import accuracy_rejection_curve
     >>> probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.55, 0.45]])
     >>> curve = accuracy_rejection_curve(probs, torch.tensor([0, 1, 0, 1]), 1 - probs.amax(-1),
-    ...                                  num_points=2)
+    ...                                  num_rates=2)
     >>> curve.accuracy
     tensor([0.5000, 1.0000], dtype=torch.float64)
     >>> round(curve.aurc, 4), round(curve.eaurc, 4)  # risks 0, 0, 1/3, 1/2: as the oracle's
     (0.2083, 0.0)
     """
-    probs, target = check_classification(probs, target)
-    scores = check_scores(scores, "scores", probs.shape[0])
-    num_points = check_positive_int("num_points", num_points)
-    return _rejection_curve(top_label(probs, target)[1], scores, num_points)
+    num_rates = check_positive_int("num_rates", num_rates)
+    points = as_points(probs, target, layout=layout, ignore_index=ignore_index)
+    assert points.target is not None
+    scores = check_scores(points.select("scores", scores), "scores", points.probs.shape[0])
+    return _rejection_curve(top_label(points.probs, points.target)[1], scores, num_rates)
 
 
-def _rejection_curve(correct: Tensor, scores: Tensor, num_points: int) -> RejectionCurve:
+def _rejection_curve(correct: Tensor, scores: Tensor, num_rates: int) -> RejectionCurve:
     """:func:`accuracy_rejection_curve` from validated per-point ``correct (N,)`` indicators and
     ``scores (N,)`` (the form a sharded report gathers: no probabilities needed)."""
     correct = correct.detach().double().cpu()
     n = len(correct)
-    rates = torch.arange(num_points, dtype=torch.float64) / num_points
+    rates = torch.arange(num_rates, dtype=torch.float64) / num_rates
     keep = ((1 - rates) * n).ceil().long().clamp_min(1)
     kept_correct = _expected_prefix_sums(scores.detach().cpu().double(), correct)
     k = torch.arange(1, n + 1, dtype=torch.float64)
