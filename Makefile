@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install $(PIP_FLAGS) "$(TORCH)" "$(TORCHVISION)"
 	@echo "==> [4/4] installing bayesdrop and its dev dependencies (test, lint, docs, fast)"
 	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[dev]"
+	@# TorchCP 1.2, a peer of tests/test_conformal_peers.py, without its dependencies (torchsort is
+	@# a CUDA build, stubbed in tests/conftest.py); torch_geometric and what it imports, torch pinned
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps "torchcp==1.2.*" && \
+		$(BIN)/python -m pip install $(PIP_FLAGS) "$(TORCH)" torch_geometric xxhash requests aiohttp psutil pandas
 	touch $(STAMP)
 	@echo "==> $(VENV) is ready"
 

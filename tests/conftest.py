@@ -45,3 +45,19 @@ def metric_path(request):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BAYESDROP_FUSED", request.param)
         yield request.param
+
+
+# TorchCP 1.2 (a peer of tests/test_conformal_peers.py) imports torchsort at import time, whose
+# wheels are CUDA builds; TorchCP's split predictors and scores never call it. Only when torchsort
+# is missing, a stub module stands in (its functions raise if anything calls them).
+try:
+    import torchsort  # noqa: F401
+except ImportError:
+
+    def _torchsort_stub(*args, **kwargs):
+        raise RuntimeError("torchsort is a test stub here (tests/conftest.py)")
+
+    _torchsort = types.ModuleType("torchsort")
+    _torchsort.soft_rank = _torchsort_stub
+    _torchsort.soft_sort = _torchsort_stub
+    sys.modules["torchsort"] = _torchsort
