@@ -8,6 +8,7 @@ from torch import nn
 
 import bayesdrop
 from bayesdrop import active
+from bayesdrop._random import derive_seed
 
 
 def _model(seed=0):
@@ -29,11 +30,39 @@ def _conv():
 @pytest.mark.parametrize("method", ["bald", "max_entropy", "variation_ratio", "mean_std", "margin"])
 def test_streamed_scores_match_samples(method):
     model, pool = _model(), torch.randn(50, 6)
-    streamed = active.score_pool(model, pool, method=method, batch_size=50, seed=3, progress=False)
-    pred = bayesdrop.mc_predict(model, pool, num_samples=20, seed=3, return_samples=True)
-    expected = active.acquisition_scores(pred.samples, method)
+    streamed = active.score_pool(model, pool, method=method, batch_size=25, seed=3, progress=False)
+    # batch b draws from the stream derive_seed(seed, 0, b) (the one seeding scheme)
+    expected = []
+    for b in range(2):
+        pred = bayesdrop.mc_predict(
+            model,
+            pool[25 * b : 25 * (b + 1)],
+            num_samples=20,
+            seed=derive_seed(3, 0, b),
+            return_samples=True,
+        )
+        expected.append(active.acquisition_scores(pred.samples, method))
     assert streamed.samples is None
-    assert torch.allclose(streamed.scores, expected, atol=1e-5)
+    assert torch.allclose(streamed.scores, torch.cat(expected), atol=1e-5)
+
+
+def test_batches_and_calls_draw_from_independent_streams():
+    """Issue 25: batch b was seeded with seed + b, so seed 0's second batch repeated seed 1's
+    first; an unseeded call drew its masks with seed 0."""
+    model, pool = _model(), torch.randn(20, 6).repeat(2, 1)  # batch 1 repeats batch 0's inputs
+    run = lambda seed: (
+        active.score_pool(  # noqa: E731
+            model, pool, method="bald", batch_size=20, seed=seed, progress=False
+        ).scores
+    )
+    zero, one = run(0), run(1)
+    assert not torch.allclose(zero[20:], one[:20])  # was equal
+    assert not torch.allclose(zero[:20], zero[20:])  # batches differ within a call
+    torch.manual_seed(5)
+    a = run(None)
+    torch.manual_seed(5)
+    assert torch.equal(a, run(None))  # unseeded: reproducible under torch.manual_seed
+    assert not torch.equal(a, run(None))  # and two unseeded calls differ
 
 
 @pytest.mark.parametrize("engine", ["loop", "batched", "cached"])
@@ -58,20 +87,22 @@ def test_consistent_masks_restore_forward():
 def test_pool_copies_batchbald_one_bald_all():
     # sharp sampled probabilities (little label noise, as a trained model): a second label of
     # the same image then tells almost nothing new about the weights
+    # (x10: at x6 BatchBALD took a second copy on 4 of 10 seeds, on none at x10)
     model = _model()
     with torch.no_grad():
-        model[-1].weight.mul_(6.0)
+        model[-1].weight.mul_(10.0)
     torch.manual_seed(1)
     base = torch.randn(40, 6)
     base[7] *= 6.0  # far from the rest: the clearly highest BALD score
     assert int(active.score_pool(model, base, seed=0, progress=False).scores.argmax()) == 7
     pool = torch.cat([base, base[7:8].repeat(3, 1)])
     copies = {7, 40, 41, 42}
-    options = {"seed": 0, "progress": False, "num_samples": 50}
-    top = active.acquire(model, pool, 4, method="bald", **options)
-    assert set(top.indices.tolist()) == copies  # top-k BALD takes every copy
-    bb = active.acquire(model, pool, 4, method="batchbald", **options)
-    assert len(copies & set(bb.indices.tolist())) == 1
+    for seed in range(3):
+        options = {"seed": seed, "progress": False, "num_samples": 50}
+        top = active.acquire(model, pool, 4, method="bald", **options)
+        assert set(top.indices.tolist()) == copies  # top-k BALD takes every copy
+        bb = active.acquire(model, pool, 4, method="batchbald", **options)
+        assert len(copies & set(bb.indices.tolist())) == 1
 
 
 def test_seeds_reproduce():

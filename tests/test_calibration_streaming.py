@@ -261,7 +261,7 @@ def test_sync_with_different_options_fails_with_a_message(tmp_path):
     for rank in range(2):
         bins, classes, idle = torch.load(tmp_path / f"rank{rank}.pt")
         assert "Expected `num_bins` to be the same on every process" in bins
-        assert "from 10 to 15" in bins
+        assert "rank 0: CalibrationError(10, 'l1'), rank 1: CalibrationError(15, 'l1')" in bins
         assert "Expected `probs` to be over the same number of classes" in classes
-        assert "from 4 to 6 classes" in classes
+        assert "rank 0: 6, rank 1: 4" in classes
         assert idle == "ok"

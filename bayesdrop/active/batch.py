@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from bayesdrop._random import base_seed, generator
 from bayesdrop._validation import (
     check_choice,
     check_positive,
@@ -86,12 +87,9 @@ def check_scores(scores: object) -> Tensor:
 
 
 def _generator(seed: int | None) -> torch.Generator:
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
+    """The call's private stream (see :ref:`seeding`): seeded with ``seed``, or with one draw
+    from PyTorch's global generator for None."""
+    return generator(base_seed(seed))
 
 
 def top_k(scores: Tensor, k: int, *, seed: int | None = None) -> Acquisition:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
+from bayesdrop._random import derive_seed
 from bayesdrop._validation import check_indices, check_positive_int, check_tensor, fail
 from bayesdrop.active.pool import acquire
 
@@ -151,7 +152,8 @@ def run_active_learning(
     k, rounds : int
         Points per acquisition and number of acquisitions.
     method, seed, **options
-        Passed to :func:`bayesdrop.active.acquire` (round ``r`` uses ``seed + r``).
+        Passed to :func:`bayesdrop.active.acquire` (round ``r`` uses
+        ``derive_seed(seed, r)``, see :ref:`seeding`).
 
     Returns
     -------
@@ -167,7 +169,7 @@ def run_active_learning(
         start = time.perf_counter()
         pool = split.pool
         pool_inputs = inputs[pool] if isinstance(inputs, Tensor) else Subset(inputs, pool.tolist())
-        chosen = acquire(model, pool_inputs, k, method=method, seed=seed + r, **options)  # type: ignore[arg-type]
+        chosen = acquire(model, pool_inputs, k, method=method, seed=derive_seed(seed, r), **options)  # type: ignore[arg-type]
         seconds.append(time.perf_counter() - start)
         new = split.label_pool_positions(chosen.indices)
         acquired.append(new)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bayesdrop._random import generator
 from bayesdrop._validation import fail
 from bayesdrop.nn.mc_dropout import MCDropout, SpatialMCDropout
 from bayesdrop.nn.sampling import drop_rate, stochastic_modules
@@ -47,8 +48,8 @@ class MaskBank:
         shape = (x.shape[1], *([1] * (x.dim() - 2))) if spatial else tuple(x.shape[1:])
         bank = self.banks.get(key)
         if bank is None or tuple(bank.shape[1:]) != shape:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + key)
-            keep = torch.rand((self.num_samples, *shape), generator=generator) >= p
+            stream = generator(self.seed, key)  # one stream per module (see :ref:`seeding`)
+            keep = torch.rand((self.num_samples, *shape), generator=stream) >= p
             bank = keep.to(torch.float32) / (1.0 - p)
             self.banks[key] = bank
         if self.rows <= 0 or x.shape[0] % self.rows:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from bayesdrop._random import base_seed, derive_seed
 from bayesdrop._validation import check_choice, check_positive_int, fail
 from bayesdrop.active.batch import Acquisition, check_k, stochastic_batch, top_k
 from bayesdrop.active.batchbald import batchbald
@@ -116,7 +117,9 @@ def score_pool(
     batch_size : int, default 256
         Points per forward batch; memory grows with ``batch_size * num_samples`` rows.
     seed : int, optional
-        Batch ``b`` samples with seed ``seed + b``; None draws from the global state.
+        The call's seed: batch ``b`` samples from its own stream,
+        ``derive_seed(seed, 0, b)``, and the consistent masks from ``derive_seed(seed, 1)``
+        (see :ref:`seeding`); None draws the call's seed from PyTorch's global generator.
     consistent : bool, default True
         For ``"batchbald"``: draw the same dropout mask for every point of a sample
         (:func:`bayesdrop.active.masks.consistent_masks`), as BatchBALD requires.
@@ -136,8 +139,9 @@ def score_pool(
         return_samples=keep,
         progress=False,
     )
+    base = base_seed(seed)
     masks = (
-        consistent_masks(predictor.model, num_samples=num_samples, seed=seed or 0)
+        consistent_masks(predictor.model, num_samples=num_samples, seed=derive_seed(base, 1))
         if method == "batchbald" and consistent
         else nullcontext()
     )
@@ -146,7 +150,7 @@ def score_pool(
     bar = tqdm(_batches(pool, batch_size), total=total, disable=not progress, desc=method)
     with masks as bank:
         for b, x in enumerate(bar):
-            predictor.seed = None if seed is None else seed + b
+            predictor.seed = derive_seed(base, 0, b)
             if bank is not None:
                 bank.start_batch(x.shape[0])
             pred = predictor.predict(x)
@@ -207,25 +211,29 @@ def acquire(
     k = check_k(k, pool_size(pool))
     if method == "batchbald" and selection != "top_k":
         fail("selection", "'top_k' for method='batchbald'", repr(selection))
+    # one seed, independent streams for the scoring and the selection (see :ref:`seeding`)
+    seed = None if seed is None else base_seed(seed)
+    scoring = None if seed is None else derive_seed(seed, 0)
+    selecting = None if seed is None else derive_seed(seed, 1)
     scored = score_pool(
         model,
         pool,
         method=method,
         num_samples=num_samples,
         batch_size=batch_size,
-        seed=seed,
+        seed=scoring,
         engine=engine,
         consistent=consistent,
         progress=progress,
     )
     if scored.samples is not None:
-        return batchbald(scored.samples, k, num_configs=num_configs, seed=seed)
+        return batchbald(scored.samples, k, num_configs=num_configs, seed=selecting)
     assert scored.scores is not None
     if selection == "top_k":
-        result = top_k(scored.scores, k, seed=seed)
+        result = top_k(scored.scores, k, seed=selecting)
     else:
         result = stochastic_batch(
-            scored.scores, k, mode=selection, temperature=temperature, seed=seed
+            scored.scores, k, mode=selection, temperature=temperature, seed=selecting
         )
     return Acquisition(
         result.indices, result.scores, method if selection == "top_k" else f"{method}+{selection}"

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop import functional as BF
+from bayesdrop._random import base_seed, generator
 from bayesdrop._validation import check_choice, check_tensor, fail
 from bayesdrop.calibration.inputs import check_probs_values
 
@@ -152,12 +153,7 @@ def random_scores(num_points: int, *, seed: int | None = None) -> Tensor:
     >>> bool((random_scores(5, seed=0) == random_scores(5, seed=0)).all())
     True
     """
-    generator = torch.Generator()
-    if seed is not None:
-        generator.manual_seed(seed)
-    else:
-        generator.seed()
-    return torch.rand(num_points, generator=generator, dtype=torch.float64)
+    return torch.rand(num_points, generator=generator(base_seed(seed)), dtype=torch.float64)
 
 
 def acquisition_scores(samples: Tensor, method: Score, *, seed: int | None = None) -> Tensor:

@@ -366,13 +366,13 @@ class CalibrationReport:
         >>> sharded.probs is None, sharded.metrics == full.metrics
         (True, True)
         """
-        from bayesdrop.calibration.streaming import CalibrationMetrics
-        from bayesdrop.predict.distributed import (
+        from bayesdrop._distributed import (
             check_same_options,
             context,
             gather_tensor,
             run_on_every_rank,
         )
+        from bayesdrop.calibration.streaming import CalibrationMetrics
 
         ctx = context(group)
         if ctx.active:

@@ -20,6 +20,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bayesdrop._distributed import (
+    DistributedContext,
+    all_gather_object,
+    all_reduce_sum,
+    context,
+)
 from bayesdrop._validation import check_choice, fail
 from bayesdrop.calibration.binning import BinStatistics, accumulator_dtype, check_num_bins
 from bayesdrop.calibration.inputs import (
@@ -131,43 +137,34 @@ class StreamingMetric:
 
         Without an initialised default process group this is a plain copy. Every process must
         hold the same metric with the same options (``num_bins``) and, where it has seen data,
-        the same class count; otherwise every process raises the same error.
+        the same class count; otherwise every process raises the same error. The exchange goes
+        through bayesdrop's one distributed layer, as the predictor's and the reports' do.
         """
         synced = copy.deepcopy(self)
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            self._check_same_on_all_ranks(group)
-            for value in synced._state.values():
-                dist.all_reduce(value, op=dist.ReduceOp.SUM, group=group)
+        ctx = context(group)
+        if ctx.active:
+            self._check_same_on_all_ranks(ctx)
+            all_reduce_sum(ctx, *synced._state.values())
         return synced
 
-    def _check_same_on_all_ranks(self, group: Any) -> None:
-        """One MAX all-reduce of (sizes, -sizes, classes, -classes): equal iff max == min."""
-        dist = torch.distributed
-        first = next(iter(self._state.values()))
-        sizes = [float(v.numel()) for v in self._state.values()]
-        classes = self._num_classes
-        spec = sizes + [-x for x in sizes]
-        spec += [-1.0, -1e18] if classes is None else [float(classes), -float(classes)]
-        values = torch.tensor(spec, dtype=first.dtype, device=first.device)
-        dist.all_reduce(values, op=dist.ReduceOp.MAX, group=group)
-        k = len(sizes)
-        hi, lo = values[:k], -values[k : 2 * k]
-        if not torch.equal(hi, lo):
-            size_name = "num_bins" if hasattr(self, "num_bins") else "the state size"
+    def _check_same_on_all_ranks(self, ctx: DistributedContext) -> None:
+        """Every rank's (metric, options, state sizes, class count), compared on every rank."""
+        sizes = tuple(v.numel() for v in self._state.values())
+        every = all_gather_object(ctx, (type(self).__name__, self._config(), sizes))
+        if any(e != every[0] for e in every):
+            listing = ", ".join(f"rank {r}: {e[0]}{e[1]}" for r, e in enumerate(every))  # type: ignore[index]
+            size_name = "num_bins" if hasattr(self, "num_bins") else "the metric"
             fail(
                 size_name,
                 "the same on every process",
-                f"state sizes from {lo.max().item():g} to {hi.max().item():g} across processes",
+                listing,
                 f"Create the {type(self).__name__} with the same options on every rank.",
             )
-        c_hi, c_lo = values[2 * k].item(), -values[2 * k + 1].item()
-        if c_hi >= 0 and c_lo != c_hi:
-            fail(
-                "probs",
-                "over the same number of classes on every process",
-                f"from {c_lo:g} to {c_hi:g} classes across processes",
-            )
+        classes = all_gather_object(ctx, self._num_classes)
+        seen = {c for c in classes if c is not None}
+        if len(seen) > 1:
+            listing = ", ".join(f"rank {r}: {c}" for r, c in enumerate(classes))
+            fail("probs", "over the same number of classes on every process", listing)
 
     def state_dict(self) -> dict[str, Any]:
         """The metric's options, class count and sums (tensors are copies), for checkpoints."""

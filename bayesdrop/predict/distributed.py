@@ -19,63 +19,27 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from bayesdrop._distributed import (
+    DistributedContext,
+    check_same_options,
+    context,
+    gather_tensor,
+    run_on_every_rank,
+)
+from bayesdrop._random import derive_seed
 from bayesdrop._validation import fail
-from bayesdrop.exceptions import BayesdropError
 
-__all__ = [
-    "DistributedContext",
-    "check_same_options",
-    "context",
-    "drop_padding",
-    "gather_prediction",
-    "gather_tensor",
-    "local_positions",
-    "mc_predict_distributed",
-    "rank_seed",
-    "run_on_every_rank",
-]
-
-
-@dataclasses.dataclass(frozen=True)
-class DistributedContext:
-    """The process group this process predicts in (``world_size == 1``: not distributed).
-
-    Attributes
-    ----------
-    rank : int
-        This process's rank in ``group``.
-    world_size : int
-        Number of processes in ``group``.
-    group : ProcessGroup or None
-        The ``torch.distributed`` process group (None: the default group).
-    """
-
-    rank: int = 0
-    world_size: int = 1
-    group: Any = None
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-
-def context(group: Any = None) -> DistributedContext:
-    """The current ``torch.distributed`` process group, or a single-process context."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return DistributedContext()
-    return DistributedContext(dist.get_rank(group=group), dist.get_world_size(group=group), group)
+__all__ = ["mc_predict_distributed", "rank_seed"]
 
 
 def rank_seed(seed: int, rank: int) -> int:
-    """A seed for rank ``rank`` derived from ``seed`` (``numpy.random.SeedSequence``).
+    """A seed for rank ``rank`` derived from ``seed`` (``numpy.random.SeedSequence``; the one
+    seeding scheme, see :ref:`seeding`).
 
     Examples
     --------
@@ -83,51 +47,7 @@ def rank_seed(seed: int, rank: int) -> int:
     >>> rank_seed(0, 0) == rank_seed(0, 0), rank_seed(0, 0) == rank_seed(0, 1)
     (True, False)
     """
-    state = np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, dtype=np.uint64)
-    return int(state[0] >> np.uint64(1))  # a non-negative int64
-
-
-def _all_gather_object(ctx: DistributedContext, value: object) -> list[object]:
-    out: list[object] = [None] * ctx.world_size
-    torch.distributed.all_gather_object(out, value, group=ctx.group)
-    return out
-
-
-def check_same_options(ctx: DistributedContext, options: dict[str, object]) -> None:
-    """Every rank must predict with the same options; a mismatch raises on every rank."""
-    every = _all_gather_object(ctx, options)
-    for key in options:
-        values = [o[key] for o in every]  # type: ignore[index]
-        if any(v != values[0] for v in values):
-            listing = ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
-            fail(
-                key,
-                "the same on every rank of the distributed job",
-                listing,
-                "Pass the same options (and seed) on every rank.",
-            )
-
-
-def run_on_every_rank(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` here, then tell every rank whether every rank succeeded.
-
-    A rank whose ``fn`` raised re-raises its own exception; the others raise a
-    :class:`bayesdrop.BayesdropError` naming it, instead of waiting for it in the next
-    collective.
-    """
-    try:
-        result, error = fn(), None
-    except Exception as exc:  # reported to the other ranks, then re-raised
-        result, error = None, exc
-    status = None if error is None else f"{type(error).__name__}: {str(error)[:300]}"
-    every = _all_gather_object(ctx, status)
-    if error is not None:
-        raise error
-    failed = [(r, s) for r, s in enumerate(every) if s is not None]
-    if failed:
-        listing = "; ".join(f"rank {r} raised {s}" for r, s in failed)
-        raise BayesdropError(f"bayesdrop: the distributed prediction failed: {listing}")
-    return result
+    return derive_seed(seed, rank)
 
 
 def _distributed_sampler(data: object) -> Any:
@@ -171,24 +91,6 @@ def _data_fields(pred: object) -> list[tuple[str, int]]:
         if isinstance(value, Tensor) and value.dim() > 0:
             out.append((f.name, 1 if f.name in ("samples", "log_variance_samples") else 0))
     return out
-
-
-def gather_tensor(ctx: DistributedContext, t: Tensor, dim: int, to_all: bool) -> list[Tensor]:
-    """Every rank's ``t`` (rows along ``dim`` may differ: padded to the longest, then cut)."""
-    rows = torch.tensor([t.shape[dim]], device=t.device)
-    counts = [torch.zeros_like(rows) for _ in range(ctx.world_size)]
-    torch.distributed.all_gather(counts, rows, group=ctx.group)
-    longest = int(max(int(c) for c in counts))
-    pad = [0, 0] * (t.dim() - dim - 1) + [0, longest - t.shape[dim]]
-    padded = torch.nn.functional.pad(t, pad).contiguous() if longest > t.shape[dim] else t
-    parts = [torch.empty_like(padded) for _ in range(ctx.world_size)]
-    if to_all:
-        torch.distributed.all_gather(parts, padded.contiguous(), group=ctx.group)
-    else:
-        dst = torch.distributed.get_global_rank(ctx.group, 0) if ctx.group is not None else 0
-        gather_list = parts if ctx.rank == 0 else None
-        torch.distributed.gather(padded.contiguous(), gather_list, dst=dst, group=ctx.group)
-    return [p.narrow(dim, 0, int(c)) for p, c in zip(parts, counts, strict=True)]
 
 
 def gather_prediction(

@@ -10,15 +10,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from bayesdrop._distributed import check_same_options, context, run_on_every_rank
 from bayesdrop._validation import check_choice, fail
 from bayesdrop.predict.distributed import (
-    check_same_options,
-    context,
     drop_padding,
     gather_prediction,
     local_positions,
     rank_seed,
-    run_on_every_rank,
 )
 from bayesdrop.predict.engines import plan_source
 from bayesdrop.predict.io import as_inputs
