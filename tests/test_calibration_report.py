@@ -390,3 +390,39 @@ def test_displays_take_what_the_report_takes():
     b = ReliabilityDisplay.from_predictions(dense[kept], labels[kept])
     assert a.ece == pytest.approx(b.ece)
     ClasswiseReliabilityDisplay.from_predictions(pred, target)
+
+
+def test_both_reports_render_through_one_base_and_name_their_kind():
+    """Issue 25: the regression report repeated the renderers, and only its JSON had a kind."""
+    import json
+
+    from bayesdrop.calibration._render import ReportRendering
+
+    samples, target = mc_samples()
+    report = CalibrationReport.from_predictions(samples, target, layout="samples")
+    regression = bayesdrop.RegressionReport.from_predictions(
+        torch.zeros(50), torch.ones(50), torch.randn(50, generator=torch.Generator().manual_seed(0))
+    )
+    for rep, kind, title in (
+        (report, "classification", "Calibration report"),
+        (regression, "regression", "Regression calibration report"),
+    ):
+        assert isinstance(rep, ReportRendering)
+        assert json.loads(rep.to_json())["kind"] == kind
+        assert rep.summary().startswith(f"{title}: ")
+        assert rep.to_markdown().startswith(f"## {title}: model")
+        assert rep.render("text") == rep.summary()
+
+
+def test_rejection_curve_display():
+    samples, target = mc_samples()
+    probs = samples.mean(0)
+    disp = bayesdrop.calibration.RejectionCurveDisplay.from_predictions(
+        probs, target, entropy(probs), num_rates=10
+    ).plot()
+    curve = accuracy_rejection_curve(probs, target, entropy(probs), num_rates=10)
+    torch.testing.assert_close(disp.curve.accuracy, curve.accuracy)
+    lines = disp.ax_.get_lines()
+    assert len(lines) == 2 and f"{curve.aurc:.4f}" in disp.ax_.get_title()
+    with pytest.raises(BayesdropTypeError, match="`curve`.*RejectionCurve"):
+        bayesdrop.calibration.RejectionCurveDisplay(curve.accuracy)

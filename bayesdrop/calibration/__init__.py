@@ -1,18 +1,18 @@
 """Calibration of classifiers and regressors: metrics, streaming metrics, recalibration, plots
 and reports. Needs no :mod:`bayesdrop.nn`: it works on predictions of any model."""
 
+from bayesdrop.calibration._score_displays import (
+    RegressionCalibrationDisplay,
+    RejectionCurveDisplay,
+    UncertaintyHistogramDisplay,
+)
 from bayesdrop.calibration.binning import (
     BinStatistics,
     bin_statistics,
     equal_mass_edges,
     equal_width_edges,
 )
-from bayesdrop.calibration.display import (
-    ClasswiseReliabilityDisplay,
-    RegressionCalibrationDisplay,
-    ReliabilityDisplay,
-    UncertaintyHistogramDisplay,
-)
+from bayesdrop.calibration.display import ClasswiseReliabilityDisplay, ReliabilityDisplay
 from bayesdrop.calibration.inputs import PROBS_SUM_ATOL, Points, as_points
 from bayesdrop.calibration.metrics import (
     ClassificationMetrics,
@@ -78,6 +78,7 @@ __all__ = [
     "RegressionCalibrationDisplay",
     "RegressionReport",
     "RejectionCurve",
+    "RejectionCurveDisplay",
     "ReliabilityDisplay",
     "StreamingMetric",
     "TemperatureScaling",

@@ -1,4 +1,4 @@
-"""Calibration plots as Display objects, never touching global pyplot state.
+"""Reliability diagrams as Display objects, never touching global pyplot state.
 
 Like scikit-learn's ``CalibrationDisplay``: ``Display.from_predictions(...)`` computes what to
 draw, ``.plot(ax=None)`` draws it on ``ax`` (or on a new :class:`matplotlib.figure.Figure`) and
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from bayesdrop._validation import check_choice, fail
+from bayesdrop.calibration._plotting import _diagonal, _new_figure, _np
 from bayesdrop.calibration.binning import (
     Binning,
     BinStatistics,
@@ -22,39 +23,10 @@ from bayesdrop.calibration.binning import (
     classwise_bin_sums,
     equal_width_edges,
 )
-from bayesdrop.calibration.inputs import Layout, check_classification, check_scores, top_label
+from bayesdrop.calibration.inputs import Layout, check_classification, top_label
 from bayesdrop.calibration.metrics import calibration_error_from_statistics
-from bayesdrop.calibration.regression import regression_calibration_curve
 
-__all__ = [
-    "ClasswiseReliabilityDisplay",
-    "RegressionCalibrationDisplay",
-    "ReliabilityDisplay",
-    "UncertaintyHistogramDisplay",
-]
-
-
-def _new_figure(figsize: tuple[float, float]) -> Any:
-    from matplotlib.figure import Figure  # imported on first plot: keeps `import bayesdrop` light
-
-    return Figure(figsize=figsize, layout="constrained")
-
-
-def _axes(ax: Any, figsize: tuple[float, float]):
-    if ax is not None:
-        return ax.figure, ax
-    figure = _new_figure(figsize)
-    return figure, figure.add_subplot()
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().double().numpy()
-
-
-def _diagonal(ax: Any) -> None:
-    ax.plot([0, 1], [0, 1], ls="--", color="0.4", lw=1, label="perfect calibration")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+__all__ = ["ClasswiseReliabilityDisplay", "ReliabilityDisplay"]
 
 
 class ReliabilityDisplay:
@@ -369,85 +341,3 @@ class ClasswiseReliabilityDisplay:
         ax.set_ylabel("number of classes", fontsize=7)
         ax.set_title("per-class ECE (worst 5 named)", fontsize="small")
         ax.tick_params(labelsize=7)
-
-
-class RegressionCalibrationDisplay:
-    """Quantile calibration curve of Gaussian regression predictions.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from bayesdrop.calibration import RegressionCalibrationDisplay
-    >>> d = RegressionCalibrationDisplay.from_predictions(torch.zeros(50), torch.ones(50),
-    ...                                                   torch.randn(50)).plot()
-    >>> d.ax_.get_xlabel()
-    'expected cumulative probability'
-    """
-
-    def __init__(self, expected: torch.Tensor, observed: torch.Tensor, error: float) -> None:
-        self.expected, self.observed, self.error = expected, observed, error
-
-    @classmethod
-    def from_predictions(cls, mean: Any, std: Any, target: Any, *, num_levels: int = 21):
-        curve = regression_calibration_curve(mean, std, target, num_levels=num_levels)
-        return cls(curve.expected, curve.observed, curve.error)
-
-    def plot(self, ax: Any = None) -> RegressionCalibrationDisplay:
-        self.figure_, self.ax_ = _axes(ax, (5.0, 5.0))
-        self.ax_.plot(_np(self.expected), _np(self.observed), marker="o", ms=3, label="model")
-        _diagonal(self.ax_)
-        self.ax_.set_xlabel("expected cumulative probability")
-        self.ax_.set_ylabel("observed frequency")
-        self.ax_.set_title(f"regression calibration (error {self.error:.4f})")
-        self.ax_.legend(loc="lower right")
-        return self
-
-
-class UncertaintyHistogramDisplay:
-    """Histograms of an uncertainty score on in-distribution and (optionally) OOD data.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from bayesdrop.calibration import UncertaintyHistogramDisplay
-    >>> d = UncertaintyHistogramDisplay.from_scores(torch.rand(100), torch.rand(80) + 0.5).plot()
-    >>> len(d.ax_.patches) > 0
-    True
-    """
-
-    def __init__(self, id_scores: np.ndarray, ood_scores: np.ndarray | None, name: str) -> None:
-        self.id_scores, self.ood_scores, self.name = id_scores, ood_scores, name
-
-    @classmethod
-    def from_scores(cls, id_scores: Any, ood_scores: Any = None, *, name: str = "uncertainty"):
-        id_np = _np(check_scores(id_scores, "id_scores"))
-        ood_np = None if ood_scores is None else _np(check_scores(ood_scores, "ood_scores"))
-        return cls(id_np, ood_np, name)
-
-    def plot(self, ax: Any = None, *, num_bins: int = 30) -> UncertaintyHistogramDisplay:
-        num_bins = check_num_bins(num_bins)
-        both = np.concatenate(
-            [
-                np.asarray(s, dtype=np.float64).reshape(-1)
-                for s in (self.id_scores, self.ood_scores)
-                if s is not None
-            ]
-        )
-        if both.size == 0 or not np.isfinite(both).all():
-            got = "no scores" if both.size == 0 else "non-finite scores"
-            fail("id_scores, ood_scores", "finite scores, at least one", got)
-        lo, hi = both.min(), both.max()
-        if hi <= lo:  # one value: a bin around it
-            pad = max(abs(lo) * 1e-6, 1e-12)
-            lo, hi = lo - pad, hi + pad
-        bins = 2 * np.linspace(lo / 2, hi / 2, num_bins + 1)  # halved: hi - lo cannot overflow
-        self.figure_, self.ax_ = _axes(ax, (5.0, 3.5))
-        self.ax_.hist(self.id_scores, bins=bins, density=True, alpha=0.6, label="in-distribution")
-        if self.ood_scores is not None:
-            self.ax_.hist(
-                self.ood_scores, bins=bins, density=True, alpha=0.6, label="out-of-distribution"
-            )
-        self.ax_.set_xlabel(self.name, parse_math=False)
-        self.ax_.set_ylabel("density")
-        self.ax_.legend()
-        return self

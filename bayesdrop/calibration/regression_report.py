@@ -9,17 +9,15 @@ variance) and the RMSE; it renders as text, Markdown, JSON or a self-contained H
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
-from bayesdrop._validation import check_choice, fail
-from bayesdrop.calibration._html import html_page
-from bayesdrop.calibration._json import strict_dumps
+from bayesdrop._validation import fail
+from bayesdrop.calibration._render import ReportRendering
+from bayesdrop.calibration._score_displays import RegressionCalibrationDisplay
 from bayesdrop.calibration.binning import check_num_bins
-from bayesdrop.calibration.display import RegressionCalibrationDisplay
 from bayesdrop.calibration.inputs import as_float_tensor
 from bayesdrop.calibration.regression import (
     RegressionCalibrationCurve,
@@ -39,7 +37,7 @@ _LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 
 
 @dataclass(frozen=True)
-class RegressionReport:
+class RegressionReport(ReportRendering):
     r"""Calibration and sharpness of Gaussian regression predictions.
 
     Build it with :meth:`from_predictions`.
@@ -86,6 +84,8 @@ class RegressionReport:
     >>> round(report.picp[0.9], 2)
     0.91
     """
+
+    _TITLE: ClassVar[str] = "Regression calibration report"
 
     num_data: int
     quantile_calibration_error: float
@@ -183,17 +183,6 @@ class RegressionReport:
     def _header(self) -> str:
         return f"{self.num_data} points, {self.num_bins} std bins for ENCE"
 
-    def summary(self) -> str:
-        """Plain-text table of the numbers."""
-        lines = [f"Regression calibration report: {self._header()}"]
-        return "\n".join(lines + [f"  {k:<34}{v}" for k, v in self._rows()])
-
-    def to_markdown(self) -> str:
-        """A Markdown table of the numbers."""
-        lines = [f"## Regression calibration report: {self.name}", "", self._header(), ""]
-        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in self._rows()]
-        return "\n".join(lines) + "\n"
-
     def to_dict(self) -> dict[str, Any]:
         """The numbers, the curve, the ENCE bins and the conventions as plain values."""
         return {
@@ -221,13 +210,6 @@ class RegressionReport:
                 "log": "natural",
             },
         }
-
-    def to_json(self, **kwargs: Any) -> str:
-        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`).
-
-        Strict JSON: a NaN or infinite number is written as ``null``, never as a bare ``NaN``.
-        """
-        return strict_dumps(self.to_dict(), **kwargs)
 
     def figures(self) -> dict[str, Any]:
         """The calibration curve, the coverage per level and RMSE against RMV per std bin."""
@@ -273,20 +255,8 @@ class RegressionReport:
             "Error against predicted std": ence,
         }
 
-    def to_html(self, path: str | Path | None = None) -> str:
-        """A self-contained HTML page, written to ``path`` when given; returns the text."""
-        title = f"Regression calibration report: {self.name}"
-        intro = f"{self._header()}. Gaussian predictive distributions N(mean, std^2)."
-        return html_page(title, intro, self._rows(), self.figures(), path)
-
-    def render(self, format: Literal["html", "md", "json", "text"] = "html") -> str:
-        """The report as ``"html"``, ``"md"`` (Markdown), ``"json"`` or ``"text"``."""
-        check_choice("format", format, ("html", "md", "json", "text"))
-        if format == "html":
-            return self.to_html()
-        if format == "md":
-            return self.to_markdown()
-        return self.to_json(indent=2) if format == "json" else self.summary()
+    def _intro(self) -> str:
+        return f"{self._header()}. Gaussian predictive distributions N(mean, std^2)."
 
 
 def _ence_bins(mean: Tensor, std: Tensor, target: Tensor, num_bins: int) -> dict[str, list]:

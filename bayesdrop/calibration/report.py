@@ -14,45 +14,38 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, fail
-from bayesdrop.calibration._html import html_page
-from bayesdrop.calibration._json import strict_dumps
+from bayesdrop.calibration._render import ReportRendering
+from bayesdrop.calibration._score_displays import (
+    RejectionCurveDisplay,
+    UncertaintyHistogramDisplay,
+)
 from bayesdrop.calibration.binning import (
     BinStatistics,
     bin_statistics,
-    check_num_bins,
-    classwise_bin_sums,
-    equal_width_edges,
 )
-from bayesdrop.calibration.display import (
-    ClasswiseReliabilityDisplay,
-    ReliabilityDisplay,
-    UncertaintyHistogramDisplay,
-)
+from bayesdrop.calibration.display import ClasswiseReliabilityDisplay, ReliabilityDisplay
 from bayesdrop.calibration.inputs import (
     PROBS_SUM_ATOL,
     Layout,
-    Points,
     as_float_tensor,
     as_points,
-    check_scores,
     top_label,
 )
 from bayesdrop.calibration.metrics import ClassificationMetrics, classification_metrics
 from bayesdrop.calibration.uncertainty_quality import (
+    UNCERTAINTIES,
     DetectionScores,
     RejectionCurve,
     _rejection_curve,
     detection_scores,
     ood_detection,
+    uncertainty_scores,
 )
-from bayesdrop.functional.uncertainty import entropy, mutual_information
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -60,33 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["CalibrationReport", "Uncertainty"]
 
 Uncertainty = Literal["predictive_entropy", "mutual_information", "max_probability"]
-ReportFormat = Literal["html", "md", "json", "text"]
-_UNCERTAINTIES = ("predictive_entropy", "mutual_information", "max_probability")
-
-
-def _points(
-    predictions: Any, target: Any, layout: Layout | None, ignore_index: int | None
-) -> Points:
-    return as_points(
-        predictions, target, layout=layout, ignore_index=ignore_index, name="predictions"
-    )
-
-
-def _score(kind: str, probs: Tensor, samples: Any, mi: Any) -> Tensor:
-    if kind == "predictive_entropy":
-        return entropy(probs)
-    if kind == "max_probability":
-        return 1 - probs.amax(-1)
-    if mi is not None:
-        return check_scores(mi, "predictions.mutual_information", probs.shape[0]).to(probs)
-    if samples is None:
-        fail(
-            "uncertainty",
-            "'predictive_entropy' or 'max_probability' without MC samples",
-            repr(kind),
-            'Pass MC samples with layout="samples", or a prediction result with samples.',
-        )
-    return mutual_information(as_float_tensor("samples", samples).to(probs))
 
 
 def _fmt(value: float) -> str:
@@ -94,7 +60,7 @@ def _fmt(value: float) -> str:
 
 
 @dataclass(frozen=True)
-class CalibrationReport:
+class CalibrationReport(ReportRendering):
     r"""Calibration and uncertainty quality of a classifier's predictions.
 
     Build it with :meth:`from_predictions`. Fields hold the numbers; the figures are drawn when
@@ -164,6 +130,8 @@ class CalibrationReport:
     >>> print(report.summary().splitlines()[0])
     Calibration report: 300 points, 4 classes, 15 equal-width bins
     """
+
+    _TITLE: ClassVar[str] = "Calibration report"
 
     metrics: ClassificationMetrics
     num_classes: int
@@ -236,11 +204,13 @@ class CalibrationReport:
         num_bins : int, default 15
             Equal-width bins of the calibration errors and the reliability diagram.
         """
-        check_choice("uncertainty", uncertainty, _UNCERTAINTIES)
-        points = _points(predictions, target, layout, ignore_index)
+        check_choice("uncertainty", uncertainty, UNCERTAINTIES)
+        points = as_points(
+            predictions, target, layout=layout, ignore_index=ignore_index, name="predictions"
+        )
         probs, target = points.probs.detach().cpu(), points.labels.cpu()
         metrics = classification_metrics(probs, target, num_bins=num_bins)
-        scores = _score(uncertainty, probs, points.samples, points.mutual_information)
+        scores = uncertainty_scores(uncertainty, probs, points.samples, points.mutual_information)
         if ood_scores is not None:
             ood_scores = as_float_tensor("ood_scores", ood_scores).detach().cpu().reshape(-1)
         confidence, correct = top_label(probs, target)
@@ -366,92 +336,19 @@ class CalibrationReport:
         >>> sharded.probs is None, sharded.metrics == full.metrics
         (True, True)
         """
-        from bayesdrop._distributed import (
-            check_same_options,
-            context,
-            gather_tensor,
-            run_on_every_rank,
-        )
-        from bayesdrop.calibration.streaming import CalibrationMetrics
+        from bayesdrop.calibration._sharded import sharded_report
 
-        ctx = context(group)
-        if ctx.active:
-            options: dict[str, object] = {
-                "uncertainty": uncertainty,
-                "num_bins": num_bins,
-                "layout": layout,
-                "ignore_index": ignore_index,
-                "ood_scores": "given" if ood_scores is not None else None,
-                "name": name,
-            }
-            check_same_options(ctx, options)
-
-        def local() -> tuple[Any, ...]:
-            check_choice("uncertainty", uncertainty, _UNCERTAINTIES)
-            bins = check_num_bins(num_bins)
-            points = _points(predictions, target, layout, ignore_index)
-            probs, labels = points.probs.detach(), points.labels
-            sums = CalibrationMetrics(num_bins=bins).update(probs, labels)
-            classwise = torch.stack(classwise_bin_sums(probs, labels, bins))
-            confidence, correct = top_label(probs, labels)
-            scores = _score(uncertainty, probs, points.samples, points.mutual_information)
-            ood = None
-            if ood_scores is not None:
-                ood = as_float_tensor("ood_scores", ood_scores).detach().reshape(-1)
-            return points, sums, classwise, confidence, correct, scores.detach(), ood
-
-        if not ctx.active:
-            points, sums, classwise, confidence, correct, scores, ood = local()
-        else:
-            points, sums, classwise, confidence, correct, scores, ood = run_on_every_rank(
-                ctx, local
-            )
-            shape = {
-                "class count": points.probs.shape[1],
-                "point shape": points.data_shape[1:],
-                "dtype": str(points.probs.dtype),
-                "ood_scores dtype": None if ood is None else str(ood.dtype),
-            }
-            check_same_options(ctx, shape)
-            sums = sums.sync(group)
-            torch.distributed.all_reduce(classwise, group=group)
-            counts = torch.tensor(
-                [len(points.target), points.data_shape[0], points.num_ignored],
-                dtype=torch.long,
-                device=classwise.device,
-            )
-            torch.distributed.all_reduce(counts, group=group)
-            n_rows, n_ignored = int(counts[1]), int(counts[2])
-            confidence, correct, scores = (
-                torch.cat(gather_tensor(ctx, t.to(classwise.device), 0, to_all=True))
-                for t in (confidence, correct.to(torch.uint8), scores)
-            )
-            correct = correct.bool()
-            if ood is not None:
-                ood = torch.cat(gather_tensor(ctx, ood.to(classwise.device), 0, to_all=True))
-            points = dataclasses.replace(
-                points, data_shape=(n_rows, *points.data_shape[1:]), num_ignored=n_ignored
-            )
-        edges = equal_width_edges(num_bins, dtype=classwise.dtype)
-        classwise = classwise.cpu()
-        return cls._assemble(
-            sums.compute(),
-            confidence.cpu(),
-            correct.cpu(),
-            scores.cpu(),
-            None if ood is None else ood.cpu(),
-            uncertainty=uncertainty,
-            num_classes=points.probs.shape[1],
-            probs=None,
-            target=None,
-            classwise_bins=tuple(
-                BinStatistics(edges, classwise[0, c], classwise[1, c], classwise[2, c])
-                for c in range(classwise.shape[1])
-            ),
-            name=name,
-            data_shape=points.data_shape,
-            num_ignored=points.num_ignored,
+        return sharded_report(
+            cls,
+            predictions,
+            target,
+            group=group,
+            layout=layout,
             ignore_index=ignore_index,
+            ood_scores=ood_scores,
+            uncertainty=uncertainty,
+            num_bins=num_bins,
+            name=name,
         )
 
     def _rows(self) -> list[tuple[str, str]]:
@@ -485,30 +382,21 @@ class CalibrationReport:
             text += ")"
         return f"{text}, {self.num_classes} classes, {m.num_bins} equal-width bins"
 
-    def summary(self) -> str:
-        """Plain-text table of the numbers."""
-        lines = [f"Calibration report: {self._header()}"]
-        lines += [f"  {k:<34}{v}" for k, v in self._rows()]
-        lines.append(f"  uncertainty score: {self.uncertainty.replace('_', ' ')}")
-        return "\n".join(lines)
+    def _summary_lines(self) -> list[str]:
+        return [f"  uncertainty score: {self.uncertainty.replace('_', ' ')}"]
 
-    def to_markdown(self) -> str:
-        """A Markdown table of the numbers."""
-        lines = [
-            f"## Calibration report: {self.name}",
-            "",
-            self._header(),
-            "",
-            "| metric | value |",
-            "|---|---|",
-        ]
-        lines += [f"| {k} | {v} |" for k, v in self._rows()]
-        return "\n".join(lines) + "\n"
+    def _intro(self) -> str:
+        score = self.uncertainty.replace("_", " ")
+        return (
+            f"{self._header()}. Uncertainty score: {score}. "
+            "Bins are half-open, the last closed on the right."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers and the conventions as plain Python values."""
         return {
             "name": self.name,
+            "kind": "classification",
             "num_classes": self.num_classes,
             "data_shape": list(self.data_shape),
             "num_ignored": self.num_ignored,
@@ -541,13 +429,6 @@ class CalibrationReport:
             },
         }
 
-    def to_json(self, **kwargs: Any) -> str:
-        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`).
-
-        Strict JSON: a NaN or infinite number is written as ``null``, never as a bare ``NaN``.
-        """
-        return strict_dumps(self.to_dict(), **kwargs)
-
     def figures(self) -> dict[str, Figure]:
         """The report's figures by title (new :class:`~matplotlib.figure.Figure` objects)."""
         num_bins = self.metrics.num_bins
@@ -576,45 +457,9 @@ class CalibrationReport:
             .plot()
             .figure_,
         }
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=(5.0, 3.5), layout="constrained")
-        ax = figure.add_subplot()
-        ax.plot(
-            self.rejection.rejection_rate,
-            self.rejection.accuracy,
-            marker="o",
-            ms=3,
-            label=self.uncertainty.replace("_", " "),
+        figures["Accuracy-rejection curve"] = (
+            RejectionCurveDisplay(self.rejection, name=self.uncertainty.replace("_", " "))
+            .plot()
+            .figure_
         )
-        ax.plot(
-            self.rejection.rejection_rate, self.rejection.oracle_accuracy, ls="--", label="oracle"
-        )
-        ax.set_xlabel("fraction rejected (most uncertain first)")
-        ax.set_ylabel("accuracy of the rest")
-        ax.legend()
-        figures["Accuracy-rejection curve"] = figure
         return figures
-
-    def to_html(self, path: str | Path | None = None) -> str:
-        """A self-contained HTML page (inline CSS, base64 PNGs, no external requests).
-
-        Written to ``path`` when given; the HTML text is returned either way.
-        """
-        score = self.uncertainty.replace("_", " ")
-        intro = (
-            f"{self._header()}. Uncertainty score: {score}. "
-            "Bins are half-open, the last closed on the right."
-        )
-        return html_page(
-            f"Calibration report: {self.name}", intro, self._rows(), self.figures(), path
-        )
-
-    def render(self, format: ReportFormat = "html") -> str:
-        """The report as ``"html"``, ``"md"`` (Markdown), ``"json"`` or ``"text"``."""
-        check_choice("format", format, ("html", "md", "json", "text"))
-        if format == "html":
-            return self.to_html()
-        if format == "md":
-            return self.to_markdown()
-        return self.to_json(indent=2) if format == "json" else self.summary()

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import as_tensor, check_positive_int, fail
-from bayesdrop.calibration.inputs import Layout, as_points, check_scores, top_label
+from bayesdrop.calibration.inputs import Layout, as_float_tensor, as_points, check_scores, top_label
+from bayesdrop.functional.uncertainty import entropy, mutual_information
 
 __all__ = [
     "DetectionScores",
@@ -271,3 +272,26 @@ def _rejection_curve(correct: Tensor, scores: Tensor, num_rates: int) -> Rejecti
         aurc=aurc,
         eaurc=aurc - oracle_aurc,
     )
+
+
+#: The uncertainty scores a report can rank points by.
+UNCERTAINTIES = ("predictive_entropy", "mutual_information", "max_probability")
+
+
+def uncertainty_scores(kind: str, probs: Tensor, samples: Any, mi: Any) -> Tensor:
+    """The score ``kind`` of every point (a report's ``uncertainty``): predictive entropy,
+    ``1 - max p``, or the mutual information of a result or of its MC samples."""
+    if kind == "predictive_entropy":
+        return entropy(probs)
+    if kind == "max_probability":
+        return 1 - probs.amax(-1)
+    if mi is not None:
+        return check_scores(mi, "predictions.mutual_information", probs.shape[0]).to(probs)
+    if samples is None:
+        fail(
+            "uncertainty",
+            "'predictive_entropy' or 'max_probability' without MC samples",
+            repr(kind),
+            'Pass MC samples with layout="samples", or a prediction result with samples.',
+        )
+    return mutual_information(as_float_tensor("samples", samples).to(probs))
