@@ -3,6 +3,7 @@ scores, regression intervals, sharded calibration (gloo) and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import traceback
 from fractions import Fraction
@@ -73,6 +74,28 @@ def test_quantile_needs_enough_points():
         conformal_quantile(torch.arange(8.0), 0.1)
     with pytest.raises(ValueError, match="n = 3"):
         SplitConformalClassifier(alpha=0.1).fit(torch.full((3, 2), 0.5), torch.zeros(3).long())
+
+
+@pytest.mark.parametrize("score", ["lac", "aps", "raps", "mi", "spread"])
+def test_true_class_scores_equal_the_all_class_scores_with_ties(score):
+    """Calibration scores the true class without a sort; prediction scores every class with a
+    stable sort. Both rank tied classes by index, and agree to float rounding."""
+    gen = torch.Generator().manual_seed(15)
+    samples = torch.randint(0, 4, (6, 500, C), generator=gen).double() + 0.5
+    samples = samples / samples.sum(-1, keepdim=True)  # many exact ties within rows
+    pred = bayesdrop.ClassificationPrediction.from_samples(samples)
+    pred = dataclasses.replace(pred, probs=(pred.probs * 4).round() / 4)
+    pred = dataclasses.replace(pred, probs=pred.probs / pred.probs.sum(-1, keepdim=True))
+    target = torch.randint(0, C, (500,), generator=gen)
+    u = torch.rand(500, generator=gen, dtype=torch.float64)
+    options = {"score": score, "lam": 0.3, "k_reg": 1, "u": u}
+    every = conformity_scores(pred, **options)
+    torch.testing.assert_close(
+        conformity_scores(pred, target, **options),
+        every.gather(-1, target[:, None])[:, 0],
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 # ---------------------------------------------------------------- coverage that can fail

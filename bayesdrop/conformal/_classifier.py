@@ -15,7 +15,12 @@ from bayesdrop.conformal._quantile import (
     gather_scores,
     min_calibration_size,
 )
-from bayesdrop.conformal._scores import ScoreName, check_score_options, point_scores
+from bayesdrop.conformal._scores import (
+    ScoreName,
+    check_score_options,
+    point_scores,
+    true_class_scores,
+)
 
 __all__ = ["SplitConformalClassifier", "conformal_sets"]
 
@@ -75,7 +80,8 @@ class SplitConformalClassifier:
     quantile_ : Tensor () or Tensor (C,)
         :math:`\hat q` (per class with ``mondrian``).
     calibration_scores_ : Tensor (n,)
-        The sorted calibration scores (to re-read the quantile at another ``alpha``).
+        The calibration scores (to re-read the quantile at another ``alpha``; grouped by class
+        with ``mondrian``).
     num_classes_ : int
 
     References
@@ -127,17 +133,17 @@ class SplitConformalClassifier:
         self.calibration_labels_: Tensor | None = None
         self.num_classes_: int | None = None
 
+    def _options(self) -> dict[str, Any]:
+        return {
+            "lam": self.lam,
+            "k_reg": self.k_reg,
+            "beta": self.beta,
+            "randomized": self.randomized,
+            "generator": self.generator,
+        }
+
     def _scores(self, points: Points, u: Any) -> Tensor:
-        return point_scores(
-            points,
-            self.score,
-            lam=self.lam,
-            k_reg=self.k_reg,
-            beta=self.beta,
-            randomized=self.randomized,
-            u=u,
-            generator=self.generator,
-        )
+        return point_scores(points, self.score, u=u, **self._options())
 
     def fit(
         self, x: Any, target: Any, *, u: Any = None, sharded: bool = False, group: Any = None
@@ -152,15 +158,14 @@ class SplitConformalClassifier:
         if target is None:
             fail("target", "integer class labels of the calibration points", "None")
         points = as_points(x, target, ignore_index=self.ignore_index)
-        every = self._scores(points, u)
+        scores = true_class_scores(points, self.score, u=u, **self._options())
         labels = points.target
         assert labels is not None  # given, checked by as_points
         if points.keep is not None:
-            every, labels = every[points.keep], labels[points.keep]
-        scores = every.gather(-1, labels[:, None])[:, 0]
+            labels = labels[points.keep]
         if sharded:
             scores, labels = gather_scores(scores, group), gather_scores(labels, group)
-        self.num_classes_ = every.shape[-1]
+        self.num_classes_ = points.probs.shape[-1]
         self._set_calibration(scores, labels)
         return self
 
@@ -170,8 +175,8 @@ class SplitConformalClassifier:
             order = torch.argsort(scores)
             order = order[torch.argsort(labels[order], stable=True)]
             self.calibration_scores_, self.calibration_labels_ = scores[order], labels[order]
-        else:
-            self.calibration_scores_ = scores.sort().values
+        else:  # unsorted: each quantile is one O(n) selection
+            self.calibration_scores_ = scores
         self.quantile_ = self._quantile(self.alpha)
 
     def _quantile(self, alpha: float) -> Tensor:
