@@ -136,7 +136,7 @@ def gather_scores(scores: Tensor, group: Any = None) -> Tensor:
     """Every rank's calibration scores joined (rank order) on every rank; unchanged outside a
     distributed job. The shards may have different lengths; only the scores travel (one
     ``all_gather`` of the lengths, one of the scores padded to the longest shard)."""
-    from bayesdrop.predict.distributed import context, gather_tensor
+    from bayesdrop._distributed import context, gather_tensor
 
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()):
