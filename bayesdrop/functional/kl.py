@@ -26,12 +26,12 @@ both, each where its authors used it:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import check_choice, check_positive
+from bayesdrop._validation import check_positive, fail
+from bayesdrop._vocabulary import Likelihood, check_likelihood
 
 __all__ = [
     "RegularizerConstants",
@@ -164,7 +164,7 @@ def regularizer_constants(
     num_data: int,
     *,
     tau: float = 1.0,
-    likelihood: Literal["gaussian", "categorical"] = "gaussian",
+    likelihood: Likelihood = "gaussian",
 ) -> RegularizerConstants:
     r"""Concrete Dropout's regularisers from the prior length-scale and the data-set size.
 
@@ -179,8 +179,9 @@ def regularizer_constants(
     ``"categorical"``  mean cross-entropy   :math:`l^2 / (2N)`      :math:`1 / N`
     =================  ===================  ======================  ======================
 
-    For the heteroscedastic loss :math:`e^{-s}(y-\mu)^2 + s` (twice the Gaussian NLL) use
-    ``"gaussian"`` with ``tau=1``.
+    ``"heteroscedastic"`` (the loss :math:`e^{-s}(y-\mu)^2 + s`, twice the Gaussian NLL) is
+    ``"gaussian"`` with ``tau=1``; a ``tau`` other than 1 is refused for it (the network
+    predicts its own noise).
 
     Examples
     --------
@@ -194,7 +195,11 @@ def regularizer_constants(
     length_scale = check_positive("length_scale", length_scale)
     n = check_positive("num_data", num_data)
     tau = check_positive("tau", tau)
-    check_choice("likelihood", likelihood, ("gaussian", "categorical"))
+    check_likelihood(likelihood)
+    if likelihood == "heteroscedastic":
+        if tau != 1.0:
+            fail("tau", "1 for likelihood='heteroscedastic' (the network predicts its noise)", tau)
+        likelihood = "gaussian"
     scale = 2.0 / (tau * n) if likelihood == "gaussian" else 1.0 / n
     return RegularizerConstants(
         weight_regularizer=scale * length_scale**2 / 2.0, dropout_regularizer=scale

@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal
 
 from torch import nn
 
 from bayesdrop._validation import check_module, check_positive, check_positive_int, fail
+from bayesdrop._vocabulary import Likelihood
 from bayesdrop.exceptions import ConcreteCollapseWarning
 from bayesdrop.functional.kl import regularizer_constants
 from bayesdrop.nn.concrete import ConcreteDropout
@@ -61,7 +61,7 @@ def set_concrete_regularizers(
     num_data: int,
     *,
     tau: float = 1.0,
-    likelihood: Literal["gaussian", "categorical"] = "gaussian",
+    likelihood: Likelihood = "gaussian",
     length_scale: float | None = None,
 ) -> dict[str, tuple[float, float]]:
     r"""Set every Concrete Dropout layer's :math:`\lambda_w, \lambda_p` for ``num_data`` points.
@@ -82,7 +82,7 @@ def set_concrete_regularizers(
         The number of training points :math:`N` now.
     tau : float, default 1.0
         Model precision :math:`\tau` (Gaussian likelihood only).
-    likelihood : {"gaussian", "categorical"}
+    likelihood : {"gaussian", "categorical", "heteroscedastic"}
         The data term: mean squared error or mean cross-entropy.
     length_scale : float, optional
         The prior length-scale :math:`l`; by default each layer's own ``length_scale`` (the

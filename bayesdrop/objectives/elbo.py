@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from bayesdrop import functional as BF
 from bayesdrop._validation import (
-    check_choice,
     check_count,
     check_int,
     check_positive,
     check_tensor,
     fail,
 )
+from bayesdrop._vocabulary import Likelihood, check_likelihood
 from bayesdrop.objectives.kl import kl_divergence
 
 __all__ = ["ELBO", "ELBOTerms"]
-
-Likelihood = Literal["categorical", "gaussian", "heteroscedastic"]
 
 
 @dataclass(frozen=True)
@@ -106,9 +103,7 @@ class ELBO(nn.Module):
     ) -> None:
         super().__init__()
         self.num_data = check_count("num_data", num_data)
-        self.likelihood = check_choice(
-            "likelihood", likelihood, ("categorical", "gaussian", "heteroscedastic")
-        )
+        self.likelihood = check_likelihood(likelihood)
         self.tau = check_positive("tau", tau)
         self.beta = check_positive("beta", beta, allow_zero=True)
         self.ignore_index = check_int("ignore_index", ignore_index)

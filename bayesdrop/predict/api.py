@@ -11,13 +11,13 @@ from torch import Tensor, nn
 
 from bayesdrop._validation import check_tensor
 from bayesdrop.predict.engines import plan_source
+from bayesdrop.predict.options import options_from
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
 from bayesdrop.predict.runner import (
     SeedStream,
     check_input,
     check_model,
     eager_model,
-    make_settings,
     model_device,
     predict_batch,
     verify_noise,
@@ -170,22 +170,7 @@ def mc_predict(
     >>> pred.probs.shape, pred.mutual_information.shape
     (torch.Size([2, 7, 5]), torch.Size([2, 7]))
     """
-    settings = make_settings(
-        num_samples=num_samples,
-        task=task,
-        tau=tau,
-        engine=engine,
-        chunk_size=chunk_size,
-        max_memory=max_memory,
-        return_samples=return_samples,
-        tolerance=tolerance,
-        max_samples=max_samples,
-        autocast=autocast,
-        output=output,
-        class_dim=class_dim,
-        batch_dim=batch_dim,
-        verify=verify,
-    )
+    settings = options_from(locals()).settings()
     model, note = eager_model(model)
     plans = plan_source(model)
     if not plans.checked:  # once per model (and per change of its modules)

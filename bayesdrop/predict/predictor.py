@@ -20,13 +20,13 @@ from bayesdrop.predict.distributed import (
 )
 from bayesdrop.predict.engines import plan_source
 from bayesdrop.predict.io import as_inputs
+from bayesdrop.predict.options import options_from
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
 from bayesdrop.predict.runner import (
     SeedStream,
     check_input,
     check_model,
     eager_model,
-    make_settings,
     model_device,
     predict_batch,
     verify_noise,
@@ -68,10 +68,11 @@ class MCPredictor:
         the model's inputs. None: every entry goes to the model and there is no target.
     progress : bool, default True
         Show a tqdm progress bar over batches.
-    **options
-        ``num_samples``, ``task``, ``tau``, ``seed``, ``engine``, ``chunk_size``,
-        ``max_memory``, ``return_samples``, ``tolerance``, ``max_samples``, ``autocast``,
-        ``output``, ``class_dim``, ``batch_dim``, as in :func:`bayesdrop.mc_predict`.
+    num_samples, task, tau, seed, engine, chunk_size, max_memory
+        As in :func:`bayesdrop.mc_predict` (the same names, defaults and types: the options
+        are declared once, in :class:`bayesdrop.predict.PredictOptions`).
+    return_samples, tolerance, max_samples, autocast, output, class_dim, batch_dim, verify
+        As in :func:`bayesdrop.mc_predict`.
 
     Examples
     --------
@@ -108,22 +109,7 @@ class MCPredictor:
         progress: bool = True,
         verify: bool = False,
     ) -> None:
-        self.settings = make_settings(
-            num_samples=num_samples,
-            task=task,
-            tau=tau,
-            engine=engine,
-            chunk_size=chunk_size,
-            max_memory=max_memory,
-            return_samples=return_samples,
-            tolerance=tolerance,
-            max_samples=max_samples,
-            autocast=autocast,
-            output=output,
-            class_dim=class_dim,
-            batch_dim=batch_dim,
-            verify=verify,
-        )
+        self.settings = options_from(locals()).settings()
         if target_key is not None and not isinstance(target_key, str):
             fail("target_key", "a string (a key of the batches) or None", repr(target_key))
         model, self._note = eager_model(model)

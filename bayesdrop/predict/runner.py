@@ -9,12 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bayesdrop._validation import (
-    check_choice,
-    check_positive,
-    check_positive_int,
-    fail,
-)
+from bayesdrop._validation import check_positive_int, fail
+from bayesdrop._vocabulary import TASKS
 from bayesdrop.nn.sampling import sampling
 from bayesdrop.predict.accumulators import (
     NUM_GROUPS,
@@ -27,7 +23,6 @@ from bayesdrop.predict.io import (
     ModelInputs,
     OutputSpec,
     batch_first,
-    check_output_spec,
     classes_last,
     select_output,
 )
@@ -52,7 +47,6 @@ __all__ = [
     "verify_noise",
 ]
 
-TASKS = ("classification", "regression", "heteroscedastic")
 ENGINES = ("auto", "loop", "batched", "cached")
 # Rows of one repeated pass when neither chunk_size nor max_memory is given: below it the
 # per-call overhead dominates, above it caches overflow (benchmarks/mc_predict.py, README).
@@ -80,63 +74,11 @@ class Settings:
     verify: bool = False
 
 
-def make_settings(
-    *,
-    num_samples: int | str,
-    task: str,
-    tau: float | None,
-    engine: str,
-    chunk_size: int | None,
-    max_memory: int | None,
-    return_samples: bool,
-    tolerance: float,
-    max_samples: int,
-    autocast: bool | torch.dtype,
-    output: OutputSpec = None,
-    class_dim: int | None = None,
-    batch_dim: int = 0,
-    verify: bool = False,
-) -> Settings:
-    """Check every option and name the bad one."""
-    check_choice("task", task, TASKS)
-    check_choice("engine", engine, ENGINES)
-    auto = num_samples == "auto"
-    count = None if auto else check_positive_int("num_samples", num_samples)
-    if task == "regression":
-        if tau is None:
-            fail("tau", "the model precision for task='regression'", None, "Pass tau=...")
-        tau = check_positive("tau", tau)
-    elif tau is not None:
-        fail("tau", "None unless task='regression'", tau)
-    if autocast is not False and autocast is not True and not isinstance(autocast, torch.dtype):
-        fail("autocast", "a bool or a torch.dtype", repr(autocast), type_error=True)
-    if class_dim is not None:
-        if isinstance(class_dim, bool) or not isinstance(class_dim, int):
-            fail("class_dim", "an integer or None", repr(class_dim), type_error=True)
-        if task != "classification":
-            fail("class_dim", "None unless task='classification'", class_dim)
-    if isinstance(batch_dim, bool) or batch_dim not in (0, 1):
-        fail("batch_dim", "0 (batch-first) or 1 (sequence-first)", repr(batch_dim))
-    if not isinstance(verify, bool):
-        fail("verify", "True or False", repr(verify), type_error=True)
-    return Settings(
-        task=task,
-        num_samples=count,
-        tau=tau,
-        engine=engine,
-        chunk_size=None if chunk_size is None else check_positive_int("chunk_size", chunk_size),
-        max_memory=None if max_memory is None else check_positive_int("max_memory", max_memory),
-        return_samples=bool(return_samples),
-        tolerance=check_positive("tolerance", tolerance),
-        max_samples=check_positive_int("max_samples", max_samples),
-        autocast=autocast
-        if isinstance(autocast, torch.dtype)
-        else (None if not autocast else True),
-        output=check_output_spec(output),
-        class_dim=class_dim,
-        batch_dim=batch_dim,
-        verify=verify,
-    )  # type: ignore[arg-type]
+def make_settings(**options: object) -> Settings:
+    """Check every option and name the bad one (the options of :class:`PredictOptions`)."""
+    from bayesdrop.predict.options import PredictOptions
+
+    return PredictOptions(**options).settings()  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -17,20 +17,17 @@ minibatch :math:`B` of :math:`N` points the observation plate scales the likelih
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 
-from bayesdrop._validation import check_choice, check_module, check_positive, check_tensor, fail
+from bayesdrop._validation import check_module, check_positive, check_tensor, fail
+from bayesdrop._vocabulary import Likelihood, check_likelihood
 from bayesdrop.nn.sampling import sampling
 from bayesdrop.objectives.kl import kl_divergence
 
 __all__ = ["DropoutModel"]
-
-Likelihood = Literal["categorical", "gaussian", "heteroscedastic"]
 
 
 class DropoutModel:
@@ -94,9 +91,7 @@ class DropoutModel:
         self.net = check_module("net", net)
         kl_divergence(net)  # fails early, naming the fix, if the net has no bayesdrop layer
         self.num_data = int(check_positive("num_data", num_data))
-        self.likelihood = check_choice(
-            "likelihood", likelihood, ("gaussian", "categorical", "heteroscedastic")
-        )
+        self.likelihood = check_likelihood(likelihood)
         self.tau = check_positive("tau", tau)
         self.name = name
 
