@@ -292,7 +292,7 @@ def test_elbo_rejects_mismatched_shapes_and_missing_heads():
         (
             lambda: bayesdrop.regularizer_constants(1e-2, 10, likelihood="laplace"),
             ValueError,
-            "`likelihood` to be one of 'categorical', 'gaussian', 'heteroscedastic', but got 'laplace'",
+            "`likelihood` to be one of 'categorical', 'gaussian', 'heteroscedastic', but got 'lap",
         ),
         (
             lambda: bayesdrop.MCDropout("0.5"),
