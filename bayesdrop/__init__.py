@@ -14,6 +14,7 @@ from bayesdrop.exceptions import (
     BayesdropValueError,
     BayesdropWarning,
     ConcreteCollapseWarning,
+    MissingDependencyError,
 )
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
 from bayesdrop.functional.rdrop import rdrop_loss
@@ -38,6 +39,7 @@ from bayesdrop.predict import (
     mc_predict,
 )
 
+# the one source of the version (pyproject.toml reads it: [tool.hatch.version])
 __version__ = "0.1.0.dev0"
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "LockedDropout",
     "MCDropout",
     "MCPredictor",
+    "MissingDependencyError",
     "RDrop",
     "RDropOutput",
     "RegressionPrediction",

@@ -80,7 +80,10 @@ def _int64(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from bayesdrop import __version__
+
     parser = _Parser(prog="bayesdrop", description="bayesdrop command line tools.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     report = sub.add_parser(
         "report",

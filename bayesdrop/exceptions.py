@@ -1,7 +1,9 @@
 """Exceptions raised by bayesdrop.
 
 Every error bayesdrop raises for bad input derives from :class:`BayesdropError` and also from the
-standard :class:`ValueError` or :class:`TypeError`, so callers can catch either.
+standard :class:`ValueError` or :class:`TypeError`, so callers can catch either. A feature whose
+optional dependency is not installed raises :class:`MissingDependencyError`, an
+:class:`ImportError` that names the extra to install.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ __all__ = [
     "BayesdropValueError",
     "BayesdropWarning",
     "ConcreteCollapseWarning",
+    "MissingDependencyError",
 ]
 
 
@@ -25,6 +28,11 @@ class BayesdropValueError(BayesdropError, ValueError):
 
 class BayesdropTypeError(BayesdropError, TypeError):
     """An argument has a type bayesdrop cannot use."""
+
+
+class MissingDependencyError(BayesdropError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra that installs it (``pip install "bayesdrop[plot]"``, for example)."""
 
 
 class BayesdropWarning(UserWarning):

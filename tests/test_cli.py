@@ -140,3 +140,17 @@ def test_bad_content_and_options(npz, tmp_path):
     result = run(str(tmp_path / "logits.npz"), "--out", str(tmp_path / "r.html"))
     assert result.returncode == 1 and "If these are logits" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version():
+    import bayesdrop
+
+    for command in (["-m", "bayesdrop", "--version"], ["-m", "bayesdrop", "--version", "report"]):
+        done = subprocess.run(
+            [sys.executable, *command], capture_output=True, text=True, timeout=60
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (
+            0,
+            f"bayesdrop {bayesdrop.__version__}\n",
+            "",
+        )

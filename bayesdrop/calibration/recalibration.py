@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bayesdrop._optional import require
 from bayesdrop._validation import check_choice, check_finite, check_positive_int, fail
 from bayesdrop.calibration.binning import check_num_bins
 from bayesdrop.calibration.inputs import (
@@ -223,7 +224,7 @@ class IsotonicCalibration(_NetcalCalibrator):
     """
 
     def _make(self) -> Any:
-        from netcal.binning import IsotonicRegression
+        IsotonicRegression = require("netcal.binning", "IsotonicCalibration").IsotonicRegression
 
         return IsotonicRegression()
 
@@ -235,7 +236,7 @@ class HistogramBinning(_NetcalCalibrator):
         self.num_bins = check_num_bins(num_bins)
 
     def _make(self) -> Any:
-        from netcal.binning import HistogramBinning as _Histogram
+        _Histogram = require("netcal.binning", "HistogramBinning").HistogramBinning
 
         return _Histogram(bins=self.num_bins)
 
@@ -248,6 +249,6 @@ class BetaCalibration(_NetcalCalibrator):
     """
 
     def _make(self) -> Any:
-        from netcal.scaling import BetaCalibration as _Beta
+        _Beta = require("netcal.scaling", "BetaCalibration").BetaCalibration
 
         return _Beta()
