@@ -33,6 +33,7 @@ from bayesdrop.conformal import (
     set_quality,
     size_stratified_coverage,
 )
+from bayesdrop.conformal._scores import lac_threshold
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,6 +97,27 @@ def test_true_class_scores_equal_the_all_class_scores_with_ties(score):
         rtol=0,
         atol=1e-12,
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mondrian", [False, True])
+def test_lac_sets_by_probability_threshold_equal_the_score_rule(dtype, mondrian):
+    """LAC's sets are read as probs >= t (one pass); they are exactly 1 - probs <= q."""
+    gen = torch.Generator().manual_seed(16)
+    probs, target = synthetic(6000, gen)
+    probs = probs.to(dtype)
+    # test probabilities at the edge of class 0's rule and the floats beside it
+    cp = SplitConformalClassifier("lac", mondrian=mondrian).fit(probs[:3000], target[:3000])
+    q = cp.quantile_.to(dtype)
+    edge = lac_threshold(q.reshape(-1)[0], dtype)
+    near = torch.stack([edge, torch.nextafter(edge, edge + 1), torch.nextafter(edge, edge - 1)])
+    test = probs[3000:].clone()
+    test[:3, 0] = near
+    test[:3, 1] = 1 - near
+    test[:3, 2:] = 0
+    sets = cp.predict_sets(test)
+    assert torch.equal(sets, conformity_scores(test, score="lac") <= q)
+    assert sets[:3, 0].tolist() == [True, True, False]
 
 
 # ---------------------------------------------------------------- coverage that can fail

@@ -39,11 +39,9 @@ __all__ = ["DirichletCalibration", "VectorScaling"]
 class _MatrixScaling:
     """Shared fit/transform: ``softmax(linear(logits))`` fitted by penalised NLL."""
 
-    _default_inputs: TemperatureInputs = "logits"
-
-    def __init__(self, *, inputs: TemperatureInputs | None = None, max_iter: int = 200) -> None:
+    def __init__(self, *, inputs: TemperatureInputs, max_iter: int) -> None:
         # TemperatureScaling's input checks, not a copy of them
-        self._reader = TemperatureScaling(inputs=inputs or self._default_inputs, max_iter=max_iter)
+        self._reader = TemperatureScaling(inputs=inputs, max_iter=max_iter)
         self.inputs = self._reader.inputs
         self.max_iter = self._reader.max_iter
         self.weight_: Tensor | None = None
@@ -131,6 +129,9 @@ class VectorScaling(_MatrixScaling):
     [0.5, 0.5, 0.5]
     """
 
+    def __init__(self, *, inputs: TemperatureInputs = "logits", max_iter: int = 200) -> None:
+        super().__init__(inputs=inputs, max_iter=max_iter)
+
     def _init(self, num_classes: int, like: Tensor) -> Tensor:
         return like.new_ones(num_classes)
 
@@ -177,8 +178,6 @@ class DirichletCalibration(_MatrixScaling):
     >>> bool(negative_log_likelihood(fixed, target) < negative_log_likelihood(bad, target))
     True
     """
-
-    _default_inputs: TemperatureInputs = "probs"
 
     def __init__(
         self,

@@ -43,7 +43,19 @@ class CoverageByGroup:
 
 @dataclass(frozen=True)
 class SetQuality:
-    """The quality functions of a set predictor on one test split (see :func:`set_quality`)."""
+    """The quality functions of a set predictor on one test split (see :func:`set_quality`).
+
+    Attributes
+    ----------
+    coverage : float
+        Marginal coverage (:func:`coverage`).
+    mean_set_size : float
+        Mean number of labels per set (:func:`mean_set_size`).
+    class_conditional : CoverageByGroup
+        Coverage per true class (:func:`class_conditional_coverage`).
+    size_stratified : CoverageByGroup
+        Coverage per set size (:func:`size_stratified_coverage`).
+    """
 
     coverage: float
     mean_set_size: float
@@ -162,7 +174,16 @@ def size_stratified_coverage(
 
 
 def set_quality(sets: Any, target: Any, *, ignore_index: int | None = None) -> SetQuality:
-    """Coverage, mean size, class-conditional and size-stratified coverage in one bundle."""
+    """Coverage, mean size, class-conditional and size-stratified coverage in one bundle.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayesdrop.conformal import set_quality
+    >>> q = set_quality(torch.tensor([[True, False], [True, True]]), torch.tensor([0, 0]))
+    >>> q.coverage, q.mean_set_size, q.size_stratified.count.tolist()
+    (1.0, 1.5, [0, 1, 1])
+    """
     flat, labels = _sets_and_target(sets, target, ignore_index)
     return SetQuality(
         coverage=coverage(flat, labels),

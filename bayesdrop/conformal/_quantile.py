@@ -135,7 +135,18 @@ def conformal_quantile(scores: Any, alpha: float) -> Tensor:
 def gather_scores(scores: Tensor, group: Any = None) -> Tensor:
     """Every rank's calibration scores joined (rank order) on every rank; unchanged outside a
     distributed job. The shards may have different lengths; only the scores travel (one
-    ``all_gather`` of the lengths, one of the scores padded to the longest shard)."""
+    ``all_gather`` of the lengths, one of the scores padded to the longest shard).
+
+    Examples
+    --------
+    Outside a distributed job the scores come back as they are:
+
+    >>> import torch
+    >>> from bayesdrop.conformal import gather_scores
+    >>> scores = torch.tensor([0.2, 0.7])
+    >>> gather_scores(scores) is scores
+    True
+    """
     from bayesdrop._distributed import context, gather_tensor
 
     dist = torch.distributed

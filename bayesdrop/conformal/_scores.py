@@ -32,7 +32,14 @@ from torch import Tensor
 from bayesdrop._validation import check_choice, check_positive, check_positive_int, fail
 from bayesdrop.conformal._inputs import Points, as_points
 
-__all__ = ["SCORES", "ScoreName", "conformity_scores", "point_scores", "true_class_scores"]
+__all__ = [
+    "SCORES",
+    "ScoreName",
+    "conformity_scores",
+    "lac_threshold",
+    "point_scores",
+    "true_class_scores",
+]
 
 ScoreName = Literal["lac", "aps", "raps", "mi", "spread"]
 SCORES: tuple[str, ...] = ("lac", "aps", "raps", "mi", "spread")
@@ -160,6 +167,28 @@ def true_class_scores(
     samples = samples if keep is None else samples[:, keep]
     spread = samples.gather(-1, labels[None, :, None].expand(samples.shape[0], -1, 1))
     return (1 - p_y) / (1 + beta * spread[..., 0].std(0, correction=0))
+
+
+_BITS = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def lac_threshold(quantile: Tensor, dtype: torch.dtype) -> Tensor:
+    """The smallest probability ``t`` of ``dtype`` with ``1 - t <= quantile`` in that dtype's
+    arithmetic, so ``probs >= t`` is exactly the LAC set ``1 - probs <= quantile`` in one pass
+    without a score tensor. ``1 - p`` rounds monotonically, so the rule is an upper set of
+    probabilities; its edge is found by bisection on the bit patterns of ``[0, 1]`` (30 or 62
+    steps on ``quantile``'s shape, e.g. one per class with Mondrian)."""
+    q = quantile.to(dtype)
+    ints = _BITS[dtype]
+    one = torch.ones((), dtype=dtype, device=q.device)
+    lo = torch.zeros(q.shape, dtype=ints, device=q.device)
+    hi = one.view(ints).expand(q.shape).clone()
+    while bool((lo < hi).any()):
+        mid = lo + (hi - lo) // 2
+        inside = (1 - mid.view(dtype)) <= q
+        hi = torch.where(inside & (lo < hi), mid, hi)
+        lo = torch.where(~inside & (lo < hi), mid + 1, lo)
+    return lo.view(dtype)
 
 
 def check_score_options(score: Any, k_reg: Any) -> int:
