@@ -116,3 +116,29 @@ def test_state_dict_round_trip(name):
     layer.eval(), other.eval()
     torch.testing.assert_close(run(layer, x), run(other, x))
     torch.testing.assert_close(layer.kl(), other.kl())
+
+
+#: StochasticModule subclasses the contract above does not build, each with the suite that
+#: tests it instead.
+NOT_HERE = {
+    "BatchedMLP": "M models at once on (M, N, D) inputs; tests/test_sweep.py",
+}
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def test_the_contract_covers_every_stochastic_module():
+    """A new bayesdrop layer gets the contract, or a stated reason why not (issue 25)."""
+    built = {type(factory()) for factory, _ in LAYERS.values()}
+    public = {
+        c
+        for c in _subclasses(bayesdrop.nn.StochasticModule)
+        if c.__module__.startswith("bayesdrop.") and not c.__name__.startswith("_")
+    }
+    missing = sorted(c.__name__ for c in public - built if c.__name__ not in NOT_HERE)
+    assert missing == []
+    assert len(public) >= 10

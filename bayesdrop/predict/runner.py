@@ -27,6 +27,7 @@ from bayesdrop.predict.io import (
     select_output,
 )
 from bayesdrop.predict.noise import check_noise, fork_rng
+from bayesdrop.predict.options import ENGINES
 from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
 from bayesdrop.predict.selfcheck import check_scope, scope_check_skipped
 
@@ -47,7 +48,6 @@ __all__ = [
     "verify_noise",
 ]
 
-ENGINES = ("auto", "loop", "batched", "cached")
 # Rows of one repeated pass when neither chunk_size nor max_memory is given: below it the
 # per-call overhead dominates, above it caches overflow (benchmarks/mc_predict.py, README).
 TARGET_ROWS = 2048
