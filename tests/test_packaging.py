@@ -178,3 +178,24 @@ def test_license_and_long_description():
         return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
     assert snippet(pypi) == snippet(readme)  # the snippet .ci/install_smoke.sh runs
+
+
+def test_html_report_without_matplotlib_names_the_extra(tmp_path):
+    done = run_python(
+        f"""
+        import sys
+        import numpy as np
+        from bayesdrop.cli import main
+        gen = np.random.default_rng(0)
+        probs = gen.dirichlet(np.ones(3), size=200)
+        np.savez({str(tmp_path / "p.npz")!r}, probs=probs, target=gen.integers(0, 3, 200))
+        md = main(["report", {str(tmp_path / "p.npz")!r}, "--out", {str(tmp_path / "r.md")!r}])
+        html = main(["report", {str(tmp_path / "p.npz")!r}, "--out", {str(tmp_path / "r.html")!r}])
+        print(md, html)
+        """,
+        "matplotlib",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("0 1")  # Markdown needs no extra; HTML fails cleanly
+    assert "needs matplotlib" in done.stderr and 'pip install "bayesdrop[plot]"' in done.stderr
+    assert "Traceback" not in done.stderr and "bug" not in done.stderr

@@ -8,11 +8,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from bayesdrop._optional import require
+
 __all__ = ["_axes", "_diagonal", "_new_figure", "_np"]
+
+_FIGURE = "Drawing a figure (a display's plot(), a report's figures or its HTML)"
 
 
 def _new_figure(figsize: tuple[float, float]) -> Any:
-    from matplotlib.figure import Figure  # imported on first plot: keeps `import bayesdrop` light
+    # imported on first plot: keeps `import bayesdrop` light (matplotlib is the `plot` extra)
+    Figure = require("matplotlib.figure", _FIGURE).Figure
 
     return Figure(figsize=figsize, layout="constrained")
 

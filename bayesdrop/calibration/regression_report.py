@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import Tensor
 
+from bayesdrop._optional import require
 from bayesdrop._validation import fail
 from bayesdrop.calibration._render import ReportRendering
 from bayesdrop.calibration._score_displays import RegressionCalibrationDisplay
@@ -213,7 +214,7 @@ class RegressionReport(ReportRendering):
 
     def figures(self) -> dict[str, Any]:
         """The calibration curve, the coverage per level and RMSE against RMV per std bin."""
-        from matplotlib.figure import Figure
+        Figure = require("matplotlib.figure", "RegressionReport.figures").Figure
 
         curve = RegressionCalibrationDisplay(
             self.curve.expected, self.curve.observed, self.curve.error
