@@ -14,7 +14,10 @@ from bayesdrop.exceptions import (
     BayesdropValueError,
     BayesdropWarning,
     ConcreteCollapseWarning,
+    EngineFallbackWarning,
+    FunctionalDropoutWarning,
     MissingDependencyError,
+    UnshardedDataWarning,
 )
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
 from bayesdrop.functional.rdrop import rdrop_loss
@@ -55,6 +58,8 @@ __all__ = [
     "ConversionReport",
     "ELBOTerms",
     "EmbeddingDropout",
+    "EngineFallbackWarning",
+    "FunctionalDropoutWarning",
     "LockedDropout",
     "MCDropout",
     "MCPredictor",
@@ -67,6 +72,7 @@ __all__ = [
     "ReliabilityDisplay",
     "SpatialConcreteDropout",
     "TemperatureScaling",
+    "UnshardedDataWarning",
     "VariationalGRU",
     "VariationalLSTM",
     "active",

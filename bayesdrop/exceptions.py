@@ -14,7 +14,10 @@ __all__ = [
     "BayesdropValueError",
     "BayesdropWarning",
     "ConcreteCollapseWarning",
+    "EngineFallbackWarning",
+    "FunctionalDropoutWarning",
     "MissingDependencyError",
+    "UnshardedDataWarning",
 ]
 
 
@@ -42,3 +45,18 @@ class BayesdropWarning(UserWarning):
 class ConcreteCollapseWarning(BayesdropWarning):
     """Learned Concrete Dropout rates fell towards zero: the model is close to a point estimate
     and its epistemic uncertainty near zero (see :class:`bayesdrop.nn.ConcreteRateMonitor`)."""
+
+
+class EngineFallbackWarning(BayesdropWarning):
+    """The engine asked for (``engine="cached"``) cannot run this model; the prediction falls
+    back to another engine, named with the reason."""
+
+
+class FunctionalDropoutWarning(BayesdropWarning):
+    """A module calls functional dropout (``F.dropout``) in ``forward``, which a module-level
+    tool (:func:`bayesdrop.convert`, :class:`bayesdrop.DropoutScheduler`) cannot change."""
+
+
+class UnshardedDataWarning(BayesdropWarning):
+    """A distributed prediction's data has no ``DistributedSampler``: every rank predicts
+    every batch."""

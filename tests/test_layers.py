@@ -107,3 +107,35 @@ def test_modules_stay_small():
         if lines > LONG.get(rel, 410):
             too_long[rel] = lines
     assert too_long == {}
+
+
+def test_every_warning_is_a_bayesdrop_warning():
+    """Issue 25: four of seven warnings were plain UserWarnings; a user filters them all with
+    ``warnings.filterwarnings(..., category=bayesdrop.BayesdropWarning)``."""
+    import bayesdrop.exceptions as exc
+
+    calls = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "warn"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "warnings"
+            ):
+                category = node.args[1] if len(node.args) > 1 else None
+                for kw in node.keywords:
+                    if kw.arg == "category":
+                        category = kw.value
+                name = category.id if isinstance(category, ast.Name) else None
+                calls.append((str(path.relative_to(ROOT)), node.lineno, name))
+    assert len(calls) >= 6
+    bad = [
+        c
+        for c in calls
+        if c[2] is None
+        or not isinstance(getattr(exc, c[2], None), type)
+        or not issubclass(getattr(exc, c[2]), exc.BayesdropWarning)
+    ]
+    assert bad == []

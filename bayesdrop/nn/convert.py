@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from bayesdrop._validation import check_choice, check_module, fail
+from bayesdrop.exceptions import FunctionalDropoutWarning
 from bayesdrop.nn import _flow
 from bayesdrop.nn.base import StochasticModule
 from bayesdrop.nn.concrete import ConcreteDropout, SpatialConcreteDropout
@@ -418,7 +419,7 @@ def convert(
         warnings.warn(
             "These modules call functional dropout in forward, which convert() cannot replace: "
             f"{', '.join(report.functional)}. Use modules (nn.Dropout or bayesdrop layers) there.",
-            UserWarning,
+            FunctionalDropoutWarning,
             stacklevel=2,
         )
     return report

@@ -33,6 +33,7 @@ from bayesdrop._distributed import (
 )
 from bayesdrop._random import derive_seed
 from bayesdrop._validation import fail
+from bayesdrop.exceptions import UnshardedDataWarning
 
 __all__ = ["mc_predict_distributed", "rank_seed"]
 
@@ -74,7 +75,7 @@ def local_positions(data: object, ctx: DistributedContext) -> tuple[Tensor, Tens
             "bayesdrop: MCPredictor.predict runs in a distributed job but the data has no "
             "DistributedSampler, so every rank predicts every batch. Pass "
             "DataLoader(..., sampler=DistributedSampler(dataset)) to shard the data.",
-            UserWarning,
+            UnshardedDataWarning,
             stacklevel=3,
         )
         return None

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesdrop._validation import fail
+from bayesdrop.exceptions import EngineFallbackWarning
 from bayesdrop.nn.noise_calls import functional_noise
 from bayesdrop.nn.sampling import _kind, is_stochastic, noise_scope, sampling
 from bayesdrop.predict.cached import CachedPlan, CacheUnavailable, build_plan, contains_size
@@ -405,7 +406,11 @@ def _cached_or_fallback(
         else:
             fallback = BatchedEngine(model, inputs, select, reason, batch_dim)
         if forced:
-            warnings.warn(f"bayesdrop: {reason}; falling back to '{fallback.name}'.", stacklevel=4)
+            warnings.warn(
+                f"bayesdrop: {reason}; falling back to '{fallback.name}'.",
+                EngineFallbackWarning,
+                stacklevel=4,
+            )
         return fallback
 
 

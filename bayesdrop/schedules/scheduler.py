@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from bayesdrop._validation import check_choice, check_module, fail
+from bayesdrop.exceptions import FunctionalDropoutWarning
 from bayesdrop.nn.base import StochasticModule
 from bayesdrop.nn.drop_path import DropPath
 from bayesdrop.nn.sampling import find_functional_dropout, is_noise_module
@@ -90,8 +91,9 @@ class DropoutScheduler:
     bayesdrop layers with a settable ``p`` (:class:`bayesdrop.MCDropout`,
     :class:`bayesdrop.nn.SpatialMCDropout`). Layers that *learn* their rate
     (:class:`bayesdrop.ConcreteDropout`) are left alone and listed in :attr:`skipped`, as are
-    other stochastic modules without a settable ``p``; a ``UserWarning`` names modules whose
-    ``forward`` calls functional dropout, which no scheduler can reach.
+    other stochastic modules without a settable ``p``; a
+    :class:`~bayesdrop.FunctionalDropoutWarning` names modules whose ``forward`` calls
+    functional dropout, which no scheduler can reach.
     :class:`~bayesdrop.nn.DropPath` belongs to ``target="drop_path"``, as in the reference
     code, which schedules the two separately.
 
@@ -173,7 +175,7 @@ class DropoutScheduler:
             warnings.warn(
                 f"Modules {functional} call functional dropout (F.dropout) in forward; "
                 "DropoutScheduler cannot change those rates. Use nn.Dropout modules instead.",
-                UserWarning,
+                FunctionalDropoutWarning,
                 stacklevel=2,
             )
         self._step = 0
