@@ -1,20 +1,45 @@
-"""`bayesdrop report` as a user runs it: a subprocess, its exit status, stdout and stderr."""
+"""`bayesdrop report` as a user runs it: its exit status, stdout and stderr.
+
+The command runs in-process (``bayesdrop.cli.main``, as the console script calls it); one smoke
+test runs it as a subprocess, as a user does (an interpreter start costs about 5 s here, and the
+in-process run tests the same code)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
 from bayesdrop.calibration import CalibrationReport, RegressionReport
+from bayesdrop.cli import main
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+def run(*args: str, cwd=None) -> types.SimpleNamespace:
+    """``bayesdrop report *args`` in-process: exit status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(["report", *args])
+            except SystemExit as exit:  # argparse's usage errors
+                status = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        os.chdir(here)
+    return types.SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def run_subprocess(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bayesdrop", "report", *args],
         capture_output=True,
@@ -154,3 +179,13 @@ def test_version():
             f"bayesdrop {bayesdrop.__version__}\n",
             "",
         )
+
+
+def test_the_console_command_as_a_subprocess(npz, tmp_path):
+    """The one interpreter start: `python -m bayesdrop report` writes the same report."""
+    out = tmp_path / "r.json"
+    result = run_subprocess(str(npz / "cls.npz"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["kind"] == "classification"
+    bad = run_subprocess(str(npz / "text.npz"), "--out", str(tmp_path / "x.html"))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
