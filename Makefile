@@ -61,6 +61,8 @@ docs: $(STAMP)
 	if [ $$rc -ne 0 ]; then \
 		echo "==> the docs build failed (exit $$rc); a tutorial's failure, if any:"; \
 		grep -A30 "failed to execute correctly" docs/_build/sphinx.log | head -60; \
+		echo "==> the build's warnings (errors under -W):"; \
+		grep -E "WARNING|ERROR" docs/_build/sphinx.log | head -40; \
 	fi; exit $$rc
 	@echo "==> docs written to docs/_build/html/index.html"
 

@@ -61,7 +61,7 @@ nitpick_ignore: list[tuple[str, str]] = []
 # _templates/autosummary/class.rst: no member tables; and _public_bases below).
 autodoc_default_options = {
     "members": True,
-    "inherited-members": "Module,BaseException,object",
+    "inherited-members": "Module,BaseException,ImportError,object",
     "show-inheritance": True,
 }
 autodoc_typehints = "none"
@@ -91,15 +91,21 @@ if not fetch_mathjax.is_current():
 mathjax_path = f"mathjax/{fetch_mathjax.ENTRY}"
 
 
+def _private(cls) -> bool:
+    """A class whose name or any part of whose module path starts with an underscore."""
+    parts = [*cls.__module__.split("."), cls.__name__]
+    return any(part.startswith("_") and not part.startswith("__") for part in parts)
+
+
 def _public_bases(app, name, obj, options, bases) -> None:
     """The "Bases:" line names public classes: a private base is replaced by its own bases."""
     public: list = []
     for base in bases:
-        if base.__name__.startswith("_"):
+        if _private(base):
             public.extend(b for b in base.__bases__ if b not in public and b not in bases)
         elif base not in public:
             public.append(base)
-    if any(b.__name__.startswith("_") for b in public):
+    if any(_private(b) for b in public):
         _public_bases(app, name, obj, options, public)
     bases[:] = public
 
