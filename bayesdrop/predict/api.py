@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,78 @@ from bayesdrop.predict.runner import (
 )
 
 __all__ = ["mc_predict"]
+
+
+@overload
+def mc_predict(
+    model: nn.Module,
+    x: Tensor | tuple | Mapping[str, object],
+    *,
+    num_samples: int | Literal["auto"] = ...,
+    task: Literal["classification"] = ...,
+    tau: float | None = ...,
+    target: Tensor | None = ...,
+    seed: int | None = ...,
+    engine: Literal["auto", "loop", "batched", "cached"] = ...,
+    chunk_size: int | None = ...,
+    max_memory: int | None = ...,
+    return_samples: bool = ...,
+    tolerance: float = ...,
+    max_samples: int = ...,
+    autocast: bool | torch.dtype = ...,
+    output: str | int | Callable[[Any], Any] | None = ...,
+    class_dim: int | None = ...,
+    batch_dim: Literal[0, 1] = ...,
+    verify: bool = ...,
+) -> ClassificationPrediction: ...
+
+
+@overload
+def mc_predict(
+    model: nn.Module,
+    x: Tensor | tuple | Mapping[str, object],
+    *,
+    num_samples: int | Literal["auto"] = ...,
+    task: Literal["regression", "heteroscedastic"],
+    tau: float | None = ...,
+    target: Tensor | None = ...,
+    seed: int | None = ...,
+    engine: Literal["auto", "loop", "batched", "cached"] = ...,
+    chunk_size: int | None = ...,
+    max_memory: int | None = ...,
+    return_samples: bool = ...,
+    tolerance: float = ...,
+    max_samples: int = ...,
+    autocast: bool | torch.dtype = ...,
+    output: str | int | Callable[[Any], Any] | None = ...,
+    class_dim: int | None = ...,
+    batch_dim: Literal[0, 1] = ...,
+    verify: bool = ...,
+) -> RegressionPrediction: ...
+
+
+@overload
+def mc_predict(
+    model: nn.Module,
+    x: Tensor | tuple | Mapping[str, object],
+    *,
+    num_samples: int | Literal["auto"] = ...,
+    task: Literal["classification", "regression", "heteroscedastic"] = ...,
+    tau: float | None = ...,
+    target: Tensor | None = ...,
+    seed: int | None = ...,
+    engine: Literal["auto", "loop", "batched", "cached"] = ...,
+    chunk_size: int | None = ...,
+    max_memory: int | None = ...,
+    return_samples: bool = ...,
+    tolerance: float = ...,
+    max_samples: int = ...,
+    autocast: bool | torch.dtype = ...,
+    output: str | int | Callable[[Any], Any] | None = ...,
+    class_dim: int | None = ...,
+    batch_dim: Literal[0, 1] = ...,
+    verify: bool = ...,
+) -> ClassificationPrediction | RegressionPrediction: ...
 
 
 def mc_predict(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +35,10 @@ from bayesdrop.predict.runner import (
 __all__ = ["MCPredictor"]
 
 
-class MCPredictor:
+_P = TypeVar("_P", ClassificationPrediction, RegressionPrediction)
+
+
+class MCPredictor(Generic[_P]):
     r"""A model wrapped for Monte-Carlo dropout prediction over many batches.
 
     Takes the options of :func:`bayesdrop.mc_predict` once; :meth:`predict` streams a
@@ -86,6 +89,78 @@ class MCPredictor:
     >>> pred.probs.shape, pred.target.shape
     (torch.Size([10, 2]), torch.Size([10]))
     """
+
+    @overload
+    def __init__(
+        self: MCPredictor[ClassificationPrediction],
+        model: nn.Module,
+        *,
+        num_samples: int | Literal["auto"] = ...,
+        task: Literal["classification"] = ...,
+        tau: float | None = ...,
+        seed: int | None = ...,
+        engine: Literal["auto", "loop", "batched", "cached"] = ...,
+        chunk_size: int | None = ...,
+        max_memory: int | None = ...,
+        return_samples: bool = ...,
+        tolerance: float = ...,
+        max_samples: int = ...,
+        autocast: bool | torch.dtype = ...,
+        output: str | int | Callable[[Any], Any] | None = ...,
+        class_dim: int | None = ...,
+        batch_dim: Literal[0, 1] = ...,
+        target_key: str | None = ...,
+        progress: bool = ...,
+        verify: bool = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: MCPredictor[RegressionPrediction],
+        model: nn.Module,
+        *,
+        num_samples: int | Literal["auto"] = ...,
+        task: Literal["regression", "heteroscedastic"],
+        tau: float | None = ...,
+        seed: int | None = ...,
+        engine: Literal["auto", "loop", "batched", "cached"] = ...,
+        chunk_size: int | None = ...,
+        max_memory: int | None = ...,
+        return_samples: bool = ...,
+        tolerance: float = ...,
+        max_samples: int = ...,
+        autocast: bool | torch.dtype = ...,
+        output: str | int | Callable[[Any], Any] | None = ...,
+        class_dim: int | None = ...,
+        batch_dim: Literal[0, 1] = ...,
+        target_key: str | None = ...,
+        progress: bool = ...,
+        verify: bool = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: MCPredictor[Any],
+        model: nn.Module,
+        *,
+        num_samples: int | Literal["auto"] = ...,
+        task: Literal["classification", "regression", "heteroscedastic"] = ...,
+        tau: float | None = ...,
+        seed: int | None = ...,
+        engine: Literal["auto", "loop", "batched", "cached"] = ...,
+        chunk_size: int | None = ...,
+        max_memory: int | None = ...,
+        return_samples: bool = ...,
+        tolerance: float = ...,
+        max_samples: int = ...,
+        autocast: bool | torch.dtype = ...,
+        output: str | int | Callable[[Any], Any] | None = ...,
+        class_dim: int | None = ...,
+        batch_dim: Literal[0, 1] = ...,
+        target_key: str | None = ...,
+        progress: bool = ...,
+        verify: bool = ...,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -144,13 +219,31 @@ class MCPredictor:
         )
         raise AssertionError  # unreachable
 
+    @overload
+    def predict(
+        self,
+        data: Iterable[object] | Tensor,
+        *,
+        gather: Literal["all", "none"] = ...,
+        group: Any = ...,
+    ) -> _P: ...
+
+    @overload
+    def predict(
+        self,
+        data: Iterable[object] | Tensor,
+        *,
+        gather: Literal["rank0"],
+        group: Any = ...,
+    ) -> _P | None: ...
+
     def predict(
         self,
         data: Iterable[object] | Tensor,
         *,
         gather: Literal["all", "rank0", "none"] = "all",
         group: Any = None,
-    ) -> ClassificationPrediction | RegressionPrediction | None:
+    ) -> _P | None:
         """Predict every batch of ``data`` and join the results.
 
         ``data`` yields tensors, ``(input, target, ...)`` tuples or mappings (see the class
@@ -183,9 +276,7 @@ class MCPredictor:
             return drop_padding(pred, positions)
         return gather_prediction(pred, ctx, positions, to_all=gather == "all")
 
-    def _predict_local(
-        self, data: Iterable[object] | Tensor, stream: SeedStream
-    ) -> ClassificationPrediction | RegressionPrediction:
+    def _predict_local(self, data: Iterable[object] | Tensor, stream: SeedStream) -> _P:
         batches = [data] if isinstance(data, Tensor) else data
         device = model_device(self.model)
         total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
@@ -217,7 +308,7 @@ class MCPredictor:
             parts.append(part)
         if not parts:
             fail("data", "at least one batch", "an empty iterable")
-        return type(parts[0]).concatenate(parts)  # type: ignore[arg-type]
+        return type(parts[0]).concatenate(parts)  # type: ignore[arg-type, return-value]
 
 
 def _check_target_rows(target: Tensor, n: int, batch_dim: int) -> None:
