@@ -106,6 +106,10 @@ __all__ = [
     "regression_calibration_curve",
 ]
 
+from bayesdrop.calibration._conformal_quality import (
+    ConformalIntervalQuality,
+    ConformalSetQuality,
+)
 from bayesdrop.calibration._matrix_scaling import DirichletCalibration, VectorScaling
 from bayesdrop.calibration._regression_recalibration import (
     IsotonicCDFRecalibration,
@@ -113,6 +117,8 @@ from bayesdrop.calibration._regression_recalibration import (
 )
 
 __all__ += [
+    "ConformalIntervalQuality",
+    "ConformalSetQuality",
     "DirichletCalibration",
     "IsotonicCDFRecalibration",
     "VarianceScaling",

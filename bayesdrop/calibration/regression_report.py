@@ -16,6 +16,7 @@ from torch import Tensor
 
 from bayesdrop._optional import require
 from bayesdrop._validation import fail
+from bayesdrop.calibration import _conformal_quality as cq
 from bayesdrop.calibration._render import ReportRendering
 from bayesdrop.calibration._score_displays import RegressionCalibrationDisplay
 from bayesdrop.calibration.binning import check_num_bins
@@ -71,6 +72,9 @@ class RegressionReport(ReportRendering):
         The predictions and targets, flattened, float64, on the CPU.
     name : str
         The model's name in the summary and the HTML.
+    conformal : ConformalIntervalQuality or None
+        Coverage and width of a conformal predictor's intervals on the points, beside the
+        Gaussian interval's at the same level (with ``conformal=``).
 
     Examples
     --------
@@ -103,6 +107,7 @@ class RegressionReport(ReportRendering):
     std: Tensor
     target: Tensor
     name: str = "model"
+    conformal: cq.ConformalIntervalQuality | None = None
 
     @classmethod
     def from_predictions(
@@ -114,6 +119,7 @@ class RegressionReport(ReportRendering):
         levels: tuple[float, ...] = _LEVELS,
         num_bins: int = 15,
         name: str = "model",
+        conformal: Any = None,
     ) -> RegressionReport:
         """Compute the report.
 
@@ -130,8 +136,17 @@ class RegressionReport(ReportRendering):
             Central-interval levels of the PICP rows.
         num_bins : int, default 15
             Equal-width bins of the predicted std for ENCE.
+        name : str, default "model"
+            The model's name in the summary and the HTML.
+        conformal : SplitConformalRegressor, optional
+            Fitted on a calibration split: its intervals of these points are measured
+            (coverage, width, per predicted-std bin, against the Gaussian interval at the same
+            level) in the ``conformal`` field. With tensors, ``std`` is the total predictive
+            standard deviation the normalised score divides by.
         """
+        prediction = None
         if hasattr(mean, "mean") and hasattr(mean, "total_variance"):
+            prediction = mean
             if std is not None:
                 fail("std", "omitted with a prediction result", "a value", type_error=True)
             mean, std = mean.mean, mean.total_variance.sqrt()
@@ -148,6 +163,8 @@ class RegressionReport(ReportRendering):
         mean, std, target = mean.reshape(-1), std.reshape(-1), target.reshape(-1)
         levels = tuple(float(q) for q in levels)
         curve = regression_calibration_curve(mean, std, target)
+        if conformal is not None:
+            conformal = cq.interval_quality(conformal, prediction, mean, std, target)
         return cls(
             num_data=mean.numel(),
             quantile_calibration_error=quantile_calibration_error(mean, std, target).item(),
@@ -164,6 +181,7 @@ class RegressionReport(ReportRendering):
             std=std,
             target=target,
             name=name,
+            conformal=conformal,
         )
 
     def _rows(self) -> list[tuple[str, str]]:
@@ -179,7 +197,7 @@ class RegressionReport(ReportRendering):
             ("sharpness (root mean variance)", f"{self.sharpness:.4f}"),
             ("RMSE", f"{self.rmse:.4f}"),
         ]
-        return rows
+        return rows + cq.section_rows(self.conformal)
 
     def _header(self) -> str:
         return f"{self.num_data} points, {self.num_bins} std bins for ENCE"
@@ -210,6 +228,7 @@ class RegressionReport(ReportRendering):
                 "ence_bins": "equal width between the smallest and the largest std",
                 "log": "natural",
             },
+            "conformal": cq.section_dict(self.conformal),
         }
 
     def figures(self) -> dict[str, Any]:
@@ -254,7 +273,7 @@ class RegressionReport(ReportRendering):
             "Regression calibration curve": curve.figure_,
             "Interval coverage": coverage,
             "Error against predicted std": ence,
-        }
+        } | cq.section_figures(self.conformal)
 
     def _intro(self) -> str:
         return f"{self._header()}. Gaussian predictive distributions N(mean, std^2)."

@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, fail
+from bayesdrop.calibration import _conformal_quality as cq
 from bayesdrop.calibration._render import ReportRendering
 from bayesdrop.calibration._score_displays import (
     RejectionCurveDisplay,
     UncertaintyHistogramDisplay,
 )
-from bayesdrop.calibration.binning import (
-    BinStatistics,
-    bin_statistics,
-)
+from bayesdrop.calibration.binning import BinStatistics, bin_statistics
 from bayesdrop.calibration.display import ClasswiseReliabilityDisplay, ReliabilityDisplay
 from bayesdrop.calibration.inputs import (
     PROBS_SUM_ATOL,
@@ -111,6 +109,8 @@ class CalibrationReport(ReportRendering):
     classwise_bins : tuple of BinStatistics or None
         Class ``c``'s equal-width bins of :math:`p_{ic}` (for the classwise reliability
         diagram); None means "computed from ``probs`` when drawn".
+    conformal : ConformalSetQuality or None
+        Coverage and size of a conformal predictor's sets on the points (with ``conformal=``).
 
     Notes
     -----
@@ -151,6 +151,7 @@ class CalibrationReport(ReportRendering):
     confidence: Tensor = None  # type: ignore[assignment]  # filled from probs when not given
     correct: Tensor = None  # type: ignore[assignment]
     classwise_bins: tuple[BinStatistics, ...] | None = None
+    conformal: cq.ConformalSetQuality | None = None
 
     def __post_init__(self) -> None:
         if self.confidence is None or self.correct is None:
@@ -176,6 +177,7 @@ class CalibrationReport(ReportRendering):
         uncertainty: Uncertainty = "predictive_entropy",
         num_bins: int = 15,
         name: str = "model",
+        conformal: Any = None,
     ) -> CalibrationReport:
         """Compute the report.
 
@@ -203,6 +205,11 @@ class CalibrationReport(ReportRendering):
             The score ranking points by uncertainty (``1 - max p`` for "max_probability").
         num_bins : int, default 15
             Equal-width bins of the calibration errors and the reliability diagram.
+        name : str, default "model"
+            The model's name in the summary and the HTML.
+        conformal : SplitConformalClassifier, optional
+            Fitted on a calibration split: its sets of these points are measured (coverage,
+            per class, per set size, against ``uncertainty``) in the ``conformal`` field.
         """
         check_choice("uncertainty", uncertainty, UNCERTAINTIES)
         points = as_points(
@@ -214,6 +221,8 @@ class CalibrationReport(ReportRendering):
         if ood_scores is not None:
             ood_scores = as_float_tensor("ood_scores", ood_scores).detach().cpu().reshape(-1)
         confidence, correct = top_label(probs, target)
+        if conformal is not None:
+            conformal = cq.set_quality_of(conformal, predictions, points, scores, uncertainty)
         return cls._assemble(
             metrics,
             confidence,
@@ -229,6 +238,7 @@ class CalibrationReport(ReportRendering):
             data_shape=points.data_shape,
             num_ignored=points.num_ignored,
             ignore_index=ignore_index,
+            conformal=conformal,
         )
 
     @classmethod
@@ -369,7 +379,7 @@ class CalibrationReport(ReportRendering):
                     (f"{label} AUPR", _fmt(scores.aupr)),
                     (f"{label} FPR at 95% TPR", _fmt(scores.fpr_at_95_tpr)),
                 ]
-        return rows
+        return rows + cq.section_rows(self.conformal)
 
     def _header(self) -> str:
         m = self.metrics
@@ -427,11 +437,12 @@ class CalibrationReport(ReportRendering):
                 "probs_sum_atol": PROBS_SUM_ATOL,
                 "log": "natural",
             },
+            "conformal": cq.section_dict(self.conformal),
         }
 
     def figures(self) -> dict[str, Figure]:
         """The report's figures by title (new :class:`~matplotlib.figure.Figure` objects)."""
-        num_bins = self.metrics.num_bins
+        num_bins, score = self.metrics.num_bins, self.uncertainty.replace("_", " ")
         equal_mass = bin_statistics(
             self.confidence, self.correct, num_bins=num_bins, binning="equal_mass"
         )
@@ -443,23 +454,16 @@ class CalibrationReport(ReportRendering):
             )
         else:
             fail("classwise_bins", "given when probs is None", "None")
-        figures = {
-            "Reliability diagram": ReliabilityDisplay(self.bins, name=self.name).plot().figure_,
+        displays = {
+            "Reliability diagram": ReliabilityDisplay(self.bins, name=self.name),
             "Equal-mass reliability diagram": ReliabilityDisplay(
                 equal_mass, name=self.name, binning="equal_mass"
-            )
-            .plot()
-            .figure_,
-            "Classwise reliability": classwise.plot().figure_,
+            ),
+            "Classwise reliability": classwise,
             "Uncertainty": UncertaintyHistogramDisplay.from_scores(
-                self.id_scores, self.ood_scores, name=self.uncertainty.replace("_", " ")
-            )
-            .plot()
-            .figure_,
+                self.id_scores, self.ood_scores, name=score
+            ),
+            "Accuracy-rejection curve": RejectionCurveDisplay(self.rejection, name=score),
         }
-        figures["Accuracy-rejection curve"] = (
-            RejectionCurveDisplay(self.rejection, name=self.uncertainty.replace("_", " "))
-            .plot()
-            .figure_
-        )
-        return figures
+        figures = {title: display.plot().figure_ for title, display in displays.items()}
+        return figures | cq.section_figures(self.conformal)
