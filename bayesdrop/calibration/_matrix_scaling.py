@@ -103,6 +103,14 @@ class VectorScaling(_MatrixScaling):
     r"""Vector scaling (Guo et al. 2017; Kull et al. 2019): :math:`\mathrm{softmax}(a \odot z +
     b)`, a temperature and an offset per class.
 
+    .. math::
+
+        \hat p(x) = \mathrm{softmax}(a \odot z(x) + b), \qquad
+        (a, b) = \arg\min_{a, b} -\frac1N \sum_i \log \hat p_{y_i}(x_i),
+
+    fitted with L-BFGS from :math:`a = 1, b = 0` (temperature scaling is :math:`a = 1/T`,
+    :math:`b = 0`).
+
     Parameters
     ----------
     inputs : {"logits", "probs", "log_probs"}, default "logits"
@@ -142,6 +150,14 @@ class VectorScaling(_MatrixScaling):
 class DirichletCalibration(_MatrixScaling):
     r"""Dirichlet calibration (Kull et al., 2019): :math:`\mathrm{softmax}(W \log p + b)` with
     ODIR regularisation (module docstring).
+
+    .. math::
+
+        \hat p = \mathrm{softmax}(W \log p + b), \qquad
+        \mathcal L = -\frac1N\sum_i \log \hat p_{y_i}
+            + \frac{\lambda}{C(C - 1)} \sum_{i \ne j} W_{ij}^2 + \frac{\mu}{C} \sum_j b_j^2,
+
+    minimised with L-BFGS from :math:`W = I, b = 0`.
 
     Parameters
     ----------

@@ -35,6 +35,15 @@ class CoverageByGroup:
         points (``count == 0``): there is nothing to measure, which ``count`` says.
     count : Tensor (G,)
         Number of points in each group.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayesdrop.conformal import class_conditional_coverage
+    >>> sets = torch.tensor([[True, False, False], [True, True, False], [False, True, False]])
+    >>> by_class = class_conditional_coverage(sets, torch.tensor([0, 0, 1]))
+    >>> by_class.coverage.tolist()[:2], by_class.count.tolist()  # class 2: no point, NaN
+    ([1.0, 1.0], [2, 1, 0])
     """
 
     coverage: Tensor
@@ -55,6 +64,14 @@ class SetQuality:
         Coverage per true class (:func:`class_conditional_coverage`).
     size_stratified : CoverageByGroup
         Coverage per set size (:func:`size_stratified_coverage`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayesdrop.conformal import set_quality
+    >>> q = set_quality(torch.tensor([[True, False], [True, True]]), torch.tensor([1, 1]))
+    >>> q.coverage, q.class_conditional.count.tolist(), q.size_stratified.coverage.tolist()[1:]
+    (0.5, [0, 2], [0.0, 1.0])
     """
 
     coverage: float
@@ -110,7 +127,8 @@ def coverage(sets: Any, target: Any, *, ignore_index: int | None = None) -> floa
 
 
 def mean_set_size(sets: Any) -> float:
-    """Mean number of classes per set (``sets (..., C)`` boolean).
+    r"""Mean number of classes per set (``sets (..., C)`` boolean),
+    :math:`\frac1N \sum_i |C(x_i)|`.
 
     Examples
     --------
@@ -226,7 +244,7 @@ def interval_coverage(lower: Any, upper: Any, target: Any) -> float:
 
 
 def mean_interval_width(lower: Any, upper: Any) -> float:
-    """Mean of ``upper - lower``.
+    r"""Mean of ``upper - lower``, :math:`\frac1N \sum_i (u_i - l_i)`.
 
     Examples
     --------

@@ -210,8 +210,19 @@ def conformity_scores(
 ) -> Tensor:
     r"""Non-conformity scores of every class, ``(..., C)``, or of the true class, ``(...)``.
 
-    The scores are defined in :mod:`bayesdrop.conformal` (module docstring) and in the
-    :class:`SplitConformalClassifier` docstring.
+    With the MC-mean probabilities :math:`\bar p(x)`, :math:`o_x(y)` the 1-based rank of class
+    :math:`y` in decreasing order and :math:`u \sim U(0, 1)` one draw per point:
+
+    .. math::
+
+        s_\text{lac} = 1 - \bar p_y, \quad
+        s_\text{aps} = \sum_{j:\, o_x(j) < o_x(y)} \bar p_j + u\, \bar p_y, \quad
+        s_\text{raps} = s_\text{aps} + \lambda (o_x(y) - k_\text{reg})^+, \quad
+        s_\text{mi} = \frac{1 - \bar p_y}{1 + \beta I(x)}, \quad
+        s_\text{spread} = \frac{1 - \bar p_y}{1 + \beta \sigma_y(x)}
+
+    (:math:`I` the mutual information, :math:`\sigma_y` the standard deviation of the sampled
+    probabilities of class :math:`y`; see the :class:`SplitConformalClassifier` docstring).
 
     Parameters
     ----------
