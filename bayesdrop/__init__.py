@@ -1,6 +1,6 @@
 """bayesdrop: dropout as a practical Bayesian uncertainty toolkit for PyTorch."""
 
-from bayesdrop import active, calibration, functional, models, nn, schedules, sweep
+from bayesdrop import active, calibration, functional, lm, models, nn, schedules, sweep
 from bayesdrop.calibration import (
     CalibrationReport,
     RegressionReport,
@@ -21,6 +21,7 @@ from bayesdrop.exceptions import (
 )
 from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
 from bayesdrop.functional.rdrop import rdrop_loss
+from bayesdrop.lm import generate, score_tokens
 from bayesdrop.nn import (
     ConcreteDropout,
     ConversionReport,
@@ -81,7 +82,9 @@ __all__ = [
     "convert",
     "expected_calibration_error",
     "functional",
+    "generate",
     "kl_divergence",
+    "lm",
     "mc_predict",
     "models",
     "nn",
@@ -89,5 +92,6 @@ __all__ = [
     "regularizer_constants",
     "sampling",
     "schedules",
+    "score_tokens",
     "sweep",
 ]

@@ -18,7 +18,7 @@ LAYERS = [
     {"nn"},
     {"objectives", "schedules", "pyro", "sweep", "models"},
     {"predict"},
-    {"calibration"},
+    {"calibration", "lm"},
     {"conformal", "active"},
     {"cli", "demo", "__main__", "<top>"},
 ]
