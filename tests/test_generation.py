@@ -11,6 +11,7 @@ agree within Monte-Carlo error (6 standard errors), which also shows the rows' m
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 import torch
@@ -194,3 +195,37 @@ def test_arguments_are_checked():
         )
     with pytest.raises(ValueError, match=r"non-zero rate"):
         bayesdrop.generate(decoder("qwen2", base_dropout=0.0), ids)
+
+
+@pytest.mark.parametrize("pattern", ["lora_dropout", r"\.h\.1\."])
+def test_sampling_part_of_the_noise_is_the_model_with_the_rest_off(pattern):
+    # GPT-2 with its own dropout and LoRA's; the reference: a copy whose other noise has rate 0
+    pytest.importorskip("peft")
+    model = decoder("gpt2", base_dropout=0.1, lora_dropout=0.2)
+    reference = decoder("gpt2", base_dropout=0.1, lora_dropout=0.2)
+    for name, m in reference.named_modules():
+        if isinstance(m, torch.nn.Dropout) and not re.search(pattern, name):
+            m.p = 0.0
+    batch = tokens(n=2, t=6, pad_first=2)
+    before = snapshot(model)
+    out = bayesdrop.generate(
+        model, **batch, max_new_tokens=4, num_samples=64, seed=0, noise=pattern
+    )
+    assert_restored(model, before)
+    assert out.noise_modules and all(re.search(pattern, n) for n in out.noise_modules)
+    samples = loop_samples(reference, batch, out.tokens, 64, seed=1)
+    assert_agrees(out, samples)
+    scored = bayesdrop.score_tokens(
+        model,
+        batch["input_ids"],
+        out.tokens,
+        attention_mask=batch["attention_mask"],
+        num_samples=64,
+        seed=2,
+        noise=pattern,
+    )
+    assert scored.noise_modules == out.noise_modules
+    assert_agrees(scored, samples)
+    with pytest.raises(ValueError, match=r"noise.*finds a noise module.*'nothing'"):
+        bayesdrop.generate(model, batch["input_ids"], noise="nothing")
+    assert_restored(model, before)

@@ -20,6 +20,7 @@ from bayesdrop.lm._decode import (
     prepare_model,
     repeat_rows,
     sample_sums,
+    selected_noise,
 )
 from bayesdrop.lm.results import TokenUncertainty, assemble, token_quantities
 from bayesdrop.predict.runner import SeedStream, prediction_mode
@@ -39,6 +40,7 @@ def generate(
     pad_token_id: int | None = None,
     seed: int | None = None,
     chunk_size: int | None = None,
+    noise: str | None = None,
 ) -> TokenUncertainty:
     r"""Decode with the MC-averaged next-token distribution of ``num_samples`` dropout samples.
 
@@ -92,6 +94,12 @@ def generate(
     chunk_size : int, optional
         Samples per pass (default: as many as fit 2048 rows). Bounds the activation memory of
         a pass; the caches of all :math:`S \times B` rows are kept for the whole decoding.
+    noise : str, optional
+        Sample only the noise modules whose qualified name this regular expression finds
+        (``re.search``), for example ``"lora_dropout"`` (only the adapters) or ``r"\.h\.[23]\."``
+        (the last two blocks of a 4-block GPT-2); every other noise module is off for the call.
+        The result's ``noise_modules`` names what was sampled. A Hugging Face attention module
+        and its dropout are both noise modules: a pattern for a block finds both.
 
     Returns
     -------
@@ -127,7 +135,7 @@ def generate(
     >>> bool((out.mutual_information >= 0).all()), model.training
     (True, False)
     """
-    model, device, num_samples, noise, one_per_pass = prepare_model(model, num_samples)
+    model, device, num_samples, _, one_per_pass = prepare_model(model, num_samples)
     ids = check_ids("input_ids", input_ids, device)
     mask = check_mask("attention_mask", attention_mask, ids, "left")
     max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
@@ -140,12 +148,14 @@ def generate(
     sizes = chunk_sizes(num_samples, chunk_size, ids.shape[0], one_per_pass)
     seed = base_seed(seed)
     draws = generator(seed, 1, device=device)
-    with prediction_mode(model), torch.no_grad(), SeedStream(seed, device).active():
+    stream = SeedStream(seed, device)
+    with prediction_mode(model), selected_noise(model, noise) as sampled, torch.no_grad():
         call = CausalLM(model)
-        steps = _decode(call, ids, mask, sizes, max_new_tokens, decoding, eos, pad, draws)
+        with stream.active():
+            steps = _decode(call, ids, mask, sizes, max_new_tokens, decoding, eos, pad, draws)
     tokens, alive, parts = (torch.stack(list(p), 1) for p in zip(*steps, strict=True))
     quantities = list(parts.unbind(-1))
-    return assemble(tokens, alive, quantities, num_samples, noise)
+    return assemble(tokens, alive, quantities, num_samples, sampled)
 
 
 def _decode(

@@ -16,6 +16,7 @@ from bayesdrop.lm._decode import (
     prepare_model,
     repeat_rows,
     sample_sums,
+    selected_noise,
 )
 from bayesdrop.lm.results import TokenUncertainty, assemble, token_quantities
 from bayesdrop.predict.runner import SeedStream, prediction_mode
@@ -33,6 +34,7 @@ def score_tokens(
     num_samples: int = 8,
     seed: int | None = None,
     chunk_size: int | None = None,
+    noise: str | None = None,
 ) -> TokenUncertainty:
     r"""Per-token uncertainty of a given continuation ``target_ids`` after ``input_ids``.
 
@@ -68,6 +70,12 @@ def score_tokens(
         Seeds the dropout masks without touching the global random state.
     chunk_size : int, optional
         Samples per pass (default: as many as fit 2048 rows).
+    noise : str, optional
+        Sample only the noise modules whose qualified name this regular expression finds
+        (``re.search``), for example ``"lora_dropout"`` (only the adapters) or ``r"\.h\.[23]\."``
+        (the last two blocks of a 4-block GPT-2); every other noise module is off for the call.
+        The result's ``noise_modules`` names what was sampled. A Hugging Face attention module
+        and its dropout are both noise modules: a pattern for a block finds both.
 
     Returns
     -------
@@ -95,7 +103,7 @@ def score_tokens(
     >>> bool(torch.allclose(out.total_log_prob, out.log_probs.sum(-1)))
     True
     """
-    model, device, num_samples, noise, one_per_pass = prepare_model(model, num_samples)
+    model, device, num_samples, _, one_per_pass = prepare_model(model, num_samples)
     ids = check_ids("input_ids", input_ids, device)
     target = check_ids("target_ids", target_ids, device)
     if target.shape[0] != ids.shape[0]:
@@ -110,12 +118,15 @@ def score_tokens(
     call = CausalLM(model)
     sum_p: Tensor | float = 0.0
     sum_h: Tensor | float = 0.0
-    with prediction_mode(model), torch.no_grad(), SeedStream(base_seed(seed), device).active():
+    stream = SeedStream(base_seed(seed), device)
+    with prediction_mode(model), selected_noise(model, noise) as sampled, torch.no_grad():
         for c in sizes:
             rows = [repeat_rows(t, c) for t in (seq, full_mask, pos)]
-            logits = call(rows[0], rows[1], rows[2], None)[0][:, first : first + target.shape[1]]
+            with stream.active():
+                logits = call(rows[0], rows[1], rows[2], None)[0]
+            logits = logits[:, first : first + target.shape[1]]
             p, h = sample_sums(logits, c)
             sum_p, sum_h = sum_p + p, sum_h + h
     assert isinstance(sum_p, Tensor) and isinstance(sum_h, Tensor)
     parts = token_quantities(sum_p, sum_h, num_samples, target)
-    return assemble(target, keep.bool(), list(parts), num_samples, noise)
+    return assemble(target, keep.bool(), list(parts), num_samples, sampled)
