@@ -33,7 +33,13 @@ ALPHA = 0.1
 
 def _stub_torchsort() -> None:
     """TorchCP imports torchsort (CUDA wheels) at import time and never calls it here; as in
-    tests/conftest.py, a stub stands in when it is missing."""
+    tests/conftest.py, a stub stands in when it is missing. TorchCP 1.2 also imports
+    transformers (its LLM part), which imports torchvision: PyPI's torchvision wheels fail to
+    register their C++ operators' kernels beside a CPU torch ("operator torchvision::nms does
+    not exist"), so, as in tests/conftest.py, the two registration modules are empty ones
+    (nothing here calls those operators)."""
+    for name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
+        sys.modules.setdefault(name, types.ModuleType(name))
     try:
         import torchsort  # noqa: F401
     except ImportError:
