@@ -98,3 +98,61 @@ def test_bad_mode_is_an_error(monkeypatch):
     monkeypatch.setenv("BAYESDROP_FUSED", "sometimes")
     with pytest.raises(BayesdropValueError, match=r"`BAYESDROP_FUSED`.*'auto', 'always', 'never'"):
         fused_mode()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("num_classes", [63, 64, 100, 256, 257, 1000])
+def test_long_rows_equal_pytorch(monkeypatch, dtype, num_classes):
+    # many classes take the blocked, vectorised path; ties inside a block and across blocks
+    # predict the first maximal class, as argmax
+    gen = torch.Generator().manual_seed(num_classes)
+    probs = (4 * torch.randn(600, num_classes, generator=gen, dtype=dtype)).softmax(-1)
+    probs[:40] = 1 / num_classes  # a tie over the whole row
+    probs[40:80] = 0.0
+    probs[40:80, [3, num_classes - 1]] = 0.5  # a tie across blocks
+    probs[80:120] = 0.0
+    probs[80:120, [num_classes - 2, num_classes - 1]] = 0.5  # a tie in the last block
+    probs[120:130] = 0.0
+    probs[120:130, num_classes - 1] = 1.0  # confidence exactly 1
+    target = torch.randint(0, num_classes, (600,), generator=gen)
+    target[40:60] = 3
+    target[80:100] = num_classes - 2
+    eager, fused = metrics_both_ways(monkeypatch, probs, target)
+    assert_same(eager, fused)
+    assert fused.ece == eager.ece and fused.mce == eager.mce
+    # the blocked pass equals the scalar pass: the same bins bit for bit, the same NLL; the sum
+    # of squares (Brier) only summed in another order
+    blocked = fused_top_label_sums(probs, target, 15)
+    monkeypatch.setattr(_fused, "LONG_ROW", 10**9)
+    scalar = fused_top_label_sums(probs, target, 15)
+    assert blocked is not None and scalar is not None
+    for name in ("counts", "hits", "confidence_sum"):
+        assert torch.equal(getattr(blocked, name), getattr(scalar, name))
+    assert blocked.nll_sum == scalar.nll_sum
+    assert blocked.brier_sum == pytest.approx(scalar.brier_sum, rel=1e-13)
+    assert blocked.max_sum_error == pytest.approx(scalar.max_sum_error, abs=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [(float("nan"), "finite"), (-float("nan"), "finite"), (float("inf"), "finite"),
+     (-0.25, r"logits\.softmax"), (1.25, r"logits\.softmax")],
+)  # fmt: skip
+@pytest.mark.parametrize("column", [0, 255, 256, 299])  # first, end of a block, next block, last
+def test_long_rows_raise_like_pytorch(monkeypatch, bad, match, column):
+    monkeypatch.setenv("BAYESDROP_FUSED", "always")
+    probs = torch.full((20, 300), 1 / 300)
+    probs[13, column] = bad
+    with pytest.raises(BayesdropValueError, match=match):
+        classification_metrics(probs, torch.zeros(20, dtype=torch.long))
+
+
+def test_long_rows_accept_negative_zero(monkeypatch):
+    # -0.0 has the sign bit set: the kernel flags the input and the PyTorch path takes it
+    probs = torch.full((20, 100), 0.01)
+    probs[5, :2] = torch.tensor([-0.0, 0.02])
+    target = torch.zeros(20, dtype=torch.long)
+    eager, fused = metrics_both_ways(monkeypatch, probs, target)
+    assert_same(eager, fused)
+    flagged = fused_top_label_sums(probs, target, 15)
+    assert flagged is not None and flagged.out_of_range
