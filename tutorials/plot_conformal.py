@@ -192,7 +192,7 @@ if not smoke:
 
 # %%
 # Coverage against uncertainty: threshold against the uncertainty-aware score
-# -------------------------------------------------------------------------
+# ---------------------------------------------------------------------------
 # Each report sorts the test images by mutual information into ten equal-count bins
 # (``bin_coverage``, ``bin_size``) and groups them by set size (``size_coverage``). LAC gives
 # every image the same threshold on :math:`\bar p_y`, so the images the dropout samples
@@ -287,7 +287,7 @@ if not smoke:
 
 # %%
 # Regression on UCI concrete: Gaussian against conformal intervals
-# ---------------------------------------------------------------
+# ----------------------------------------------------------------
 # An MLP with dropout on 600 of the 1,030 points; the other 430 are split into calibration
 # and test halves. The noise precision ``tau`` is the inverse of the mean squared training
 # residual: a natural choice, but the training fit is better than the fit on new points, so
