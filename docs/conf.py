@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import typing
 
 sys.path.insert(0, os.path.abspath(".."))
 sys.path.insert(0, os.path.abspath("_ext"))
@@ -101,6 +102,8 @@ def _public_bases(app, name, obj, options, bases) -> None:
     """The "Bases:" line names public classes: a private base is replaced by its own bases."""
     public: list = []
     for base in bases:
+        if base is typing.Generic or getattr(base, "__origin__", None) is typing.Generic:
+            continue  # MCPredictor(Generic[_P]): the type variable is private
         if _private(base):
             public.extend(b for b in base.__bases__ if b not in public and b not in bases)
         elif base not in public:

@@ -172,10 +172,13 @@ def mc_predict(
         runs on repeated rows (torch.fx); if the model does not trace it falls back to
         ``"batched"`` with a warning. ``"auto"``: cached when the model traces and some
         computation precedes the first dropout, else batched, or the loop when one batch
-        already fills a pass of 2048 rows. ``result.engine`` and
+        already fills a pass of 2048 rows (tokens, for a transformer). ``result.engine`` and
         ``result.engine_reason`` say what ran and why.
     chunk_size : int, optional
-        Samples per pass (``k``); default ``max(1, 2048 // N)`` or from ``max_memory``.
+        Samples per pass (``k``); default ``max(1, 2048 // N)`` or from ``max_memory``. For
+        the batched engine on a model that reads token ids ``(N, T)`` and has no recurrent
+        layer (a transformer) ``N`` counts tokens, ``N * T``: such a model already works on
+        every token at once, and a larger pass only costs memory.
     max_memory : int, optional
         Activation memory budget of one pass, in bytes: one probing sample measures the
         largest layer output, a sample is taken to need 4 times that, and ``k`` is chosen to
