@@ -12,6 +12,12 @@ process held before it (Linux: ``VmHWM`` reset through ``/proc/self/clear_refs``
     python benchmarks/calibration.py                              # N = 10^7, C = 10
     python benchmarks/calibration.py --n 100000 --classes 1000    # many classes
     python benchmarks/calibration.py --n 100000                   # quick
+    python benchmarks/calibration.py --yardstick                  # vs numpy, C = 2 ... 1000
+
+``--yardstick`` times, for each class count of ``--class-counts`` (N = ``--elements`` / C
+points), bayesdrop's ECE and its five metrics against a plain NumPy floor that does no input
+check and computes the ECE's bin sums only (see :func:`numpy_yardstick`): medians of
+``--repeat`` interleaved rounds, one process, one thread.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import sys
 import time
 import types
 
+import numpy as np
 import torch
 from netcal.metrics import ECE
 
@@ -86,6 +93,66 @@ def interleaved_best(repeat: int, jobs: dict):
     return times, values, memory
 
 
+def numpy_yardstick(p, y, num_bins: int) -> float:
+    """The ECE by plain NumPy, without input checks: the floor bayesdrop's metrics are held to.
+
+    ``predicted = p.argmax(1)`` (one pass over the ``(N, C)`` float32 array, NumPy's SIMD
+    kernel); the confidence ``p.max(1)`` gathered at those indices (``N`` reads, not a second
+    pass); the bin ``min(floor(B * confidence), B - 1)`` with the product in float64 (exact for
+    float32); then three ``np.bincount`` over the bins: the counts, the confidences as weights and
+    ``predicted == y`` as weights; ECE = ``sum_b |hits_b - confidence_b| / N``. No range or
+    row-sum check, no MCE, Brier or NLL.
+    """
+    predicted = p.argmax(1)
+    confidence = np.take_along_axis(p, predicted[:, None], 1)[:, 0]
+    index = np.minimum((confidence.astype(np.float64) * num_bins).astype(np.intp), num_bins - 1)
+    counts = np.bincount(index, minlength=num_bins)
+    confidence_sum = np.bincount(index, weights=confidence, minlength=num_bins)
+    hits = np.bincount(index, weights=predicted == y, minlength=num_bins)
+    assert counts.sum() == len(y)
+    return float(np.abs(hits - confidence_sum).sum() / len(y))
+
+
+def interleaved_median(repeat: int, jobs: dict):
+    """Median time of each job over ``repeat`` rounds, the jobs taking turns within a round."""
+    times: dict = {name: [] for name in jobs}
+    values = {name: fn() for name, fn in jobs.items()}  # warm-up, and the values
+    for _ in range(repeat):
+        for name, fn in jobs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}, values
+
+
+def _yardstick_row(n: int, c: int, bins: int, repeat: int) -> None:
+    probs, target = make_data(n, c, seed=0)
+    p_np, y_np = probs.numpy(), target.numpy()
+    jobs = {
+        "numpy": lambda: numpy_yardstick(p_np, y_np, bins),
+        "ece": lambda: expected_calibration_error(probs, target, num_bins=bins).item(),
+        "all": lambda: classification_metrics(probs, target, num_bins=bins),
+    }
+    times, values = interleaved_median(repeat, jobs)
+    t_np, t_ece, t_all = times["numpy"] * 1e3, times["ece"] * 1e3, times["all"] * 1e3
+    diff = abs(values["ece"] - values["numpy"])
+    print(f"{c:5d}{n:11,d}{t_np:10.1f}{t_ece:9.1f}{t_all:9.1f}", end="")
+    print(f"{t_ece / t_np:13.2f}{t_all / t_np:13.2f}{diff:15.1e}")
+
+
+def yardstick(args) -> None:
+    """bayesdrop's ECE (and all five metrics) against :func:`numpy_yardstick`, per class count."""
+    bins = args.bins
+    print(
+        f"{args.elements:.0e} entries per class count, {bins} bins, float32 probabilities, ", end=""
+    )
+    print(f"{args.threads} torch thread(s), median of {args.repeat} interleaved rounds")
+    head = f"{'C':>5}{'N':>11}{'numpy ms':>10}{'ECE ms':>9}{'all ms':>9}"
+    print(head + f"{'ECE / numpy':>13}{'all / numpy':>13}{'|ECE - numpy|':>15}")
+    for c in args.class_counts:
+        _yardstick_row(int(args.elements) // c, c, bins, args.repeat)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,8 +162,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bins", type=int, default=15)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--yardstick", action="store_true", help="bayesdrop vs a numpy floor")
+    parser.add_argument("--elements", type=float, default=2e7, help="N x C for --yardstick")
+    parser.add_argument(
+        "--class-counts", type=lambda s: [int(c) for c in s.split(",")], default=[2, 10, 100, 1000]
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.yardstick:
+        yardstick(args)
+        return
     probs, target = make_data(args.n, args.classes, seed=0)
     p_np, y_np = probs.numpy(), target.numpy()
     input_mb = (probs.numel() * probs.element_size() + target.numel() * 8) / 2**20
