@@ -2,12 +2,13 @@ r"""Split conformal classification sets on MC dropout predictions."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from bayesdrop._validation import fail
+from bayesdrop._validation import check_positive, check_positive_int, fail
 from bayesdrop.conformal._inputs import Points, as_points
 from bayesdrop.conformal._quantile import (
     check_alpha,
@@ -21,7 +22,9 @@ from bayesdrop.conformal._scores import (
     lac_threshold,
     point_scores,
     true_class_scores,
+    uniform_draws,
 )
+from bayesdrop.conformal._sets import DEFAULT_CHUNK_BYTES, rows_per_chunk, sets_of
 
 __all__ = ["SplitConformalClassifier", "conformal_sets"]
 
@@ -75,6 +78,12 @@ class SplitConformalClassifier:
     ignore_index : int, optional
         A label (e.g. ``-100``) whose points are left out of calibration; at prediction, such
         points (when ``target`` is given to :meth:`predict_sets`) get an all-False set.
+    chunk_bytes : int, default 64 MiB
+        Working memory of :meth:`predict_sets` beyond its boolean ``(N, C)`` output: the test
+        points are scored in chunks of ``max(1, chunk_bytes // (C (3 b + 1)))`` rows (``b``
+        bytes per float), so the extra memory is O(chunk x C) whatever ``N``. The sets do not
+        depend on it. APS/RAPS sets need no index sort: a set is a prefix of the ranking,
+        found from the sorted probabilities' values alone (see ``bayesdrop.conformal._sets``).
 
     Attributes
     ----------
@@ -120,6 +129,7 @@ class SplitConformalClassifier:
         randomized: bool = True,
         generator: torch.Generator | None = None,
         ignore_index: int | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     ) -> None:
         self.k_reg = check_score_options(score, k_reg)
         self.score: ScoreName = score
@@ -129,6 +139,7 @@ class SplitConformalClassifier:
         self.randomized = bool(randomized)
         self.generator = generator
         self.ignore_index = ignore_index
+        self.chunk_bytes = check_positive_int("chunk_bytes", chunk_bytes)
         self.quantile_: Tensor | None = None
         self.calibration_scores_: Tensor | None = None
         self.calibration_labels_: Tensor | None = None
@@ -145,6 +156,26 @@ class SplitConformalClassifier:
 
     def _scores(self, points: Points, u: Any) -> Tensor:
         return point_scores(points, self.score, u=u, **self._options())
+
+    @torch.no_grad()
+    def _chunked_sets(self, points: Points, q: Tensor, u: Any) -> Tensor:
+        """``s(x, y) <= q`` (``q (C,)`` per class with mondrian), ``chunk_bytes`` at a time."""
+        probs = points.probs
+        n, c = probs.shape
+        sets = torch.empty(n, c, dtype=torch.bool, device=probs.device)
+        ranked = self.score in ("aps", "raps")
+        draw = uniform_draws(points, u, self.generator) if ranked and self.randomized else None
+        lam = check_positive("lam", self.lam, allow_zero=True) if self.score == "raps" else 0.0
+        rows = rows_per_chunk(c, probs.element_size(), self.chunk_bytes)
+        for start in range(0, n, rows):
+            part = slice(start, start + rows)
+            if ranked:
+                chunk_draw = None if draw is None else draw[part]
+                sets_of(probs[part], q, chunk_draw, lam, self.k_reg, sets[part])
+            else:
+                every = self._scores(_rows(points, part), u)
+                torch.le(every, q.to(every), out=sets[part])
+        return sets
 
     def fit(
         self, x: Any, target: Any, *, u: Any = None, sharded: bool = False, group: Any = None
@@ -229,11 +260,22 @@ class SplitConformalClassifier:
             # the same sets as 1 - probs <= q, in one pass (see lac_threshold)
             sets = points.probs >= lac_threshold(q, points.probs.dtype)
         else:
-            every = self._scores(points, u)
-            sets = every <= q.to(every)  # q (C,) broadcasts per class with mondrian
+            sets = self._chunked_sets(points, q, u)
         if points.keep is not None:
             sets &= points.keep[:, None]
         return sets.reshape(*points.shape, sets.shape[-1])
+
+
+def _rows(points: Points, part: slice) -> Points:
+    mi, samples = points.mutual_information, points.samples
+    return dataclasses.replace(
+        points,
+        probs=points.probs[part],
+        mutual_information=None if mi is None else mi[part],
+        samples=None if samples is None else samples[:, part],
+        target=None,
+        keep=None,
+    )
 
 
 def conformal_sets(

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from bayesdrop._validation import check_choice, check_positive, check_positive_int, fail
 from bayesdrop.conformal._inputs import Points, as_points
+from bayesdrop.conformal._sets import ranked_scores
 
 __all__ = [
     "SCORES",
@@ -47,16 +48,12 @@ SCORES: tuple[str, ...] = ("lac", "aps", "raps", "mi", "spread")
 
 def _aps(probs: Tensor, u: Tensor | None, lam: float, k_reg: int) -> Tensor:
     ordered, index = probs.sort(dim=-1, descending=True, stable=True)
-    cumsum = ordered.cumsum(-1)
-    if u is not None:  # cumsum - (1 - u) p: everything ranked above, plus u p
-        cumsum = cumsum - (1 - u)[:, None] * ordered
-    if lam > 0:
-        rank = torch.arange(1, probs.shape[-1] + 1, device=probs.device, dtype=probs.dtype)
-        cumsum = cumsum + lam * (rank - k_reg).clamp_min(0)
-    return torch.empty_like(cumsum).scatter_(-1, index, cumsum)
+    scores = ranked_scores(ordered, u, lam, k_reg)
+    return torch.empty_like(scores).scatter_(-1, index, scores)
 
 
-def _uniform(points: Points, u: Any, generator: torch.Generator | None) -> Tensor:
+def uniform_draws(points: Points, u: Any, generator: torch.Generator | None) -> Tensor:
+    """APS/RAPS's uniforms ``(P,)``: ``u`` checked (shaped like the points), else drawn."""
     n = points.probs.shape[0]
     if u is None:
         gen_device = generator.device if generator is not None else points.probs.device
@@ -111,7 +108,7 @@ def point_scores(
     if score == "lac":
         return 1 - probs
     if score in ("aps", "raps"):
-        draw = _uniform(points, u, generator) if randomized else None
+        draw = uniform_draws(points, u, generator) if randomized else None
         if score == "aps":
             return _aps(probs, draw, 0.0, 0)
         return _aps(probs, draw, check_positive("lam", lam, allow_zero=True), k_reg)
@@ -143,7 +140,7 @@ def true_class_scores(
     assert labels is not None  # the callers check
     draw = None
     if randomized and score in ("aps", "raps"):
-        draw = _uniform(points, u, generator)
+        draw = uniform_draws(points, u, generator)
     if keep is not None:
         labels, probs = labels[keep], probs[keep]
         draw = None if draw is None else draw[keep]
