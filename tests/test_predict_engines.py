@@ -393,11 +393,13 @@ def test_tracing_leaves_no_proxy_in_the_model():
 
 class TokenModel(nn.Module):
     """Token ids to logits, with a data-dependent branch torch.fx cannot trace (so "auto" is
-    batched or the loop): a transformer, or a recurrent model with ``recurrent=True``."""
+    batched or the loop, or hooked with ``early=0``): a transformer, or a recurrent model with
+    ``recurrent=True``."""
 
-    def __init__(self, recurrent: bool = False) -> None:
+    def __init__(self, recurrent: bool = False, early: float = 0.2) -> None:
         super().__init__()
-        self.embed = nn.Embedding(50, 16)
+        # dropout on the embeddings (noise before the chain of blocks: no hooked engine)
+        self.embed, self.early = nn.Embedding(50, 16), nn.Dropout(early)
         self.body: nn.Module
         if recurrent:
             self.body = nn.LSTM(16, 16, batch_first=True)
@@ -407,7 +409,7 @@ class TokenModel(nn.Module):
         self.drop, self.head = nn.Dropout(0.2), nn.Linear(16, 3)
 
     def forward(self, ids):
-        h = self.embed(ids)
+        h = self.early(self.embed(ids))
         if ids.max() >= 0:  # data-dependent: not traceable
             h = self.body(h)
         h = h[0] if isinstance(h, tuple) else h
@@ -429,3 +431,11 @@ def test_auto_counts_tokens_for_a_transformer_not_for_a_recurrent_model():
     assert bayesdrop.mc_predict(lstm, long, num_samples=4).engine == "batched"
     # an explicit chunk_size is taken as given
     assert bayesdrop.mc_predict(transformer, long, num_samples=4, chunk_size=4).engine == "batched"
+    # the hooked engine (no noise before the blocks) counts tokens too: one sample per pass of
+    # 16 x 64 tokens, four in one pass of 2 x 8
+    hooked, rows = TokenModel(early=0.0).eval(), []
+    hooked.head.register_forward_hook(lambda _m, a, _o: rows.append(a[0].shape[0]))
+    assert bayesdrop.mc_predict(hooked, long, num_samples=4).engine == "hooked"
+    assert rows[-4:] == [16] * 4
+    assert bayesdrop.mc_predict(hooked, short, num_samples=4).engine == "hooked"
+    assert rows[-1] == 8

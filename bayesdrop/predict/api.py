@@ -36,7 +36,7 @@ def mc_predict(
     tau: float | None = ...,
     target: Tensor | None = ...,
     seed: int | None = ...,
-    engine: Literal["auto", "loop", "batched", "cached"] = ...,
+    engine: Literal["auto", "loop", "batched", "cached", "hooked"] = ...,
     chunk_size: int | None = ...,
     max_memory: int | None = ...,
     return_samples: bool = ...,
@@ -60,7 +60,7 @@ def mc_predict(
     tau: float | None = ...,
     target: Tensor | None = ...,
     seed: int | None = ...,
-    engine: Literal["auto", "loop", "batched", "cached"] = ...,
+    engine: Literal["auto", "loop", "batched", "cached", "hooked"] = ...,
     chunk_size: int | None = ...,
     max_memory: int | None = ...,
     return_samples: bool = ...,
@@ -84,7 +84,7 @@ def mc_predict(
     tau: float | None = ...,
     target: Tensor | None = ...,
     seed: int | None = ...,
-    engine: Literal["auto", "loop", "batched", "cached"] = ...,
+    engine: Literal["auto", "loop", "batched", "cached", "hooked"] = ...,
     chunk_size: int | None = ...,
     max_memory: int | None = ...,
     return_samples: bool = ...,
@@ -107,7 +107,7 @@ def mc_predict(
     tau: float | None = None,
     target: Tensor | None = None,
     seed: int | None = None,
-    engine: Literal["auto", "loop", "batched", "cached"] = "auto",
+    engine: Literal["auto", "loop", "batched", "cached", "hooked"] = "auto",
     chunk_size: int | None = None,
     max_memory: int | None = None,
     return_samples: bool = False,
@@ -166,7 +166,7 @@ def mc_predict(
     seed : int, optional
         Seeds the sampling without touching the global random state. The same seed gives the
         same result for the same engine, chunking and device.
-    engine : {"auto", "loop", "batched", "cached"}
+    engine : {"auto", "loop", "batched", "cached", "hooked"}
         ``"loop"``: one pass per sample. ``"batched"``: the batch repeated ``k`` times per
         pass. ``"cached"``: the part of the graph no dropout feeds runs once, only the rest
         runs on repeated rows (torch.fx); if the model does not trace it falls back to

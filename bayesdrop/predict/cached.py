@@ -118,12 +118,11 @@ def _hugging_face_note(model: nn.Module) -> str:
     if importlib.util.find_spec("transformers.utils.fx") is None:
         return (
             f"; Hugging Face models need their own fx tracer, which transformers {version} no "
-            "longer has (transformers.utils.fx was removed in 5.0), so the batched engine "
-            "runs the whole model on the repeated batch"
+            "longer has (transformers.utils.fx was removed in 5.0)"
         )
     return (
         f"; transformers {version}'s fx tracer (transformers.utils.fx) takes the input names "
-        "and is not used here: the batched engine runs the whole model on the repeated batch"
+        "and is not used here"
     )
 
 

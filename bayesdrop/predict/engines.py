@@ -9,19 +9,21 @@ repeat them.
 
 from __future__ import annotations
 
-import warnings
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from bayesdrop._validation import fail
-from bayesdrop.exceptions import EngineFallbackWarning
 from bayesdrop.nn.noise_calls import functional_noise
 from bayesdrop.nn.sampling import _kind, is_stochastic, noise_scope, sampling
 from bayesdrop.predict.cached import CachedPlan, CacheUnavailable, build_plan, contains_size
 from bayesdrop.predict.io import ModelInputs
+
+if TYPE_CHECKING:
+    from bayesdrop.predict.hooked import HookedEngine
 
 __all__ = [
     "BatchedEngine",
@@ -207,6 +209,7 @@ class PlanSource:
         # why every sample needs a pass of its own (None: the repeats of a pass are independent)
         self.one_per_pass: str | None = one_per_pass_reason(model)
         self.scope_checked = self.one_per_pass is not None  # the run-time check has been done
+        self.hooked: dict[tuple, bool | str] = {}  # per signature: validated, or why not
 
     def get(self, inputs: ModelInputs | None = None) -> CachedPlan:
         key = input_signature(inputs)
@@ -370,7 +373,7 @@ def _cached_or_fallback(
     plans: PlanSource,
     forced: bool,
     batch_dim: int,
-) -> CachedEngine | BatchedEngine | LoopEngine:
+) -> CachedEngine | HookedEngine | BatchedEngine | LoopEngine:
     one = plans.one_per_pass
     try:
         plan = plans.get(inputs)
@@ -398,20 +401,10 @@ def _cached_or_fallback(
         return engine
     except CacheUnavailable as exc:
         plans.invalidate(exc, inputs)
+        from bayesdrop.predict.hooked import fallback  # it builds on this module
+
         reason = f"cached engine unavailable: {exc}"
-        if one is not None:
-            fallback: BatchedEngine | LoopEngine = LoopEngine(
-                model, inputs, select, f"{reason}; one sample per pass: {one}"
-            )
-        else:
-            fallback = BatchedEngine(model, inputs, select, reason, batch_dim)
-        if forced:
-            warnings.warn(
-                f"bayesdrop: {reason}; falling back to '{fallback.name}'.",
-                EngineFallbackWarning,
-                stacklevel=4,
-            )
-        return fallback
+        return fallback(model, inputs, select, plans, reason, forced, batch_dim)
 
 
 def choose_engine(
@@ -421,9 +414,14 @@ def choose_engine(
     plans: PlanSource,
     select: Select,
     batch_dim: int = 0,
-) -> LoopEngine | BatchedEngine | CachedEngine:
-    """The engine for ``name`` (``"auto"``: cached when it traces and has a trunk, else batched;
-    one sample per pass where the model's noise may not be shared by the repeats of a pass)."""
+) -> LoopEngine | BatchedEngine | CachedEngine | HookedEngine:
+    """The engine for ``name`` (``"auto"``: cached when it traces and has a trunk, else hooked
+    when a chain of blocks is found, else batched; one sample per pass where the model's noise
+    may not be shared by the repeats of a pass)."""
+    if name == "hooked":
+        from bayesdrop.predict.hooked import fallback
+
+        return fallback(model, inputs, select, plans, "", True, batch_dim)
     if name == "loop":
         return LoopEngine(model, inputs, select, "forced")
     if name == "batched":

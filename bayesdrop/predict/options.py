@@ -21,7 +21,7 @@ from bayesdrop.predict.io import check_output_spec
 
 __all__ = ["ENGINES", "PredictOptions", "options_from"]
 
-ENGINES = ("auto", "loop", "batched", "cached")
+ENGINES = ("auto", "loop", "batched", "cached", "hooked")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class PredictOptions:
         What the model returns: logits, a mean, or ``(mean, log_variance)``.
     tau : float or None, default None
         The model precision, for ``task="regression"`` only.
-    engine : {"auto", "loop", "batched", "cached"}, default "auto"
+    engine : {"auto", "loop", "batched", "cached", "hooked"}, default "auto"
         How the samples are drawn.
     chunk_size : int or None, default None
         Samples per replicated pass.
@@ -77,7 +77,7 @@ class PredictOptions:
     num_samples: int | Literal["auto"] = 50
     task: Task = "classification"
     tau: float | None = None
-    engine: Literal["auto", "loop", "batched", "cached"] = "auto"
+    engine: Literal["auto", "loop", "batched", "cached", "hooked"] = "auto"
     chunk_size: int | None = None
     max_memory: int | None = None
     return_samples: bool = False

@@ -297,7 +297,9 @@ def predict_batch(
     with prediction_mode(model), torch.no_grad(), _autocast(settings, device):
         select = _selector(settings)
         engine = choose_engine(model, inputs, settings.engine, plans, select, settings.batch_dim)
-        rows, unit = _rows_of_work(model, inputs) if engine.name == "batched" else (inputs.n, "")
+        # the batched and hooked engines run a transformer's blocks on every token at once
+        tokens = engine.name in ("batched", "hooked")
+        rows, unit = _rows_of_work(model, inputs) if tokens else (inputs.n, "")
         chunk = settings.chunk_size or max(1, TARGET_ROWS // rows)
         if unit and settings.chunk_size is None and chunk == 2:
             chunk = 1  # 1024+ tokens a pass: two samples per pass measured no faster than one
