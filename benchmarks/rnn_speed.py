@@ -3,7 +3,11 @@
 torch.nn.LSTM runs its fused ATen kernel and drops nothing on the recurrent state; the
 variational LSTM has every dropout on (input, recurrent, output). Competitors are timed in
 interleaved rounds (so that load from other processes hits all of them alike) and the script
-prints the median time of each and its RATIO to torch.nn.LSTM.
+prints the median time of each and its RATIO to torch.nn.LSTM, in wall-clock time and in the
+process's CPU time (``time.process_time``: on a machine shared with other jobs it leaves out the
+time the process waited for a core), with the load average before and after. "torch.nn.LSTM +
+standard dropout" is the usual non-Bayesian baseline: ``nn.Dropout`` on the input and the output
+and ``nn.LSTM(dropout=...)`` between the layers, a fresh mask at every step, none on the state.
 
     python benchmarks/rnn_speed.py                 # hidden 200 and 650, seq 35, batch 20
     python benchmarks/rnn_speed.py --rounds 5 --hidden 200
@@ -12,6 +16,7 @@ prints the median time of each and its RATIO to torch.nn.LSTM.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -21,11 +26,26 @@ from torch import nn
 import bayesdrop
 
 
+class StandardDropoutLSTM(nn.Module):
+    """``nn.LSTM`` with per-step dropout on its input, between its layers and on its output."""
+
+    def __init__(self, lstm: nn.LSTM, p_in: float, p_between: float, p_out: float) -> None:
+        super().__init__()
+        self.inp, self.out = nn.Dropout(p_in), nn.Dropout(p_out)
+        self.lstm = nn.LSTM(lstm.input_size, lstm.hidden_size, lstm.num_layers, dropout=p_between)
+        self.lstm.load_state_dict(lstm.state_dict())
+
+    def forward(self, x: torch.Tensor):
+        out, state = self.lstm(self.inp(x))
+        return self.out(out), state
+
+
 def make_competitors(hidden: int, layers: int) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     ref = nn.LSTM(hidden, hidden, layers)
     rates = {"input_p": 0.5, "hidden_p": 0.3, "output_p": 0.5}
-    out = {"torch.nn.LSTM": ref}
+    out: dict[str, nn.Module] = {"torch.nn.LSTM": ref}
+    out["torch.nn.LSTM + standard dropout"] = StandardDropoutLSTM(ref, 0.5, 0.3, 0.5).train()
     for masks in ("untied", "tied"):
         for backend in ("manual", "autograd"):
             lstm = bayesdrop.VariationalLSTM(
@@ -45,20 +65,26 @@ def run(hidden: int, layers: int, seq: int, batch: int, rounds: int, reps: int) 
     competitors = make_competitors(hidden, layers)
     x = torch.randn(seq, batch, hidden, requires_grad=True)
     times: dict[str, list[float]] = {name: [] for name in competitors}
+    cpu: dict[str, list[float]] = {name: [] for name in competitors}
     for module in competitors.values():  # warm-up
         step(module, x)
+    load = os.getloadavg()[0]
     for _ in range(rounds):
         for name, module in competitors.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(reps):
                 step(module, x)
             times[name].append((time.perf_counter() - start) / reps)
+            cpu[name].append((time.process_time() - start_cpu) / reps)
     base = statistics.median(times["torch.nn.LSTM"])
+    base_cpu = statistics.median(cpu["torch.nn.LSTM"])
     print(f"\nhidden {hidden}, {layers} layers, seq {seq}, batch {batch} (forward + backward)")
-    print(f"{'model':<32}{'median ms':>10}{'ratio':>8}")
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{name:<32}{1e3 * med:>10.2f}{med / base:>8.2f}")
+    print(f"load average {load:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print(f"{'model':<34}{'wall ms':>9}{'ratio':>7}{'CPU ms':>9}{'ratio':>7}")
+    for name in competitors:
+        med, med_cpu = statistics.median(times[name]), statistics.median(cpu[name])
+        print(f"{name:<34}{1e3 * med:>9.2f}{med / base:>7.2f}", end="")
+        print(f"{1e3 * med_cpu:>9.2f}{med_cpu / base_cpu:>7.2f}")
 
 
 def main() -> None:

@@ -86,31 +86,31 @@ class _LSTMRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gates_x, h0, c0, weight_hh, mask):
         T, G, N, H = gates_x.shape
-        # Internally the gates run in the order i, f, o, g, so that one sigmoid covers three of
-        # them; the gradient goes back in torch's order i, f, g, o (the saved mask keeps it).
-        order = torch.tensor([0, 1, 3, 2], device=gates_x.device)
-        w_t = weight_hh.view(G, H, H).index_select(0, order).transpose(1, 2).contiguous()
-        acts = gates_x.index_select(1, order)  # one copy of all steps' input parts, contiguous
-        m = mask
-        if m is not None and m.shape[0] == G:
-            m = m.index_select(0, order)
+        w_t = weight_hh.view(G, H, H).transpose(1, 2).contiguous()
+        # every step's pre-activations are written into one contiguous buffer by the step's
+        # product itself (no copy of gates_x beforehand); gate order i, f, g, o as torch's
+        acts = gates_x.new_empty(T, G, N, H)
         out = gates_x.new_empty(T, N, H)
         cs = gates_x.new_empty(T + 1, N, H)
         tc = gates_x.new_empty(T, N, H)  # tanh(c_t), kept for the backward pass
-        hm = None if m is None else gates_x.new_empty(m.shape[0], N, H)
+        hm = None if mask is None else gates_x.new_empty(mask.shape[0], N, H)
         cs[0] = c0
         h = h0
+        # the views of every step made at once (unbind), not by indexing in the loop
+        gx_t, acts_t, out_t, tc_t, cs_t = (v.unbind(0) for v in (gates_x, acts, out, tc, cs))
+        sig_t = acts[:, :2].unbind(0)
+        i_t, f_t, g_t, o_t = (v.unbind(0) for v in acts.unbind(1))
         for t in range(T):
-            h_in = h.unsqueeze(0) if m is None else torch.mul(h, m, out=hm)
-            h_in = h_in.expand(G, N, H)
-            a = acts[t].baddbmm_(h_in, w_t)
-            a[:3].sigmoid_()
-            a[3].tanh_()
-            c = torch.mul(a[1], cs[t], out=cs[t + 1]).addcmul_(a[0], a[3])
-            h = torch.mul(a[2], torch.tanh(c, out=tc[t]), out=out[t])
+            h_in = h.unsqueeze(0) if mask is None else torch.mul(h, mask, out=hm)
+            torch.baddbmm(gx_t[t], h_in.expand(G, N, H), w_t, out=acts_t[t])
+            sig_t[t].sigmoid_()
+            g_t[t].tanh_()
+            o_t[t].sigmoid_()
+            c = torch.mul(f_t[t], cs_t[t], out=cs_t[t + 1]).addcmul_(i_t[t], g_t[t])
+            h = torch.mul(o_t[t], torch.tanh(c, out=tc_t[t]), out=out_t[t])
         # Local derivatives of all steps at once, so the backward loop stays short; written
         # into one buffer, few passes, no temporaries of the full size.
-        i, f, o, g = acts.unbind(1)
+        i, f, g, o = acts.unbind(1)
         deriv = gates_x.new_empty(T, 5, N, H)  # da_dc (i, f, g), dc_dh, da_dh
         torch.addcmul(i, i, i, value=-1.0, out=deriv[:, 0]).mul_(g)  # g * i (1 - i)
         torch.addcmul(f, f, f, value=-1.0, out=deriv[:, 1]).mul_(cs[:-1])  # c_prev * f (1 - f)
@@ -132,13 +132,15 @@ class _LSTMRecurrence(torch.autograd.Function):
         w = weight_hh.view(G, H, H)
         d_gates = _empty(ctx.layout, out)
         dh, dc = d_hn.clone(), d_cn.clone()
+        steps = (d_out, da_dc, dc_dh, da_dh, f, d_gates, d_gates[:, :3], d_gates[:, 3])
+        d_out_t, da_dc_t, dc_dh_t, da_dh_t, f_t, dg_t, dg3_t, dgo_t = (v.unbind(0) for v in steps)
         for t in range(T - 1, -1, -1):
-            dh += d_out[t]
-            dc.addcmul_(dh, dc_dh[t])
-            torch.mul(dc.unsqueeze(0), da_dc[t], out=d_gates[t, :3])
-            torch.mul(dh, da_dh[t], out=d_gates[t, 3])
-            dc.mul_(f[t])
-            dh = _recurrent_grad(d_gates[t], w, mask)
+            dh += d_out_t[t]
+            dc.addcmul_(dh, dc_dh_t[t])
+            torch.mul(dc.unsqueeze(0), da_dc_t[t], out=dg3_t[t])
+            torch.mul(dh, da_dh_t[t], out=dgo_t[t])
+            dc.mul_(f_t[t])
+            dh = _recurrent_grad(dg_t[t], w, mask)
         d_weight = None
         if ctx.needs_input_grad[3]:
             h_prev = torch.cat([h0.unsqueeze(0), out[:-1]])
