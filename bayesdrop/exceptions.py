@@ -54,7 +54,8 @@ class EngineFallbackWarning(BayesdropWarning):
 
 class FunctionalDropoutWarning(BayesdropWarning):
     """A module calls functional dropout (``F.dropout``) in ``forward``, which a module-level
-    tool (:func:`bayesdrop.convert`, :class:`bayesdrop.schedules.DropoutScheduler`) cannot change."""
+    tool (:func:`bayesdrop.convert`, :class:`bayesdrop.schedules.DropoutScheduler`) cannot
+    change."""
 
 
 class UnshardedDataWarning(BayesdropWarning):

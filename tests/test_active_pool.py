@@ -50,11 +50,12 @@ def test_batches_and_calls_draw_from_independent_streams():
     """Issue 25: batch b was seeded with seed + b, so seed 0's second batch repeated seed 1's
     first; an unseeded call drew its masks with seed 0."""
     model, pool = _model(), torch.randn(20, 6).repeat(2, 1)  # batch 1 repeats batch 0's inputs
-    run = lambda seed: (
-        active.score_pool(  # noqa: E731
+
+    def run(seed):
+        return active.score_pool(
             model, pool, method="bald", batch_size=20, seed=seed, progress=False
         ).scores
-    )
+
     zero, one = run(0), run(1)
     assert not torch.allclose(zero[20:], one[:20])  # was equal
     assert not torch.allclose(zero[:20], zero[20:])  # batches differ within a call

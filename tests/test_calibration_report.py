@@ -424,5 +424,5 @@ def test_rejection_curve_display():
     torch.testing.assert_close(disp.curve.accuracy, curve.accuracy)
     lines = disp.ax_.get_lines()
     assert len(lines) == 2 and f"{curve.aurc:.4f}" in disp.ax_.get_title()
-    with pytest.raises(BayesdropTypeError, match="`curve`.*RejectionCurve"):
+    with pytest.raises(BayesdropTypeError, match=r"`curve`.*RejectionCurve"):
         bayesdrop.calibration.RejectionCurveDisplay(curve.accuracy)
