@@ -253,7 +253,11 @@ def convert(
     """Replace torch dropout modules in ``model`` (in place) by bayesdrop layers.
 
     * ``to="mc"``: ``Dropout`` becomes :class:`bayesdrop.MCDropout` and ``Dropout1d/2d/3d``
-      :class:`bayesdrop.nn.SpatialMCDropout`, keeping ``p``.
+      :class:`bayesdrop.nn.SpatialMCDropout`, keeping ``p``, in the same place (module names
+      and ``state_dict`` keys unchanged). These layers wrap no weighted layer, so their
+      ``kl()`` is zero: the KL of a dropout posterior is that of the weights it masks. With a
+      fixed ``p`` that KL is weight decay on the next layer's kernel; for it in the ELBO, wrap
+      the layer (``MCDropout(layer, p)``) or use ``to="concrete"``.
     * ``to="concrete"``: a dropout whose output feeds exactly one ``nn.Linear`` (a
       ``Conv1d/2d/3d`` for ``Dropout1d/2d/3d``) as its data input, directly or through
       shape-only operations (``view``, ``reshape``, ``transpose``, ``flatten``, ``nn.Identity``,
@@ -352,6 +356,11 @@ def convert(
     >>> import torch
     >>> from torch import nn
     >>> import bayesdrop
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 1))
+    >>> bayesdrop.convert(net, to="mc").replaced
+    [('2', 'Dropout', 'MCDropout')]
+    >>> bayesdrop.kl_divergence(net).item()  # a bare MCDropout carries no KL
+    0.0
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 1))
     >>> report = bayesdrop.convert(net, to="concrete")
     >>> report.replaced
