@@ -135,7 +135,7 @@ def test_dense_inputs_with_ignore_index_in_chunks():
 
 
 def test_the_chunks_follow_the_byte_budget(monkeypatch):
-    """Rows per chunk: max(1, chunk_bytes // (C (3 b + 1))); every chunk within it, the last
+    """Rows per chunk: max(1, chunk_bytes // (C (3 b + 1))); every chunk that long, the last
     one shorter."""
     seen = []
     original = _classifier.sets_of
@@ -156,6 +156,11 @@ def test_the_chunks_follow_the_byte_budget(monkeypatch):
         assert _sets.rows_per_chunk(10, 4, chunk) == rows
         rows = min(rows, 100)
         assert seen == [rows] * (100 // rows) + ([100 % rows] if 100 % rows else [])
+    # Mondrian quantiles: C (4 b + 26) bytes per row (the stable order of the prefix)
+    seen.clear()
+    cp = SplitConformalClassifier("aps", alpha=0.3, mondrian=True, chunk_bytes=10 * 42 * 30)
+    cp.fit(probs[:200], target[:200]).predict_sets(probs[200:])
+    assert seen == [30, 30, 30, 10]
     with pytest.raises(ValueError, match="chunk_bytes"):
         SplitConformalClassifier("aps", chunk_bytes=0)
 
@@ -206,3 +211,35 @@ def test_chunked_sets_on_cuda_equal_the_cpu():
         cp.quantile_ = cp.quantile_.cuda()
         on_gpu = cp.predict_sets(probs[1000:].cuda(), u=u.cuda())
         assert torch.equal(on_gpu.cpu(), on_cpu)
+
+
+def reference_true_class_scores(probs, target, u, lam, k_reg):
+    """The calibration scores in one pass over all rows, written out (the rule before chunks)."""
+    p_y = probs.gather(-1, target[:, None])[:, 0]
+    cols = torch.arange(probs.shape[-1])
+    above = (probs > p_y[:, None]) | ((probs == p_y[:, None]) & (cols < target[:, None]))
+    out = torch.where(above, probs, 0).sum(-1) + (p_y if u is None else u * p_y)
+    if lam > 0:
+        rank = above.sum(-1).to(probs.dtype) + 1
+        out = out + lam * (rank - k_reg).clamp_min(0)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("score", ["aps", "raps"])
+def test_calibration_scores_in_chunks_equal_one_pass(dtype, score):
+    gen = torch.Generator().manual_seed(9)
+    for c, levels in ((7, 3), (300, 0), (300, 5)):
+        probs = tied_probs(401, c, gen, dtype, levels)
+        target = torch.randint(0, c, (401,), generator=gen)
+        u = torch.rand(401, generator=gen, dtype=dtype)
+        lam = 0.02 if score == "raps" else 0.0
+        for randomized in (True, False):
+            want = reference_true_class_scores(probs, target, u if randomized else None, lam, 3)
+            for chunk in (1, c * 13 * 10 + 5, None):
+                options = {} if chunk is None else {"chunk_bytes": chunk}
+                cp = SplitConformalClassifier(
+                    score, lam=0.02, k_reg=3, randomized=randomized, **options
+                )
+                cp.fit(probs, target, u=u)
+                assert torch.equal(cp.calibration_scores_, want)

@@ -81,9 +81,10 @@ class SplitConformalClassifier:
     chunk_bytes : int, default 64 MiB
         Working memory of :meth:`predict_sets` beyond its boolean ``(N, C)`` output: the test
         points are scored in chunks of ``max(1, chunk_bytes // (C (3 b + 1)))`` rows (``b``
-        bytes per float), so the extra memory is O(chunk x C) whatever ``N``. The sets do not
-        depend on it. APS/RAPS sets need no index sort: a set is a prefix of the ranking,
-        found from the sorted probabilities' values alone (see ``bayesdrop.conformal._sets``).
+        bytes per float; ``C (4 b + 26)`` for APS/RAPS with ``mondrian``), so the extra memory
+        is O(chunk x C) whatever ``N``. The sets do not depend on it. APS/RAPS sets need no
+        index sort: a set is a prefix of the ranking, found from the sorted probabilities'
+        values alone (see ``bayesdrop.conformal._sets``).
 
     Attributes
     ----------
@@ -166,7 +167,8 @@ class SplitConformalClassifier:
         ranked = self.score in ("aps", "raps")
         draw = uniform_draws(points, u, self.generator) if ranked and self.randomized else None
         lam = check_positive("lam", self.lam, allow_zero=True) if self.score == "raps" else 0.0
-        rows = rows_per_chunk(c, probs.element_size(), self.chunk_bytes)
+        mondrian = ranked and q.ndim == 1
+        rows = rows_per_chunk(c, probs.element_size(), self.chunk_bytes, mondrian)
         for start in range(0, n, rows):
             part = slice(start, start + rows)
             if ranked:
@@ -190,7 +192,8 @@ class SplitConformalClassifier:
         if target is None:
             fail("target", "integer class labels of the calibration points", "None")
         points = as_points(x, target, ignore_index=self.ignore_index)
-        scores = true_class_scores(points, self.score, u=u, **self._options())
+        options = self._options()
+        scores = true_class_scores(points, self.score, u=u, chunk_bytes=self.chunk_bytes, **options)
         labels = points.target
         assert labels is not None  # given, checked by as_points
         if points.keep is not None:

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from bayesdrop._validation import check_choice, check_positive, check_positive_int, fail
 from bayesdrop.conformal._inputs import Points, as_points
-from bayesdrop.conformal._sets import ranked_scores
+from bayesdrop.conformal._sets import DEFAULT_CHUNK_BYTES, ranked_scores, rows_per_chunk
 
 __all__ = [
     "SCORES",
@@ -128,13 +128,15 @@ def true_class_scores(
     randomized: bool = True,
     u: Any = None,
     generator: torch.Generator | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> Tensor:
     r"""Scores of the true classes ``(P',)`` of points with a target, ignored points dropped.
 
     The same numbers as :func:`point_scores` gathered at the labels (up to float rounding of
     the sums), in :math:`O(PC)` without a sort: the probability ranked above the label under a
     stable descending sort is :math:`\sum_j \bar p_j [\bar p_j > \bar p_y \lor (\bar p_j =
-    \bar p_y \land j < y)]`, and the rank :math:`o_x(y)` is one more than their count.
+    \bar p_y \land j < y)]`, and the rank :math:`o_x(y)` is one more than their count. The
+    sums are taken a chunk of rows at a time (``chunk_bytes`` of working memory).
     """
     labels, keep, probs = points.target, points.keep, points.probs
     assert labels is not None  # the callers check
@@ -148,12 +150,11 @@ def true_class_scores(
     if score == "lac":
         return 1 - p_y
     if score in ("aps", "raps"):
-        cols = torch.arange(probs.shape[-1], device=probs.device)
-        above = (probs > p_y[:, None]) | ((probs == p_y[:, None]) & (cols < labels[:, None]))
-        out = torch.where(above, probs, 0).sum(-1) + (p_y if draw is None else draw * p_y)
         lam = check_positive("lam", lam, allow_zero=True) if score == "raps" else 0.0
-        if lam > 0:
-            rank = above.sum(-1).to(probs.dtype) + 1
+        mass, count = _mass_above(probs, p_y, labels, lam > 0, chunk_bytes)
+        out = mass + (p_y if draw is None else draw * p_y)
+        if count is not None:
+            rank = count.to(probs.dtype) + 1
             out = out + lam * (rank - k_reg).clamp_min(0)
         return out
     beta = check_positive("beta", beta, allow_zero=True)
@@ -164,6 +165,25 @@ def true_class_scores(
     samples = samples if keep is None else samples[:, keep]
     spread = samples.gather(-1, labels[None, :, None].expand(samples.shape[0], -1, 1))
     return (1 - p_y) / (1 + beta * spread[..., 0].std(0, correction=0))
+
+
+def _mass_above(
+    probs: Tensor, p_y: Tensor, labels: Tensor, counts: bool, chunk_bytes: int
+) -> tuple[Tensor, Tensor | None]:
+    """Per row: the probability ranked above the label (and how many classes), in chunks."""
+    n, c = probs.shape
+    cols = torch.arange(c, device=probs.device)
+    mass = torch.empty_like(p_y)
+    count = torch.empty(n, dtype=torch.int64, device=probs.device) if counts else None
+    rows = rows_per_chunk(c, probs.element_size(), chunk_bytes)
+    for start in range(0, n, rows):
+        part = slice(start, start + rows)
+        chunk, p, y = probs[part], p_y[part, None], labels[part, None]
+        above = (chunk > p) | ((chunk == p) & (cols < y))
+        mass[part] = torch.where(above, chunk, 0).sum(-1)
+        if count is not None:
+            count[part] = above.sum(-1)
+    return mass, count
 
 
 _BITS = {torch.float32: torch.int32, torch.float64: torch.int64}

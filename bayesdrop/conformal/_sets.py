@@ -38,16 +38,18 @@ from torch import Tensor
 __all__ = ["DEFAULT_CHUNK_BYTES", "ranked_scores", "rows_per_chunk", "sets_of", "sorted_values"]
 
 DEFAULT_CHUNK_BYTES = 64 * 2**20
-#: float buffers of a chunk's shape alive at once in :func:`sets_of` (sorted values, their
-#: running sum, the draw term), plus one byte of comparison per entry
-_BUFFERS = 3
 
 
-def rows_per_chunk(num_classes: int, itemsize: int, chunk_bytes: int) -> int:
-    """Rows whose working memory, ``_BUFFERS`` float ``(rows, C)`` buffers and one boolean,
-    fits ``chunk_bytes`` (at least one row)."""
-    per_row = num_classes * (_BUFFERS * itemsize + 1)
-    return max(1, chunk_bytes // per_row)
+def rows_per_chunk(
+    num_classes: int, itemsize: int, chunk_bytes: int, mondrian: bool = False
+) -> int:
+    """Rows whose working memory fits ``chunk_bytes`` (at least one row): per entry of a
+    ``(rows, C)`` chunk, three floats of ``itemsize`` bytes alive at once in :func:`sets_of`
+    (the sorted values, their running sum, the draw term) and one byte; with Mondrian
+    quantiles four floats, three int64 indices and two bytes (the stable order of the
+    prefix)."""
+    per_entry = 4 * itemsize + 3 * 8 + 2 if mondrian else 3 * itemsize + 1
+    return max(1, chunk_bytes // (num_classes * per_entry))
 
 
 def ranked_scores(ordered: Tensor, u: Tensor | None, lam: float, k_reg: int) -> Tensor:
