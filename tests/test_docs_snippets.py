@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
+
+import bayesdrop
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 _BLOCK = re.compile(r"^\.\. code-block:: python\n((?:\n|[ ]{3}.*\n)+)", re.M)
@@ -106,6 +109,8 @@ def test_a_wrong_shown_value_fails(tmp_path):
         "index.rst",
         "user_guide/own_model.rst",
         "user_guide/faq.rst",
+        "user_guide/choosing_a_method.rst",
+        "user_guide/troubleshooting.rst",
     ],
 )
 def test_page_snippets_run_as_written(page):
@@ -117,9 +122,32 @@ def test_convert_to_mc_carries_no_kl_as_the_page_says():
     """own_model.rst: ``convert(to="mc")`` layers hold no weights, so the KL is zero; a wrapped
     layer carries its weights' KL."""
     ns = run_page("user_guide/own_model.rst")
-    import bayesdrop
-
     assert bayesdrop.kl_divergence(ns["mc_net"]).item() == 0.0
     assert bayesdrop.kl_divergence(ns["wrapped"]).item() != 0.0
     text = (DOCS / "user_guide/own_model.rst").read_text()
     assert "carry a KL term to a prior" not in text
+
+
+def test_troubleshooting_quotes_the_zero_spread_error():
+    """The message the troubleshooting page quotes is the one mc_predict raises (triggered on
+    probabilities that are exactly equal: two classes, zero logits)."""
+
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.drop, self.head = nn.Dropout(0.5), nn.Linear(4, 2)
+            nn.init.zeros_(self.head.weight), nn.init.zeros_(self.head.bias)
+
+        def forward(self, inputs):
+            _ = self.drop(inputs)
+            return self.head(inputs)
+
+    with pytest.raises(ValueError) as info:
+        bayesdrop.mc_predict(Unused().eval(), torch.randn(3, 4), num_samples=8, engine="loop")
+    quoted = (
+        "Expected `model` to be a model whose sampled outputs vary, but got the same output in "
+        "every sample (no noise reaches the output)"
+    )
+    assert str(info.value).startswith(quoted)
+    page = " ".join((DOCS / "user_guide/troubleshooting.rst").read_text().split())
+    assert quoted in page
