@@ -61,8 +61,20 @@ def _fmt(value: float) -> str:
 class CalibrationReport(ReportRendering):
     r"""Calibration and uncertainty quality of a classifier's predictions.
 
-    Build it with :meth:`from_predictions`. Fields hold the numbers; the figures are drawn when
-    the HTML is written.
+    Build it with :meth:`from_predictions` from a :func:`bayesdrop.mc_predict` result (or
+    probabilities, or MC samples) and the labels; in a ``torch.distributed`` job with
+    :meth:`from_sharded_predictions`. Read it with :meth:`summary` (text), :meth:`to_html` (a
+    self-contained page with the figures and a glossary of the metrics), :meth:`to_markdown`,
+    :meth:`to_json` or :meth:`to_dict`.
+    The fields below hold the numbers; the figures are drawn when the HTML is written.
+
+    .. code-block:: python
+
+        pred = bayesdrop.mc_predict(model, x_test, num_samples=50)
+        ood = bayesdrop.mc_predict(model, x_foreign, num_samples=50).predictive_entropy
+        report = bayesdrop.CalibrationReport.from_predictions(pred, y_test, ood_scores=ood)
+        print(report.summary())
+        report.to_html("report.html")
 
     Attributes
     ----------

@@ -186,8 +186,12 @@ def mc_predict(
     return_samples : bool, default False
         Keep the sampled probabilities (or predictions). Otherwise only running sums are
         kept, so memory does not grow with :math:`S`.
-    tolerance, max_samples : float, int
-        Stopping rule of ``num_samples="auto"``.
+    tolerance : float, default 1e-2
+        Stopping rule of ``num_samples="auto"``: sampling stops once the Monte-Carlo standard
+        error of every mean probability and every mutual information (regression: of the
+        mean, relative to the predictive standard deviation) is at most ``tolerance``.
+    max_samples : int, default 1000
+        The most samples ``num_samples="auto"`` draws when ``tolerance`` is not reached.
     autocast : bool or torch.dtype, default False
         Run the model under :func:`torch.autocast` (``True``: the device's default dtype).
     output : str, int, callable or None

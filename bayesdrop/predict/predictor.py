@@ -74,8 +74,13 @@ class MCPredictor(Generic[_P]):
     num_samples, task, tau, seed, engine, chunk_size, max_memory
         As in :func:`bayesdrop.mc_predict` (the same names, defaults and types: the options
         are declared once, in :class:`bayesdrop.predict.PredictOptions`).
-    return_samples, tolerance, max_samples, autocast, output, class_dim, batch_dim, verify
+    return_samples, autocast, output, class_dim, batch_dim, verify
         As in :func:`bayesdrop.mc_predict`.
+    tolerance : float, default 1e-2
+        Stopping rule of ``num_samples="auto"``: the largest Monte-Carlo standard error
+        accepted (as in :func:`bayesdrop.mc_predict`).
+    max_samples : int, default 1000
+        The most samples ``num_samples="auto"`` draws per batch.
 
     Examples
     --------
@@ -258,6 +263,26 @@ class MCPredictor(Generic[_P]):
         ``"none"`` this rank's rows only (for streaming metrics, which ``sync()`` their sums).
         Options that differ between ranks and a rank whose model raises are reported on every
         rank.
+
+        Parameters
+        ----------
+        data : iterable or Tensor
+            A ``DataLoader`` or any iterable of batches: tensors, ``(input, target, ...)``
+            tuples or mappings of keyword inputs (the entry named ``target_key`` is the
+            target). A single tensor is one batch.
+        gather : {"all", "rank0", "none"}, default "all"
+            Inside a ``torch.distributed`` job: the whole prediction on every rank (``"all"``),
+            on rank 0 only (``"rank0"``, None on the other ranks), or this rank's rows only
+            (``"none"``). Ignored outside one.
+        group : ProcessGroup, optional
+            The ``torch.distributed`` process group to predict in; None, the default group.
+
+        Returns
+        -------
+        ClassificationPrediction or RegressionPrediction or None
+            The prediction of every row of ``data`` in order (the type follows ``task``), with
+            the targets in ``result.target`` where the batches carry them. None on the ranks
+            other than 0 with ``gather="rank0"``; this rank's rows with ``gather="none"``.
         """
         ctx = context(group)
         if not ctx.active:
