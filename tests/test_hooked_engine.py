@@ -261,7 +261,7 @@ def test_refusals_fall_back_with_the_reason(case):
     assert auto.engine in ("batched", "loop")
     assert "hooked engine unavailable" in auto.engine_reason
     assert __import__("re").search(reason, auto.engine_reason), auto.engine_reason
-    with pytest.warns(EngineFallbackWarning, match=r"'hooked' unavailable: hooked engine"):
+    with pytest.warns(EngineFallbackWarning, match=r"bayesdrop: hooked engine unavailable"):
         forced = bayesdrop.mc_predict(model, x, num_samples=4, seed=0, engine="hooked")
     assert forced.engine in ("batched", "loop")
     assert _state(model) == before

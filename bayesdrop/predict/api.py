@@ -170,15 +170,21 @@ def mc_predict(
         ``"loop"``: one pass per sample. ``"batched"``: the batch repeated ``k`` times per
         pass. ``"cached"``: the part of the graph no dropout feeds runs once, only the rest
         runs on repeated rows (torch.fx); if the model does not trace it falls back to
-        ``"batched"`` with a warning. ``"auto"``: cached when the model traces and some
-        computation precedes the first dropout, else batched, or the loop when one batch
-        already fills a pass of 2048 rows (tokens, for a transformer). ``result.engine`` and
-        ``result.engine_reason`` say what ran and why.
+        ``"hooked"``, else ``"batched"``, with a warning. ``"hooked"``: for models torch.fx
+        cannot trace (Hugging Face transformers, PEFT), the module calls before the first
+        block of an ``nn.ModuleList`` / ``nn.Sequential`` chain that holds noise run once,
+        found by forward hooks, and the model is re-entered on repeated rows with those calls
+        replaying their outputs; refused (batched, with a warning) where the part before
+        that block draws random numbers or its replay cannot be checked
+        (:doc:`/user_guide/library_models`). ``"auto"``: cached when the model traces and
+        some computation precedes the first dropout, else hooked when a chain is found, else
+        batched, or the loop when one batch already fills a pass of 2048 rows (tokens, for a
+        transformer). ``result.engine`` and ``result.engine_reason`` say what ran and why.
     chunk_size : int, optional
         Samples per pass (``k``); default ``max(1, 2048 // N)`` or from ``max_memory``. For
-        the batched engine on a model that reads token ids ``(N, T)`` and has no recurrent
-        layer (a transformer) ``N`` counts tokens, ``N * T``: such a model already works on
-        every token at once, and a larger pass only costs memory.
+        the batched and hooked engines on a model that reads token ids ``(N, T)`` and has no
+        recurrent layer (a transformer) ``N`` counts tokens, ``N * T``: such a model already
+        works on every token at once, and a larger pass only costs memory.
     max_memory : int, optional
         Activation memory budget of one pass, in bytes: one probing sample measures the
         largest layer output, a sample is taken to need 4 times that, and ``k`` is chosen to

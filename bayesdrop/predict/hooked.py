@@ -247,12 +247,12 @@ def fallback(
     of its own), for a model the cached engine cannot split (``reason``: why; empty for
     ``engine="hooked"``); ``forced``: an engine was asked for, and a warning says what ran
     instead of it."""
-    asked = "cached" if reason else "hooked"
+    depth = 6 if reason else 5  # the warning points at mc_predict's call of predict_batch
     found = hooked_engine(model, inputs, select, plans, reason or "forced", batch_dim)
     if not isinstance(found, str):
         if forced and reason:
             found.reason = f"forced 'cached': {found.reason}"
-            _warn(f"{reason}; running '{found.name}'", stacklevel=6)
+            _warn(f"{reason}; running 'hooked'", stacklevel=depth)
         elif not forced:
             found.reason = f"auto: {found.reason}"
         return found
@@ -265,8 +265,7 @@ def fallback(
     else:
         engine = BatchedEngine(model, inputs, select, reason, batch_dim)
     if forced:
-        message = f"'{asked}' unavailable: {reason}; falling back to '{engine.name}'"
-        _warn(message, stacklevel=6 if asked == "cached" else 5)
+        _warn(f"{reason}; falling back to '{engine.name}'", stacklevel=depth)
     return engine
 
 

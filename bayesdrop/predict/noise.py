@@ -255,7 +255,7 @@ def check_noise(
         Model inputs as for :func:`bayesdrop.mc_predict`.
     num_samples, max_rows : int
         Samples per mode and rows of ``x`` used.
-    engine : {"auto", "loop", "batched", "cached"}
+    engine : {"auto", "loop", "batched", "cached", "hooked"}
         The engine to test.
     output, task, class_dim, batch_dim, tau
         As in :func:`bayesdrop.mc_predict`.

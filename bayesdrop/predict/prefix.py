@@ -91,6 +91,17 @@ def _rng_states(device: torch.device) -> list[Tensor]:
     return states
 
 
+def _rng_moved(device: torch.device, states: list[Tensor]) -> bool:
+    """Whether the random state moved since ``states``; if so it is put back (a refused
+    capture leaves the stream as it found it, for the engine that runs instead)."""
+    if all(torch.equal(a, b) for a, b in zip(states, _rng_states(device), strict=True)):
+        return False
+    torch.set_rng_state(states[0])
+    if len(states) > 1:
+        torch.get_device_module(device).set_rng_state(states[1], device)
+    return True
+
+
 def capture(model: nn.Module, inputs: ModelInputs, record: bool) -> Capture:
     """Run ``model`` on ``inputs`` until its first stochastic block; raise
     :class:`CacheUnavailable` where the prefix draws random numbers or no block is found."""
@@ -138,6 +149,7 @@ def capture(model: nn.Module, inputs: ModelInputs, record: bool) -> Capture:
     finally:
         for handle in handles:
             handle.remove()
+    moved = _rng_moved(device, states)
     around = [names[id(f.module)] for f in stack if is_stochastic(f.module)]
     if around:
         raise CacheUnavailable(
@@ -151,7 +163,7 @@ def capture(model: nn.Module, inputs: ModelInputs, record: bool) -> Capture:
         raise CacheUnavailable(f"noise before the first stochastic block, in {where[:200]}")
     if not seen:
         raise CacheUnavailable("no block of a chain that holds noise ran in the forward pass")
-    if any(not torch.equal(a, b) for a, b in zip(states, _rng_states(device), strict=True)):
+    if moved:
         raise CacheUnavailable(
             "the code before the first stochastic block draws random numbers (the random "
             "state moved: LayerDrop, or a draw the recorder does not see)"

@@ -64,7 +64,8 @@ class ClassificationPrediction:
     probs_std_error, mutual_information_std_error : Tensor or None
         Monte-Carlo standard errors, set with ``num_samples="auto"``.
     engine : str or None
-        The engine that drew the samples (``"loop"``, ``"batched"``, ``"cached"``).
+        The engine that drew the samples (``"loop"``, ``"batched"``, ``"cached"``,
+        ``"hooked"``).
     engine_reason : str
         Why that engine was chosen, e.g. why tracing fell back to ``"batched"``.
     target : Tensor or None
