@@ -426,3 +426,36 @@ def test_rejection_curve_display():
     assert len(lines) == 2 and f"{curve.aurc:.4f}" in disp.ax_.get_title()
     with pytest.raises(BayesdropTypeError, match=r"`curve`.*RejectionCurve"):
         bayesdrop.calibration.RejectionCurveDisplay(curve.accuracy)
+
+
+def test_every_metric_the_html_report_shows_is_defined():
+    """Each row of the classification and regression reports (with OOD scores and conformal
+    sections) has a glossary definition, shown as the row's tooltip and in the glossary."""
+    import html as html_lib
+
+    from bayesdrop.calibration._html import definition
+    from bayesdrop.conformal import SplitConformalClassifier, SplitConformalRegressor
+
+    gen = torch.Generator().manual_seed(3)
+    probs = torch.randn(400, 4, generator=gen).softmax(-1)
+    y = torch.randint(0, 4, (400,), generator=gen)
+    sets = SplitConformalClassifier("aps", alpha=0.1).fit(probs[:200], y[:200])
+    samples = torch.randn(20, 300, generator=gen, dtype=torch.float64)
+    pred = bayesdrop.RegressionPrediction.from_samples(samples, tau=2.0)
+    target = torch.randn(300, generator=gen, dtype=torch.float64)
+    intervals = SplitConformalRegressor().fit(pred, target)
+    reports = [
+        CalibrationReport.from_predictions(
+            probs[200:], y[200:], ood_scores=torch.rand(50, generator=gen), conformal=sets
+        ),
+        bayesdrop.RegressionReport.from_predictions(pred, target=target, conformal=intervals),
+    ]
+    for report in reports:
+        page = report.to_html()
+        for label, _ in report._rows():
+            found = definition(label)
+            assert found is not None, f"no definition for the row {label!r}"
+            term, text = found
+            assert f'<td title="{html_lib.escape(text)}">{html_lib.escape(label)}</td>' in page
+            assert f"<dt>{html_lib.escape(term)}</dt>" in page
+    assert definition("a metric nobody defined") is None

@@ -274,12 +274,22 @@ class ClasswiseReliabilityDisplay:
         if figure is None:
             figure = _new_figure((2.2 * cols + 0.6, 2.3 * rows + 0.6) if small else (9.0, 4.0))
         self.figure_ = figure
-        axes = figure.subplots(rows, cols, squeeze=False).reshape(-1)
+        # small multiples share their axes: tick labels on the outer panels, one axis label
+        share = {"sharex": True, "sharey": True} if small else {}
+        axes = figure.subplots(rows, cols, squeeze=False, **share).reshape(-1)
         if small:
             for c, ax in enumerate(axes[:num_classes]):
                 self._curve(ax, self.stats[c], f"class {c}: ECE {self.class_ece[c]:.3f}")
+                ax.set_xlabel("")
+                ax.set_ylabel("")
+                ax.tick_params(labelsize=8)
+            for c, ax in enumerate(axes):
+                # a panel's x tick labels show where no panel lies below it
+                ax.tick_params(labelbottom=c + cols >= num_classes, labelleft=c % cols == 0)
             for ax in axes[num_classes:]:
                 ax.set_visible(False)
+            figure.supxlabel("predicted p(class)", fontsize="small")
+            figure.supylabel("observed frequency", fontsize="small")
             self.axes_ = list(axes[:num_classes])
         else:
             pooled = self.stats[0]
