@@ -43,7 +43,11 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_gallery.gen_gallery",
     "myst_parser",  # renders CHANGELOG.md into changelog.rst
+    "sphinx_copybutton",
 ]
+# the copy button copies code without its prompts (">>> ", "... ", "$ ") and doctest output
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
 
 autosummary_generate = True
 # Every cross-reference to bayesdrop must resolve (-n with -W). Not checked: other projects'
@@ -165,8 +169,10 @@ def setup(app) -> None:
 
 html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
-html_title = "bayesdrop"
+html_title = f"bayesdrop {release}"
 html_theme_options = {
+    # the version beside the name in the header
+    "logo": {"text": f"bayesdrop {release}"},
     "icon_links": [
         {"name": "Source code", "url": REPOSITORY_URL, "icon": "fa-brands fa-github"},
     ],
