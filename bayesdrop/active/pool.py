@@ -96,7 +96,7 @@ def score_pool(
     num_samples: int = 20,
     batch_size: int = 256,
     seed: int | None = None,
-    engine: Literal["auto", "loop", "batched", "cached"] = "auto",
+    engine: Literal["auto", "loop", "batched", "cached", "hooked"] = "auto",
     consistent: bool = True,
     progress: bool = True,
 ) -> PoolScores:
@@ -177,7 +177,7 @@ def acquire(
     num_configs: int = 1000,
     batch_size: int = 256,
     seed: int | None = None,
-    engine: Literal["auto", "loop", "batched", "cached"] = "auto",
+    engine: Literal["auto", "loop", "batched", "cached", "hooked"] = "auto",
     consistent: bool = True,
     progress: bool = True,
 ) -> Acquisition:
