@@ -38,7 +38,7 @@ SIDEWAYS = {
 LONG = {
     "nn/sampling.py": 500,
     "nn/rnn.py": 440,
-    "nn/convert.py": 430,
+    "nn/convert.py": 440,  # 434: the to="mc" KL paragraph and example (issue 26)
     "predict/engines.py": 440,
     "calibration/report.py": 470,
     "calibration/inputs.py": 430,
