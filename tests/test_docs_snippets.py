@@ -128,9 +128,9 @@ def test_convert_to_mc_carries_no_kl_as_the_page_says():
     assert "carry a KL term to a prior" not in text
 
 
-def test_troubleshooting_quotes_the_zero_spread_error():
-    """The message the troubleshooting page quotes is the one mc_predict raises (triggered on
-    probabilities that are exactly equal: two classes, zero logits)."""
+def test_troubleshooting_quotes_the_errors_as_raised():
+    """The messages the troubleshooting page quotes are the ones mc_predict raises (the zero
+    spread triggered on probabilities that are exactly equal: two classes, zero logits)."""
 
     class Unused(nn.Module):
         def __init__(self):
@@ -150,4 +150,10 @@ def test_troubleshooting_quotes_the_zero_spread_error():
     )
     assert str(info.value).startswith(quoted)
     page = " ".join((DOCS / "user_guide/troubleshooting.rst").read_text().split())
+    assert quoted in page
+    no_noise = nn.Sequential(nn.Linear(4, 2)).eval()
+    with pytest.raises(ValueError) as info:
+        bayesdrop.mc_predict(no_noise, torch.randn(3, 4), num_samples=8)
+    quoted = "Expected `model` to be a model with at least one dropout with a non-zero rate"
+    assert str(info.value).startswith(quoted + ", but got a model with none.")
     assert quoted in page
