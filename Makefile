@@ -81,6 +81,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bandit.py --quick
 	$(BIN)/python benchmarks/concrete_fashion.py --quick
 	$(BIN)/python benchmarks/distributed.py --quick
+	$(BIN)/python benchmarks/conformal.py --quick
+	$(BIN)/python benchmarks/generate.py --quick
+	$(BIN)/python benchmarks/hooked_engine.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
