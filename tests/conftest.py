@@ -16,6 +16,32 @@ for _name in ("torchvision._meta_registrations", "torchvision._autograd_registra
     sys.modules.setdefault(_name, types.ModuleType(_name))
 
 
+#: The tests that take the longest (over ~7 s each on two workers in ``pytest --durations``:
+#: the fresh-interpreter docstring run, the model zoo, torch.distributed jobs of several
+#: processes, the tutorials, the console command as a subprocess). They are marked ``slow``
+#: here, in one place, so that ``pytest -m "not slow"`` is the quick local lane
+#: (CONTRIBUTING.md); ``make test`` and CI run everything.
+SLOW = (
+    "test_docstring_examples.py::test_docstring_examples_pass_in_a_fresh_interpreter",
+    "test_predict_zoo.py::",
+    "test_convert_zoo.py::",
+    "test_predict_distributed.py::",
+    "test_calibration_streaming.py::test_two_processes",
+    "test_calibration_streaming.py::test_sync_with",
+    "test_conformal.py::test_sharded",
+    "test_tutorials.py::",
+    "test_cli.py::test_the_console_command_as_a_subprocess",
+    "test_uci_benchmark.py::",
+    "test_pyro.py::test_mean_field_fits_and_predicts",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(part in item.nodeid for part in SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     """Every test starts from the same random state (the docstring examples seed themselves)."""

@@ -37,7 +37,6 @@ def test_user_code_and_the_readme_snippet_type_check(tmp_path):
     rc, out = run_mypy(ROOT / "tests" / "type_checks" / "user_code.py", snippet, wrong)
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert rc == 1 and len(errors) == 1, out
-    assert (
-        errors[0].startswith(str(wrong))
-        and '"RegressionPrediction" has no attribute "probs"' in errors[0]
-    )
+    # (the path may be an earlier run's: mypy's cache keys files by module name and content)
+    assert "wrong.py:6: error:" in errors[0], out
+    assert '"RegressionPrediction" has no attribute "probs"' in errors[0], out
