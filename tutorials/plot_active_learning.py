@@ -15,8 +15,8 @@ small CNN retrained every round. Claims shown and checked with ``assert`` at the
 
 1. every method's test accuracy rises with the labels it acquires (full run only: the smoke run
    trains too briefly);
-2. with exact copies of the most uncertain image in the pool, top-k BALD spends its batch on
-   the copies while BatchBALD takes one (full run only, it needs a trained model);
+2. with exact copies of the most uncertain image in the pool, top-k BALD spends its whole batch
+   on the copies while BatchBALD takes at most two (full run only, it needs a trained model);
 3. no image is ever acquired twice (both runs).
 
 Set ``BAYESDROP_SMOKE=1`` for a fast run and ``BAYESDROP_DATA`` to the folder holding
@@ -127,9 +127,11 @@ fig.suptitle("first acquired batch (title: true label)")
 # Exact copies in the pool
 # ------------------------
 # Put four copies of the pool's most uncertain image (by BALD) beside it. Top-k BALD scores
-# each copy alone and takes them all; BatchBALD sees that a second label of the same image
-# says little new about the weights. BatchBALD needs the same dropout mask for every image of
-# one MC sample; :func:`~bayesdrop.active.score_pool` arranges that
+# each copy alone and takes them all; BatchBALD scores the batch jointly and sees that a second
+# label of the same image says less about the weights than the first (not nothing: where the
+# model is unsure of the label itself, two draws of it are not the same draw), so it takes one
+# or two copies and spends the rest of its batch elsewhere. BatchBALD needs the same dropout
+# mask for every image of one MC sample; :func:`~bayesdrop.active.score_pool` arranges that
 # (:func:`~bayesdrop.active.consistent_masks`).
 
 model = train(splits["bald"].labelled, splits["bald"].labelled)
@@ -157,5 +159,5 @@ for method, split in splits.items():
 if not smoke:
     for method, c in curves.items():
         assert c.values[-1] > c.values[0] + 0.1, (method, c.values)  # claim 1
-    assert picked["bald"] == 5 and picked["batchbald"] == 1, picked  # claim 2
+    assert picked["bald"] == 5 and picked["batchbald"] <= 2, picked  # claim 2
 print(f"run time {time.perf_counter() - start_time:.0f} s")
