@@ -79,8 +79,8 @@ class SplitConformalClassifier:
         A label (e.g. ``-100``) whose points are left out of calibration; at prediction, such
         points (when ``target`` is given to :meth:`predict_sets`) get an all-False set.
     chunk_bytes : int, default 67108864
-        (64 MiB) Working memory of :meth:`predict_sets` beyond its boolean ``(N, C)`` output: the test
-        points are scored in chunks of ``max(1, chunk_bytes // (C (3 b + 1)))`` rows (``b``
+        (64 MiB) Working memory of :meth:`predict_sets` beyond its boolean ``(N, C)`` output:
+        the test points are scored in chunks of ``max(1, chunk_bytes // (C (3 b + 1)))`` rows (``b``
         bytes per float; ``C (4 b + 26)`` for APS/RAPS with ``mondrian``), so the extra memory
         is O(chunk x C) whatever ``N``. The sets do not depend on it. APS/RAPS sets need no
         index sort: a set is a prefix of the ranking, found from the sorted probabilities'
