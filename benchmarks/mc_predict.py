@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 import bayesdrop
+from bayesdrop.predict.engines import repeat_batch  # the engine's own sample-major repeat
 
 S = 64
 
@@ -116,7 +117,7 @@ def limit_parts(model, x):
         done = 0
         while done < S:
             step = min(k, S - done)
-            model.head(h.repeat(step, *([1] * (h.dim() - 1))))
+            model.head(repeat_batch(h, step))
             done += step
         end = time.perf_counter()
     return end - start, mid - start, end - mid
@@ -328,9 +329,8 @@ def _limit(model, x, n: int) -> float | None:
     k = engine_chunk(n)
 
     def repeat(v, step):
-        if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n:
-            return v.repeat(step, *([1] * (v.dim() - 1)))
-        return v
+        batched = isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n
+        return repeat_batch(v, step) if batched else v
 
     with torch.no_grad(), bayesdrop.sampling(model):
         start = time.perf_counter()
