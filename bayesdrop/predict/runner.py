@@ -263,7 +263,7 @@ def _rows_of_work(model: nn.Module, inputs: ModelInputs) -> tuple[int, str]:
     if any(isinstance(m, recurrent) for m in model.modules()):
         return inputs.n, ""
     per_row = [
-        t[0].numel() if inputs.batch_dim == 0 else t.select(inputs.batch_dim, 0).numel()
+        t.select(inputs.batch_dim, 0).numel()
         for t in inputs.tensors()
         if t.dim() > inputs.batch_dim + 1
         and not (t.is_floating_point() or t.is_complex())
