@@ -18,9 +18,10 @@ from torch import Tensor, nn
 
 from bayesdrop._validation import fail
 from bayesdrop.nn.noise_calls import functional_noise
-from bayesdrop.nn.sampling import _kind, is_stochastic, noise_scope, sampling
+from bayesdrop.nn.sampling import is_stochastic, noise_scope, sampling
 from bayesdrop.predict.cached import CachedPlan, CacheUnavailable, build_plan, contains_size
 from bayesdrop.predict.io import ModelInputs
+from bayesdrop.predict.statekey import Snapshot, fingerprint, value_key
 
 if TYPE_CHECKING:
     from bayesdrop.predict.hooked import HookedEngine
@@ -110,9 +111,13 @@ class BatchedEngine:
         select: Select,
         reason: str = "",
         batch_dim: int = 0,
+        plan: CachedPlan | None = None,
     ) -> None:
         self.model, self.inputs, self.select, self.reason = model, inputs, select, reason
         self.batch_dim = batch_dim
+        # a trace of the whole model, where one was made: the first-call check reads its draws
+        # from the graph instead of recording a pass (predict/selfcheck.py)
+        self.plan = plan
 
     def sample(self, k: int) -> Output:
         repeated = self.inputs.map(lambda t: repeat_batch(t, k, self.batch_dim))
@@ -202,7 +207,8 @@ class PlanSource:
     and what the first calls found out about the model's noise."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.model = model
+        # held weakly: a PlanSource is the value of a weak dictionary keyed by the model
+        self._model = weakref.ref(model)
         self._plans: dict[tuple, CachedPlan | CacheUnavailable] = {}
         self.validated: set[tuple] = set()
         self.checked = False  # the model passed check_model (it has dropout)
@@ -211,6 +217,13 @@ class PlanSource:
         self.scope_checked = self.one_per_pass is not None  # the run-time check has been done
         self.hooked: dict[tuple, bool | str] = {}  # per signature: validated, or why not
 
+    @property
+    def model(self) -> nn.Module:
+        model = self._model()
+        if model is None:  # pragma: no cover - a caller holds the model while it predicts
+            raise ReferenceError("the model of this PlanSource was deleted")
+        return model
+
     def get(self, inputs: ModelInputs | None = None) -> CachedPlan:
         key = input_signature(inputs)
         found = self._plans.get(key)
@@ -218,14 +231,15 @@ class PlanSource:
             try:
                 found = build_plan(self.model, inputs)
             except CacheUnavailable as exc:
-                found = exc
+                # kept without its traceback, whose frames hold the model (and the inputs)
+                found = CacheUnavailable(*exc.args)
             self._plans[key] = found
         if isinstance(found, CacheUnavailable):
             raise found
         return found
 
     def invalidate(self, error: CacheUnavailable, inputs: ModelInputs | None = None) -> None:
-        self._plans[input_signature(inputs)] = error
+        self._plans[input_signature(inputs)] = CacheUnavailable(*error.args)
 
 
 def one_per_pass_reason(model: nn.Module) -> str | None:
@@ -244,91 +258,6 @@ def one_per_pass_reason(model: nn.Module) -> str | None:
 
 
 _PLAN_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_STANDARD_KEYS = frozenset(nn.Module().__dict__)
-_SCALARS = (bool, int, float, complex, str, bytes, torch.dtype, torch.device, type(None))
-_SCALAR_TYPES = frozenset(_SCALARS)
-
-
-def _value_key(value: object, depth: int = 0) -> object:
-    """What a plain attribute contributes to the fingerprint: scalars by value, containers of
-    them by their items, tensors, modules and other objects by identity."""
-    kind = type(value)
-    if kind in _SCALAR_TYPES:
-        return value
-    if isinstance(value, (tuple, list)) and _SCALAR_TYPES.issuperset(map(type, value)):
-        # scalars in a tuple are compared by value as they are; a list is copied
-        return value if kind is tuple else (kind.__name__, *value)
-    if isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, Tensor):
-        return ("tensor", id(value))
-    if isinstance(value, (tuple, list)) and depth < 2 and len(value) <= 32:
-        return (type(value).__name__, *(_value_key(v, depth + 1) for v in value))
-    if isinstance(value, dict) and depth < 2 and len(value) <= 32:
-        return ("dict", *((k, _value_key(v, depth + 1)) for k, v in value.items()))
-    return ("object", id(value))
-
-
-def _plain_key(state: dict) -> tuple:
-    """A module's plain attributes (not the standard ``nn.Module`` ones): their names and
-    values, scalars as they are (a fast path in C for modules with only scalar attributes),
-    anything else through :func:`_value_key`."""
-    keys = state.keys() - _STANDARD_KEYS
-    if not keys:
-        return ()
-    names = tuple(keys)  # the set's order follows the dict's: a re-ordered dict only re-traces
-    values = tuple(map(state.__getitem__, names))
-    if not _SCALAR_TYPES.issuperset(map(type, values)):
-        values = tuple(map(_value_key, values))
-    return (len(names), *names, *values)
-
-
-def _fingerprint(model: nn.Module) -> tuple:
-    """Everything ``forward`` can read besides parameter values and buffer contents: each
-    module's identity, class ``forward`` and rate, its plain attributes (flags, temperatures,
-    sizes, ...) by value, the identity of its parameters, buffers, children and other
-    attributes (a re-assigned buffer is a new object) and its hooks. A change re-traces the
-    model and re-runs the first-call checks. In-place changes of parameters and buffers need
-    none: the traced halves read them when they run.
-
-    One flat tuple for the whole model (each group led by its length), built with C-level
-    unpacking: it is checked on every call, so its cost counts against a warm call."""
-    key: list = []
-    seen: set[int] = set()
-    stack: list = [model]
-    while stack:  # depth first, without building the dotted names of named_modules()
-        module = stack.pop()
-        if module is None or id(module) in seen:
-            continue
-        seen.add(id(module))
-        state = module.__dict__
-        params, buffers, children = state["_parameters"], state["_buffers"], state["_modules"]
-        hooks, pre_hooks = state["_forward_hooks"], state["_forward_pre_hooks"]
-        plain = _plain_key(state)
-        key.extend(
-            (
-                id(module),
-                type(module).forward,
-                bool(_kind(module)[0]) and is_stochastic(module),  # rates of noise modules only
-                len(plain),
-                *plain,
-                len(params),
-                *params,
-                *map(id, params.values()),
-                len(buffers),
-                *buffers,
-                *map(id, buffers.values()),
-                len(children),
-                *children,
-                *map(id, children.values()),
-                len(hooks),
-                *hooks,
-                len(pre_hooks),
-                *pre_hooks,
-            )
-        )
-        stack.extend(reversed(children.values()))
-    return tuple(key)
 
 
 def input_signature(inputs: ModelInputs | None) -> tuple:
@@ -337,7 +266,7 @@ def input_signature(inputs: ModelInputs | None) -> tuple:
         return ()
 
     def one(value: object) -> object:
-        return "<tensor>" if isinstance(value, Tensor) else _value_key(value)
+        return "<tensor>" if isinstance(value, Tensor) else value_key(value)
 
     return (
         tuple(one(a) for a in inputs.args),
@@ -346,14 +275,17 @@ def input_signature(inputs: ModelInputs | None) -> tuple:
 
 
 def plan_source(model: nn.Module) -> PlanSource:
-    """The model's :class:`PlanSource`, reused while its :func:`fingerprint <_fingerprint>`
-    stays the same (checked on every call)."""
-    key = _fingerprint(model)
+    """The model's :class:`PlanSource`, reused while its :func:`fingerprint
+    <bayesdrop.predict.statekey.fingerprint>` stays the same (checked on every call: first by
+    identity against a :class:`~bayesdrop.predict.statekey.Snapshot` of what it read, and where
+    some object was replaced, by building the fingerprint again)."""
     cached = _PLAN_SOURCES.get(model)
-    if cached is None or cached[0] != key:
-        cached = (key, PlanSource(model))
-        _PLAN_SOURCES[model] = cached
-    return cached[1]
+    if cached is not None and cached[0].same(model):
+        return cached[1]
+    key = fingerprint(model)  # the old snapshot still holds the objects whose ids it has
+    source = cached[1] if cached is not None and cached[0].key == key else PlanSource(model)
+    _PLAN_SOURCES[model] = (Snapshot(model, key), source)
+    return source
 
 
 def _refuse_batched(reason: str) -> None:
@@ -380,9 +312,8 @@ def _cached_or_fallback(
         if plan.trunk_ops == 0 and not forced:
             if one is not None:
                 return LoopEngine(model, inputs, select, f"auto: one sample per pass: {one}")
-            return BatchedEngine(
-                model, inputs, select, "auto: no computation precedes the first dropout", batch_dim
-            )
+            why = "auto: no computation precedes the first dropout"
+            return BatchedEngine(model, inputs, select, why, batch_dim, plan=plan)
         reason = "forced" if forced else "auto: the model traces"
         if one is not None:
             reason += f"; one sample per head pass: {one}"
