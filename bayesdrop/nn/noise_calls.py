@@ -12,9 +12,10 @@ the predictor can tell noise drawn once per call from noise drawn per row.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -86,8 +87,7 @@ RANDOM_METHODS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Draw:
+class Draw(NamedTuple):
     """One random draw: the innermost module of ``model`` running when it happened (``""``
     when none was), the function's name, the number of values drawn and the shape of the
     result (``()`` for a draw that returns no tensor), and whether its input is (a view of) one
@@ -128,6 +128,25 @@ def _rate(func: object, args: tuple, kwargs: dict) -> float:
     return float(p)
 
 
+_MAY_DRAW = NOISE_FUNCTIONS | {F.scaled_dot_product_attention}
+
+
+_MAY_DRAW_SEEN: dict[object, bool] = {}
+
+
+def _may_draw(func: object) -> bool:
+    """A cheap filter before :func:`_draws` (a recorder sees every torch call of a pass): one
+    dictionary look-up per function once it has been seen."""
+    try:
+        return _MAY_DRAW_SEEN[func]
+    except KeyError:  # not seen yet
+        found = func in _MAY_DRAW or getattr(func, "__name__", "") in RANDOM_METHODS
+        _MAY_DRAW_SEEN[func] = found
+        return found
+    except TypeError:  # not hashable: no torch function is, but a handler sees anything
+        return getattr(func, "__name__", "") in RANDOM_METHODS
+
+
 def _draws(func: object, args: tuple, kwargs: dict, forced: bool) -> bool:
     """Whether a call draws random numbers; ``forced``: a dropout-family call runs as in
     training whatever its argument says."""
@@ -147,9 +166,10 @@ class FunctionalNoise(TorchFunctionMode):
     Every call of ``F.dropout``, ``F.dropout1d/2d/3d``, ``F.alpha_dropout``,
     ``F.feature_alpha_dropout``, ``F.rrelu`` (and ``torch.dropout`` and its kin) made inside
     the block runs with ``training=True``, whichever module makes it. With ``record=True``,
-    :attr:`draws` lists every random draw; ``names`` maps modules to their names in the model,
-    and :meth:`enter` / :meth:`leave` (called by forward hooks) keep the stack of running
-    modules.
+    :attr:`draws` lists every random draw; ``names`` maps modules (by ``id``) to their names in
+    the model, and a draw is attributed to the innermost module whose method is running when it
+    happens (read from the Python stack at the draw: no hooks slow every module call of the
+    pass).
     """
 
     def __init__(
@@ -163,8 +183,8 @@ class FunctionalNoise(TorchFunctionMode):
         self.record, self.names, self.force, self.model = record, names or {}, force, model
         self.draws: list[Draw] = []
         self.paused = False
-        self._stack: list[tuple[str, type]] = []
         self._state: frozenset[int] | None = None  # storages of the model's tensors, when asked
+        self.modules: list[nn.Module] = []  # the model's modules (set with ``names``)
 
     def _forced_below(self) -> bool:
         """Whether a mode entered before this one runs the dropout-family calls as in training."""
@@ -177,19 +197,29 @@ class FunctionalNoise(TorchFunctionMode):
         if self._state is None:
             with torch._C.DisableTorchFunction():
                 tensors: list[Tensor] = []
-                if self.model is not None:
-                    tensors = [*self.model.parameters(), *self.model.buffers()]
+                if self.model is not None:  # the modules named, through their own dicts
+                    for m in self.modules:
+                        tensors += [t for t in m._parameters.values() if t is not None]
+                        tensors += [t for t in m._buffers.values() if t is not None]
                 self._state = frozenset(_storage(t) for t in tensors) - {0, -1}
         return self._state
 
-    def enter(self, module: nn.Module) -> None:
-        name = self.names.get(id(module))
-        if name is not None:
-            self._stack.append((name, type(module)))
-
-    def leave(self, module: nn.Module) -> None:
-        if id(module) in self.names and self._stack:
-            self._stack.pop()
+    def _where(self) -> tuple[str, type | None]:
+        """The name and class of the innermost module of the model with a method on the stack
+        (``("", None)`` when none is): the module that made the draw being recorded."""
+        names = self.names
+        if not names:
+            return "", None
+        frame = sys._getframe(2)  # the caller of __torch_function__
+        while frame is not None:
+            code = frame.f_code
+            if code.co_argcount and code.co_varnames[0] == "self":
+                owner = frame.f_locals.get("self")
+                name = names.get(id(owner))
+                if name is not None:
+                    return name, type(owner)
+            frame = frame.f_back  # type: ignore[assignment]
+        return "", None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -198,9 +228,16 @@ class FunctionalNoise(TorchFunctionMode):
         if self.force and func in _TRAINING_ARG:
             args, kwargs = _with_training(func, args, kwargs)
         out = func(*args, **kwargs)
-        if self.record:
-            if _draws(func, args, kwargs, self._forced_below()):
-                where, owner = self._stack[-1] if self._stack else ("", None)
+        if self.record and _may_draw(func):
+            # whether a mode below forces training matters only for a call that says training
+            # off (this mode, when it forces, has already switched the call's argument on)
+            forced = (
+                func in _TRAINING_ARG
+                and not _training_on(func, args, kwargs)
+                and self._forced_below()
+            )
+            if _draws(func, args, kwargs, forced):
+                where, owner = self._where()
                 name = getattr(func, "__name__", str(func))
                 first = args[0] if args else next(iter(kwargs.values()), None)
                 on_state = name in PER_ELEMENT_FUNCTIONS and isinstance(first, Tensor)
@@ -226,63 +263,46 @@ def functional_noise(
     record: bool = False, model: nn.Module | None = None, force: bool = True
 ) -> Iterator[FunctionalNoise]:
     """The :class:`FunctionalNoise` mode for a block; with ``record`` and ``model``, draws are
-    attributed to ``model``'s modules (global forward hooks for the block only); with
+    attributed to ``model``'s modules; with
     ``force=False`` calls run as given (recording only).
 
     A recorder (``record=True, force=False``) opened inside :func:`.sampling` borrows the
     sampling's own mode instead of stacking a second one (every torch call made through a
     ``TorchFunctionMode`` pays a Python call, and a second mode doubles that cost); the
     recorder it yields then holds the block's draws without being a mode itself."""
-    names = module_names(model) if record and model is not None else {}
+    pairs = list(model.named_modules()) if record and model is not None else []
+    names = {id(m): name or "(model)" for name, m in pairs}
+    modules = [m for _, m in pairs]
     host = _ACTIVE[-1] if _ACTIVE else None
     if record and not force and host is not None and not host.paused and not host.record:
-        with _borrowed(host, names, model) as view:
+        with _borrowed(host, names, model, modules) as view:
             yield view
         return
     mode = FunctionalNoise(record=record, names=names, force=force, model=model)
+    mode.modules = modules
     _ACTIVE.append(mode)
     try:
-        with mode, _attributed(mode, names):
+        with mode:
             yield mode
     finally:
         _ACTIVE.remove(mode)
 
 
 @contextmanager
-def _attributed(mode: FunctionalNoise, names: dict[int, str]) -> Iterator[None]:
-    """Global forward hooks that keep ``mode``'s stack of running modules (none without
-    ``names``)."""
-    if not names:
-        yield
-        return
-    hooks = nn.modules.module
-    handles = [
-        hooks.register_module_forward_pre_hook(lambda m, _i: mode.enter(m)),
-        hooks.register_module_forward_hook(lambda m, _i, _o: mode.leave(m), always_call=True),
-    ]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextmanager
 def _borrowed(
-    host: FunctionalNoise, names: dict[int, str], model: nn.Module | None
+    host: FunctionalNoise, names: dict[int, str], model: nn.Module | None, modules: list
 ) -> Iterator[FunctionalNoise]:
     """``host`` records for the block; the yielded recorder (not itself a mode) holds the draws
     afterwards."""
     view = FunctionalNoise(record=True, names=names, force=False, model=model)
-    saved = (host.names, host.draws, host._stack, host.model, host._state)
-    host.record, host.names, host.draws, host._stack = True, names, view.draws, []
-    host.model, host._state = model, None
+    saved = (host.names, host.draws, host.model, host._state, host.modules)
+    host.record, host.names, host.draws = True, names, view.draws
+    host.model, host._state, host.modules = model, None, modules
     try:
-        with _attributed(host, names):
-            yield view
+        yield view
     finally:
         host.record = False
-        host.names, host.draws, host._stack, host.model, host._state = saved
+        host.names, host.draws, host.model, host._state, host.modules = saved
 
 
 @contextmanager
