@@ -7,11 +7,12 @@ For each model, in one process with one thread and interleaved rounds (the media
 * ``first / warm``: a call at S = 64 on a model seen for the first time (tracing, validation
   and the first-call check of replicated passes included) over a call on a model whose plans
   are cached;
-* ``check / warm``: what the first-call check adds (the check's pass of 64 samples, recorded,
-  and its dropped pass of one sample where one is needed, minus a plain pass of the same 64
-  samples on the same engine), over a warm call. Both passes are timed ``--reps`` times per
-  round, interleaved, and the fastest of each is taken: a difference of two first calls has
-  the noise of two traces, larger than the check itself;
+* ``check / warm``: what the first-call check adds (the check's pass of 64 samples, read
+  from the graph or recorded, and its dropped pass of one sample where one is needed, minus a
+  plain pass of the same 64 samples on the same engine), over a warm call. Both passes are
+  timed ``--reps`` times per round, in pairs of alternating order, and the median of the pairs' differences is
+  taken: a difference of two first calls has the noise of two traces, larger than the check
+  itself;
 * ``fingerprint / warm``: the per-call look-up of the model's plans (``plan_source``, which
   fingerprints every module's state) over a warm call;
 * ``auto / min(loop, batched)``: never above 1 is the target.
@@ -63,12 +64,37 @@ def models() -> dict:
     )  # fmt: skip
     bert = transformers.BertForSequenceClassification(config)
     ids = {"input_ids": torch.randint(0, 100, (8, 16))}
+
+    class Recurrent(nn.Module):  # the smallest calls: the check's fixed cost shows most here
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(6, 16, num_layers=2, dropout=0.3, batch_first=True)
+            self.drop = nn.Dropout(0.3)
+            self.out = nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.out(self.drop(self.lstm(x)[0]))
+
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Linear(6, 16)
+            layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.2, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.out = nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.out(self.encoder(self.embed(x)))
+
+    per_step = {"class_dim": -1}
     return {
-        "mlp": (mlp.eval(), torch.randn(64, 32)),
-        "vgg11": (vgg.eval(), torch.randn(8, 3, 32, 32)),
-        "timm_resnet18_drop_rate": (resnet.eval(), torch.randn(8, 3, 32, 32)),
-        "timm_vit_tiny": (vit.eval(), torch.randn(8, 3, 32, 32)),
-        "bert": (bert.eval(), ids),
+        "mlp": (mlp.eval(), torch.randn(64, 32), {}),
+        "vgg11": (vgg.eval(), torch.randn(8, 3, 32, 32), {}),
+        "timm_resnet18_drop_rate": (resnet.eval(), torch.randn(8, 3, 32, 32), {}),
+        "timm_vit_tiny": (vit.eval(), torch.randn(8, 3, 32, 32), {}),
+        "bert": (bert.eval(), ids, {}),
+        "torch_lstm (2 x 5 steps)": (Recurrent().eval(), torch.randn(2, 5, 6), per_step),
+        "torch_transformer_encoder": (Encoder().eval(), torch.randn(2, 5, 6), per_step),
     }
 
 
@@ -102,14 +128,22 @@ def first_call_and_check(model, x, reps: int, runs: dict, **opts) -> None:
         return
     engine, n, fork = seen["engine"], seen["n"], seen["fork"]
     with torch.no_grad(), prediction_mode(fresh):
-        for _ in range(reps):
-            runs.setdefault("check", []).append(timed(lambda: checked(fresh, engine, S, n, fork)))
-            runs.setdefault("plain", []).append(timed(lambda: engine.sample(S)))
+        for i in range(reps):  # in pairs, the order alternating (each order has its own bias)
+            check = timed(lambda: checked(fresh, engine, S, n, fork)) if i % 2 else None
+            plain = timed(lambda: engine.sample(S))
+            if check is None:
+                check = timed(lambda: checked(fresh, engine, S, n, fork))
+            runs.setdefault("check", []).append(check)
+            runs.setdefault("plain", []).append(plain)
 
 
 def check_cost(runs: dict) -> float:
-    """What the check adds to a first call, in seconds (fastest check minus fastest plain)."""
-    return min(runs["check"]) - min(runs["plain"]) if "check" in runs else 0.0
+    """What the check adds to a first call, in seconds: the median over interleaved pairs of a
+    checked pass minus the plain pass next to it (pairs cancel the drift of a busy machine;
+    the median of the differences is steadier than a difference of two minima)."""
+    if "check" not in runs:
+        return 0.0
+    return statistics.median(c - p for c, p in zip(runs["check"], runs["plain"], strict=True))
 
 
 def main() -> None:
@@ -117,35 +151,42 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=10, help="check passes per round")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--models", nargs="*", help="names (prefixes) of the models to run")
     args = parser.parse_args()
     torch.set_num_threads(1)
     zoo = models()
+    if args.models:
+        zoo = {k: v for k, v in zoo.items() if any(k.startswith(p) for p in args.models)}
     if args.quick:
-        zoo = {k: zoo[k] for k in ("mlp", "timm_resnet18_drop_rate")}
+        zoo = {k: zoo[k] for k in ("mlp", "timm_resnet18_drop_rate", "torch_lstm (2 x 5 steps)")}
         args.rounds = 2
-    header = f"{'model':26s} {'auto':>7s} {'first/warm':>10s} {'check/warm':>10s}"
-    print(header + f" {'fingerprint/warm':>16s} {'auto/best':>9s}")
-    for name, (model, x) in zoo.items():
+    header = f"{'model':27s} {'auto':>7s} {'first/warm':>10s} {'check/warm':>10s}"
+    header += f" {'fingerprint/warm':>16s} {'auto/best':>9s} {'warm ms':>8s} {'look-up us':>10s}"
+    print(header)
+    for name, (model, x, opts) in zoo.items():
         runs: dict[str, list[float]] = {}
         with torch.no_grad():
-            bayesdrop.mc_predict(model, x, num_samples=S, seed=0)  # warm-up
+            bayesdrop.mc_predict(model, x, num_samples=S, seed=0, **opts)  # warm-up
             for _ in range(args.rounds):
-                first_call_and_check(model, x, args.reps, runs)
+                first_call_and_check(model, x, args.reps, runs, **opts)
                 for engine_name in ("auto", "loop", "batched"):
                     runs.setdefault(engine_name, []).append(
                         timed(
                             lambda e=engine_name: bayesdrop.mc_predict(
-                                model, x, num_samples=S, engine=e
+                                model, x, num_samples=S, engine=e, **opts
                             )
                         )
                     )
-                runs.setdefault("fingerprint", []).append(timed(lambda: plan_source(model)))
+                # the look-up takes microseconds: the mean of 50, for a reading above the clock
+                look_ups = timed(lambda: [plan_source(model) for _ in range(50)]) / 50
+                runs.setdefault("fingerprint", []).append(look_ups)
         med = {k: statistics.median(v) for k, v in runs.items()}
-        engine = bayesdrop.mc_predict(model, x, num_samples=S).engine
+        engine = bayesdrop.mc_predict(model, x, num_samples=S, **opts).engine
         print(
-            f"{name:26s} {engine:>7s} {med['first'] / med['auto']:10.2f} "
+            f"{name:27s} {engine:>7s} {med['first'] / med['auto']:10.2f} "
             f"{check_cost(runs) / med['auto']:10.3f} {med['fingerprint'] / med['auto']:16.4f} "
-            f"{med['auto'] / min(med['loop'], med['batched']):9.2f}"
+            f"{med['auto'] / min(med['loop'], med['batched']):9.2f} {med['auto'] * 1e3:8.2f} "
+            f"{med['fingerprint'] * 1e6:10.1f}"
         )
 
 
