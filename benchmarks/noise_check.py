@@ -10,9 +10,9 @@ For each model, in one process with one thread and interleaved rounds (the media
 * ``check / warm``: what the first-call check adds (the check's pass of 64 samples, read
   from the graph or recorded, and its dropped pass of one sample where one is needed, minus a
   plain pass of the same 64 samples on the same engine), over a warm call. Both passes are
-  timed ``--reps`` times per round, in pairs of alternating order, and the median of the pairs' differences is
-  taken: a difference of two first calls has the noise of two traces, larger than the check
-  itself;
+  timed ``--reps`` times per round, in pairs of alternating order, and the median of the
+  pairs' differences is taken: a difference of two first calls has the noise of two traces,
+  larger than the check itself;
 * ``fingerprint / warm``: the per-call look-up of the model's plans (``plan_source``, which
   fingerprints every module's state) over a warm call;
 * ``auto / min(loop, batched)``: never above 1 is the target.
