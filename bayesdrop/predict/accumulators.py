@@ -75,11 +75,49 @@ class _Moments:
         self.count += chunk.shape[0]
 
 
+class _Spread:
+    """Whether the raw sampled outputs (logits, regression means) vary beyond rounding: the
+    largest distance of any sample from the first one, against the outputs' magnitude. Rounding
+    alone (a repeated batch through another matrix-multiply kernel, a mean of identical values)
+    moves outputs by a few units in the last place; a spread of exactly zero in the
+    probabilities is too strict a test (their moments never are), and a saturated softmax has
+    probabilities that do not move while its logits do. Kept on the device: read once."""
+
+    #: units of the output dtype's epsilon, times the outputs' magnitude, still called rounding
+    ROUNDING = 64
+
+    def __init__(self) -> None:
+        self.ref: Tensor | None = None
+        self.dev: Tensor | None = None
+        self.scale: Tensor | None = None
+        self.eps = 0.0
+
+    def update(self, raw: Tensor) -> None:
+        finite = torch.nan_to_num(raw.detach(), nan=0.0, posinf=0.0, neginf=0.0)
+        if self.ref is None:
+            self.ref, self.eps = finite[0], torch.finfo(raw.dtype).eps
+        dev, scale = (finite - self.ref).abs().amax(), finite.abs().amax()
+        self.dev = dev if self.dev is None else torch.maximum(self.dev, dev)
+        self.scale = scale if self.scale is None else torch.maximum(self.scale, scale)
+
+    def tolerance(self, bounded: bool) -> float:
+        """The largest spread of the outputs (or, ``bounded``, of probabilities) that rounding
+        alone gives."""
+        scale = 0.0 if bounded else float(_get(self.scale))
+        return self.ROUNDING * self.eps * (1.0 + scale)
+
+    def is_rounding(self) -> bool:
+        """No output moved by more than rounding (nothing was sampled that reaches them)."""
+        dev, scale = _get(self.dev), _get(self.scale)
+        return bool(dev <= self.ROUNDING * self.eps * (1.0 + scale))
+
+
 class ClassificationAccumulator:
     """Mean probabilities, summed entropies and votes of sampled logits ``(k, N, ..., C)``."""
 
     def __init__(self, *, keep_samples: bool, std_errors: bool) -> None:
         self.moments = _Moments()
+        self.spread = _Spread()
         self.keep_samples, self.std_errors = keep_samples, std_errors
         self.entropy_sum: Tensor | None = None
         self.votes: Tensor | None = None
@@ -98,6 +136,7 @@ class ClassificationAccumulator:
                 "For regression use task='regression', for mean and log-variance heads "
                 "task='heteroscedastic'.",
             )
+        self.spread.update(logits)
         probs = _float(logits).softmax(-1)
         first = self.moments.count
         ent = BF.entropy(probs)
@@ -135,8 +174,12 @@ class ClassificationAccumulator:
         return probs_se, mi_se
 
     def has_zero_spread(self) -> bool:
-        """Every sampled probability equal across samples (nothing varied)."""
-        return bool((_get(self.moments.m2) == 0).all())
+        """No sampled logit moved beyond rounding (nothing varied; see :class:`_Spread`)."""
+        return self.spread.is_rounding()
+
+    def rounding_spread(self) -> float:
+        """The largest spread of the probabilities that rounding alone gives."""
+        return self.spread.tolerance(bounded=True)
 
     def converged(self, tolerance: float) -> bool:
         probs_se, mi_se = self.std_error()
@@ -178,6 +221,7 @@ class RegressionAccumulator:
         self.tau, self.target = tau, target
         self.keep_samples, self.std_errors = keep_samples, std_errors
         self.moments = _Moments()
+        self.spread = _Spread()
         self.log_variance_sum: Tensor | None = None
         self.log_likelihood: Tensor | None = None
         self.samples: list[Tensor] = []
@@ -203,6 +247,7 @@ class RegressionAccumulator:
 
     def update(self, output: object) -> None:
         mean, log_var = self._split(output)
+        self.spread.update(mean)
         self.moments.update(mean)
         if log_var is not None:
             self.log_variance_sum = _add(self.log_variance_sum, log_var.sum(0))
@@ -240,8 +285,12 @@ class RegressionAccumulator:
         return torch.full_like(mean, 1.0 / float(self.tau or 1.0))
 
     def has_zero_spread(self) -> bool:
-        """Every sampled prediction equal across samples (nothing varied)."""
-        return bool((_get(self.moments.m2) == 0).all())
+        """No sampled mean moved beyond rounding (nothing varied; see :class:`_Spread`)."""
+        return self.spread.is_rounding()
+
+    def rounding_spread(self) -> float:
+        """The largest spread of the outputs that rounding alone gives."""
+        return self.spread.tolerance(bounded=False)
 
     def converged(self, tolerance: float) -> bool:
         epistemic = _get(self.moments.m2) / self.moments.count

@@ -219,11 +219,18 @@ def _check_noise(model: nn.Module, inputs: ModelInputs, settings: Settings, **op
     )
 
 
-def _check_noise_reached(model: nn.Module, inputs: ModelInputs, settings: Settings) -> None:
-    """Zero spread over every sample: find out whether noise was missed, and say so."""
+def _check_noise_reached(
+    model: nn.Module, inputs: ModelInputs, settings: Settings, rounding: float
+) -> None:
+    """No output moved beyond rounding over every sample (the logits or means, so that a
+    saturated softmax whose logits vary does not get here): find out whether noise was missed,
+    and say so. Uncertainty of a few units in the last place is not uncertainty: it is nothing
+    sampled, and returning it would be a silent number. A check whose samples do spread beyond
+    ``rounding`` clears the model: its noise reaches the outputs, rarely (a Concrete dropout
+    whose rates collapsed, which warns of itself)."""
     check = _check_noise(model, inputs, settings, num_samples=16)
-    if check.sampled_spread > 0.0:
-        return  # the outputs vary; the zero spread is in the read-out (saturated softmax)
+    if check.sampled_spread > rounding:
+        return
     what = (
         "sampling() misses noise the model uses in training"
         if check.missed
@@ -344,5 +351,5 @@ def predict_batch(
                 break
         result = acc.result(engine.name, engine.reason)
     if diagnose and done > 1 and acc.has_zero_spread():
-        _check_noise_reached(model, inputs, settings)
+        _check_noise_reached(model, inputs, settings, acc.rounding_spread())
     return result
