@@ -335,7 +335,9 @@ def test_checkpointing_reader_is_still_switched(monkeypatch):
     )
     assert bayesdrop.check_noise(model, batch).ok
     # the old rule: any other line reading self.training makes the module unswitched
-    monkeypatch.setattr(sampling_mod, "_CHECKPOINTING", __import__("re").compile("^$"))
+    monkeypatch.setattr(
+        sys.modules["bayesdrop.nn._source"], "_CHECKPOINTING", __import__("re").compile("^$")
+    )
     sampling_mod._KIND_CACHE.clear()
     try:
         check = bayesdrop.check_noise(copy.deepcopy(model), batch)

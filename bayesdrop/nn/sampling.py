@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -12,6 +10,11 @@ from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from bayesdrop._validation import check_choice, check_module, fail
+from bayesdrop.nn._source import (
+    _flag_switched_rates,
+    find_functional_dropout,
+    training_lines,
+)
 from bayesdrop.nn.base import StochasticModule
 from bayesdrop.nn.noise_calls import functional_noise, functional_noise_paused
 
@@ -160,53 +163,6 @@ def _rate_value(module: nn.Module, getter: str | RateGetter | None) -> float | N
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
-
-
-_DROP_LINE = re.compile(r"drop", re.IGNORECASE)
-_SELF_ATTR = re.compile(r"self\.(\w+)")
-# lines that read self.training for gradient checkpointing (T5's attention): no noise
-_CHECKPOINTING = re.compile(r"gradient_checkpointing|checkpoint")
-
-
-def _flag_switched_rates(cls: type) -> tuple[str, ...] | None:
-    """Attributes holding the rate when ``cls.forward`` reads ``self.training`` only to pick a
-    dropout rate (Hugging Face attention: ``dropout=0.0 if not self.training else
-    self.dropout.p``; timm's fused attention), else None. Lines that read it for gradient
-    checkpointing as well (T5's attention) do not count: switching that flag under
-    ``torch.no_grad()`` changes nothing else."""
-    lines = training_lines(cls)
-    if not lines or not all(_DROP_LINE.search(line) for line in lines):
-        return None
-    names = {n for line in lines for n in _SELF_ATTR.findall(line) if n != "training"}
-    return tuple(sorted(n for n in names if _DROP_LINE.search(n)))
-
-
-def training_lines(cls: type) -> list[str]:
-    """The lines of ``cls.forward`` that read ``self.training``, except those that read it for
-    gradient checkpointing (no noise)."""
-    return [
-        line
-        for line in forward_source(cls).splitlines()
-        if "self.training" in line and not _CHECKPOINTING.search(line)
-    ]
-
-
-_SOURCE_CACHE: dict[type, str] = {}
-
-
-def forward_source(cls: type) -> str:
-    """The source of ``cls.forward`` for classes outside torch and bayesdrop ("" for those, and
-    where the source is unavailable); read once per class."""
-    source = _SOURCE_CACHE.get(cls)
-    if source is None:
-        source = ""
-        if cls.__module__.split(".")[0] not in ("torch", "bayesdrop"):
-            try:
-                source = inspect.getsource(cls.forward)  # type: ignore[attr-defined]
-            except (OSError, TypeError, AttributeError):
-                source = ""
-        _SOURCE_CACHE[cls] = source
-    return source
 
 
 _KIND_CACHE: dict[type, tuple[str, object, object]] = {}
@@ -444,49 +400,3 @@ def refuse_scripted(model: nn.Module, name: str = "model") -> None:
             "torch.jit.script or torch.jit.trace).",
             type_error=True,
         )
-
-
-_FUNCTIONAL_DROPOUT = re.compile(
-    r"\b(?:F|functional|nn\.functional|torch)\s*\.\s*"
-    r"(?:(?:feature_alpha_|alpha_)?dropout(?:[123]d)?|rrelu_?)\s*\("
-)
-_CLASS_SOURCE: dict[type, str] = {}
-
-
-def class_source(cls: type) -> str:
-    """The source of ``cls`` (all its methods) for classes outside torch and bayesdrop; read once
-    per class ("" where unavailable)."""
-    source = _CLASS_SOURCE.get(cls)
-    if source is None:
-        source = ""
-        if cls.__module__.split(".")[0] not in ("torch", "bayesdrop"):
-            try:
-                source = inspect.getsource(cls)
-            except (OSError, TypeError):
-                source = ""
-        _CLASS_SOURCE[cls] = source
-    return source
-
-
-def find_functional_dropout(model: nn.Module) -> list[str]:
-    """Names of the model's own modules whose methods call functional dropout.
-
-    ``F.dropout(x, p, training=self.training)`` in ``forward`` or in a helper method (timm
-    applies ``drop_rate`` in ``forward_head``) cannot be reached by flagging modules:
-    :func:`.sampling` runs such calls as in training (a ``TorchFunctionMode``), while
-    :func:`bayesdrop.convert` cannot replace them and says so. torch's own modules are not
-    inspected. This reads the source code of the module's class; code whose source is
-    unavailable is not detected (the predictor's run-time check still sees its draws).
-
-    Examples
-    --------
-    >>> from torch import nn
-    >>> from bayesdrop.nn import find_functional_dropout
-    >>> find_functional_dropout(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)))
-    []
-    """
-    return [
-        name
-        for name, module in model.named_modules()
-        if _FUNCTIONAL_DROPOUT.search(class_source(type(module)))
-    ]
