@@ -404,11 +404,32 @@ class Stateful(nn.Module):
         return self.out(self.drop(h)) / self.temperature + self.log_prior + shift
 
 
-@pytest.mark.parametrize("engine", ["auto", "loop", "batched", "cached"])
+class StatefulChain(Stateful):
+    """The same state, read around a chain of blocks behind a data-dependent branch (torch.fx
+    cannot trace it: the hooked engine caches the blocks before the noisy one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(
+            nn.Sequential(nn.Linear(16, 16), nn.Tanh()),
+            nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Dropout(0.2)),
+        )
+
+    def forward(self, x):
+        h = self.fc(x)
+        if bool(h.abs().sum() >= 0):  # data-dependent
+            h = torch.relu(h) if self.use_relu else torch.tanh(h)
+        h = self.blocks(h)
+        shift = torch.tensor(self.shift)
+        return self.out(h) / self.temperature + self.log_prior + shift
+
+
+@pytest.mark.parametrize("engine", ["auto", "loop", "batched", "cached", "hooked"])
 def test_state_changed_between_calls_is_seen(engine):
     torch.manual_seed(0)
-    model = Stateful().eval()
-    bayesdrop.mc_predict(model, X, num_samples=8, seed=0, engine=engine)  # traced, cached
+    model = (StatefulChain() if engine == "hooked" else Stateful()).eval()
+    first = bayesdrop.mc_predict(model, X, num_samples=8, seed=0, engine=engine)  # cached plans
+    assert engine == "auto" or first.engine == engine, first.engine_reason
     changes = [
         lambda m: setattr(m, "temperature", 5.0),
         lambda m: setattr(m, "log_prior", torch.tensor([2.0, 0.0, -2.0])),
