@@ -235,7 +235,8 @@ class PlanSource:
                 found = CacheUnavailable(*exc.args)
             self._plans[key] = found
         if isinstance(found, CacheUnavailable):
-            raise found
+            # a fresh copy: raising the stored one would attach this call's traceback to it
+            raise CacheUnavailable(*found.args)
         return found
 
     def invalidate(self, error: CacheUnavailable, inputs: ModelInputs | None = None) -> None:
