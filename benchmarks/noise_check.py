@@ -34,6 +34,7 @@ for _name in ("torchvision._meta_registrations", "torchvision._autograd_registra
     sys.modules.setdefault(_name, types.ModuleType(_name))  # see tests/conftest.py
 
 import torch
+from mc_predict import _zoo  # the test suite's model zoo, as the other MC benchmark reads it
 from torch import nn
 
 import bayesdrop
@@ -65,36 +66,19 @@ def models() -> dict:
     bert = transformers.BertForSequenceClassification(config)
     ids = {"input_ids": torch.randint(0, 100, (8, 16))}
 
-    class Recurrent(nn.Module):  # the smallest calls: the check's fixed cost shows most here
-        def __init__(self) -> None:
-            super().__init__()
-            self.lstm = nn.LSTM(6, 16, num_layers=2, dropout=0.3, batch_first=True)
-            self.drop = nn.Dropout(0.3)
-            self.out = nn.Linear(16, 3)
-
-        def forward(self, x):
-            return self.out(self.drop(self.lstm(x)[0]))
-
-    class Encoder(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Linear(6, 16)
-            layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.2, batch_first=True)
-            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-            self.out = nn.Linear(16, 3)
-
-        def forward(self, x):
-            return self.out(self.encoder(self.embed(x)))
-
-    per_step = {"class_dim": -1}
+    # the smallest calls, where the check's fixed cost shows most: the test zoo's torch LSTM
+    # (2 layers, dropout between them and before the head) and TransformerEncoder, 2 x 5 steps
+    zoo = _zoo()
+    lstm, lstm_x, lstm_opts = zoo.lstm()
+    encoder, encoder_x, encoder_opts = zoo.transformer_encoder()
     return {
         "mlp": (mlp.eval(), torch.randn(64, 32), {}),
         "vgg11": (vgg.eval(), torch.randn(8, 3, 32, 32), {}),
         "timm_resnet18_drop_rate": (resnet.eval(), torch.randn(8, 3, 32, 32), {}),
         "timm_vit_tiny": (vit.eval(), torch.randn(8, 3, 32, 32), {}),
         "bert": (bert.eval(), ids, {}),
-        "torch_lstm (2 x 5 steps)": (Recurrent().eval(), torch.randn(2, 5, 6), per_step),
-        "torch_transformer_encoder": (Encoder().eval(), torch.randn(2, 5, 6), per_step),
+        "torch_lstm (2 x 5 steps)": (lstm, lstm_x, lstm_opts),
+        "torch_transformer_encoder": (encoder, encoder_x, encoder_opts),
     }
 
 

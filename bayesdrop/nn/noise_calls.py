@@ -271,7 +271,7 @@ def functional_noise(
     ``TorchFunctionMode`` pays a Python call, and a second mode doubles that cost); the
     recorder it yields then holds the block's draws without being a mode itself."""
     pairs = list(model.named_modules()) if record and model is not None else []
-    names = {id(m): name or "(model)" for name, m in pairs}
+    names = _names(pairs)
     modules = [m for _, m in pairs]
     host = _ACTIVE[-1] if _ACTIVE else None
     if record and not force and host is not None and not host.paused and not host.record:
@@ -320,4 +320,9 @@ def functional_noise_paused() -> Iterator[None]:
 
 def module_names(model: nn.Module) -> dict[int, str]:
     """``id(module) -> name`` for every module of ``model`` (``"(model)"`` for the root)."""
-    return {id(m): name or "(model)" for name, m in model.named_modules()}
+    return _names(model.named_modules())
+
+
+def _names(pairs) -> dict[int, str]:
+    """``id(module) -> name`` for ``(name, module)`` pairs (``"(model)"`` for the root's ``""``)."""
+    return {id(m): name or "(model)" for name, m in pairs}

@@ -96,7 +96,11 @@ class _Spread:
         finite = torch.nan_to_num(raw.detach(), nan=0.0, posinf=0.0, neginf=0.0)
         if self.ref is None:
             self.ref, self.eps = finite[0], torch.finfo(raw.dtype).eps
-        dev, scale = (finite - self.ref).abs().amax(), finite.abs().amax()
+        # largest magnitudes from one min-max pass each (this runs on every chunk of logits)
+        low, high = torch.aminmax(finite - self.ref)
+        dev = torch.maximum(-low, high)
+        low, high = torch.aminmax(finite)
+        scale = torch.maximum(-low, high)
         self.dev = dev if self.dev is None else torch.maximum(self.dev, dev)
         self.scale = scale if self.scale is None else torch.maximum(self.scale, scale)
 
@@ -108,8 +112,7 @@ class _Spread:
 
     def is_rounding(self) -> bool:
         """No output moved by more than rounding (nothing was sampled that reaches them)."""
-        dev, scale = _get(self.dev), _get(self.scale)
-        return bool(dev <= self.ROUNDING * self.eps * (1.0 + scale))
+        return float(_get(self.dev)) <= self.tolerance(bounded=False)
 
 
 class ClassificationAccumulator:

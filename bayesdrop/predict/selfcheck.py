@@ -28,14 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bayesdrop.nn.noise_calls import (
-    NOISE_FUNCTIONS,
-    PER_ELEMENT_FUNCTIONS,
-    RANDOM_METHODS,
-    Draw,
-    functional_noise,
-)
+from bayesdrop.nn.noise_calls import PER_ELEMENT_FUNCTIONS, Draw, functional_noise
 from bayesdrop.nn.sampling import _REGISTRY, is_noise_module, scope_is_built_in
+from bayesdrop.predict.cached import _is_source
 
 __all__ = ["ScopeCheck", "check_scope", "scope_check_skipped", "shared_draws", "skip_scope_check"]
 
@@ -201,15 +196,15 @@ def _graph_noise(half) -> list[nn.Module] | None:
             if drawing and not (inputs and inputs[0] in from_batch):
                 return None  # noise on a weight, a buffer or a constant
             noise += drawing
+        elif _is_source(node, {}):  # a random function or method (the cached split's test)
+            return None
         elif node.op == "call_function":
             target = node.target
-            if target in NOISE_FUNCTIONS or target is F.scaled_dot_product_attention:
-                return None
+            if target is F.scaled_dot_product_attention:
+                return None  # its dropout_p may be applied to anything
             where = getattr(target, "__module__", None) or ""
             if not (where.startswith("torch") or where in ("_operator", "operator", "builtins")):
                 return None  # a function fx did not trace into (torch.fx.wrap): unknown
-        elif node.op == "call_method" and node.target in RANDOM_METHODS:
-            return None
     return noise
 
 

@@ -1,9 +1,10 @@
 """The fingerprint of a model's state that keys its cached plans (issue 21).
 
 :func:`fingerprint` is everything ``forward`` can read besides parameter values and buffer
-contents; :class:`Snapshot` is its fast check on every call: the same objects, compared by
-identity, give the same fingerprint, so only a call that finds some object replaced (or a list,
-dict or nested tuple attribute changed in place) builds the fingerprint again.
+contents; :class:`Snapshot` is its fast check on every call: the same objects (compared by
+identity first, then by value) give the same fingerprint, so only a call that finds some object
+replaced (or a list, dict or nested tuple attribute changed in place) builds the fingerprint
+again.
 """
 
 from __future__ import annotations
@@ -211,9 +212,7 @@ class Snapshot:
                 or _registry() != self.registry
             ):
                 return False
-        except KeyError:  # an attribute was deleted (and another one set)
-            return False
-        except Exception:  # a replaced object whose == raises (a tensor): changed
+        except Exception:  # KeyError: an attribute deleted; else an == that raises (a tensor)
             return False
         modules = [model, *self.submodules]
         return [is_stochastic(modules[i]) for i in self.noise] == self.rates
