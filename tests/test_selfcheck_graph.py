@@ -111,6 +111,34 @@ def test_noise_on_a_tensor_without_the_rows_is_caught_by_the_watch(monkeypatch):
     _agrees_with_the_loop(model, pred)
 
 
+class LSTMOnReduced(nn.Module):
+    """An LSTM whose dropout between layers (drawn inside the kernel, never through a Python
+    dropout call) runs on a summary of the whole batch: one mask shared by every row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.out = nn.Linear(8, 16), nn.Linear(16, 3)
+        self.lstm = nn.LSTM(16, 16, num_layers=2, dropout=0.5, batch_first=True)
+        self.rows = nn.Dropout(0.05)  # per row: the repeats of a pass are not identical
+
+    def forward(self, x):
+        h = torch.tanh(3.0 * self.fc(x))
+        summary, _ = self.lstm(h.mean(0, keepdim=True).unsqueeze(1))  # (1, 1, 16)
+        return self.out(self.rows(h) * torch.tanh(3.0 * summary[:, 0]))
+
+
+def test_recurrent_kernel_noise_without_the_rows_is_found(monkeypatch):
+    # the kernel's draw is seen by the watch (its output lacks the rows) and by the recorder
+    # (a draw of the same size in a pass of one sample and of k): shared, one sample per pass
+    recorded = _recordings(monkeypatch)
+    torch.manual_seed(0)
+    model = LSTMOnReduced().eval()
+    pred = bayesdrop.mc_predict(model, X, num_samples=256, seed=0)
+    assert recorded, "the kernel's output had no batch rows: the recorder measures it"
+    assert "shared the draws of `lstm` (lstm)" in pred.engine_reason, pred.engine_reason
+    _agrees_with_the_loop(model, pred)
+
+
 def test_a_hook_sends_the_pass_to_the_recorder(monkeypatch):
     recorded = _recordings(monkeypatch)
     torch.manual_seed(0)
@@ -126,7 +154,7 @@ def test_a_hook_sends_the_pass_to_the_recorder(monkeypatch):
 def test_planted_blind_check_misses_what_the_watch_catches(monkeypatch):
     # with the watch switched off (every output taken as having the rows), the reduced-tensor
     # dropout is batched and its mutual information falls short: the watch is what catches it
-    monkeypatch.setattr(selfcheck, "_rows_watched", _blind_watch)
+    monkeypatch.setattr(selfcheck, "draw_rows", _blind_watch)
     torch.manual_seed(0)
     model = OnReduced().eval()
     pred = bayesdrop.mc_predict(model, X, num_samples=256, seed=0)
@@ -136,7 +164,7 @@ def test_planted_blind_check_misses_what_the_watch_catches(monkeypatch):
 
 
 class _blind_watch:  # stands in for the context manager
-    def __init__(self, modules, rows) -> None:
+    def __init__(self, rows) -> None:
         pass
 
     def __enter__(self):

@@ -28,6 +28,7 @@ __all__ = [
     "RANDOM_METHODS",
     "Draw",
     "FunctionalNoise",
+    "draw_rows",
     "functional_noise",
     "functional_noise_paused",
     "module_names",
@@ -128,7 +129,20 @@ def _rate(func: object, args: tuple, kwargs: dict) -> float:
     return float(p)
 
 
-_MAY_DRAW = NOISE_FUNCTIONS | {F.scaled_dot_product_attention}
+# kernels that draw their dropout between layers inside C++ (nn.LSTM, nn.GRU, nn.RNN)
+_RNN_KERNELS = frozenset({torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu})
+_MAY_DRAW = NOISE_FUNCTIONS | {F.scaled_dot_product_attention} | _RNN_KERNELS
+
+
+def _rnn_dropout(args: tuple) -> bool:
+    """Whether a recurrent kernel's call drops between layers: its ``num_layers, dropout,
+    train`` (an int, a float and a bool, in that order, in every overload) say more than one
+    layer, a positive rate and training."""
+    for i in range(len(args) - 2):
+        layers, rate, train = args[i : i + 3]
+        if type(layers) is int and isinstance(rate, float) and type(train) is bool:
+            return layers > 1 and rate > 0.0 and train
+    return False
 
 
 _MAY_DRAW_SEEN: dict[object, bool] = {}
@@ -157,6 +171,8 @@ def _draws(func: object, args: tuple, kwargs: dict, forced: bool) -> bool:
     if func is F.scaled_dot_product_attention:
         p = args[4] if len(args) > 4 else kwargs.get("dropout_p", 0.0)
         return float(p) > 0.0
+    if func in _RNN_KERNELS:
+        return _rnn_dropout(args)
     return False
 
 
@@ -185,6 +201,10 @@ class FunctionalNoise(TorchFunctionMode):
         self.paused = False
         self._state: frozenset[int] | None = None  # storages of the model's tensors, when asked
         self.modules: list[nn.Module] = []  # the model's modules (set with ``names``)
+        #: with ``rows_of`` set (by :func:`draw_rows`), the record is one bool per drawing
+        #: call: whether its result has a dimension of a multiple of ``rows_of``
+        self.rows_of = 0
+        self.rows_seen: list[bool] = []
 
     def _forced_below(self) -> bool:
         """Whether a mode entered before this one runs the dropout-family calls as in training."""
@@ -228,7 +248,12 @@ class FunctionalNoise(TorchFunctionMode):
         if self.force and func in _TRAINING_ARG:
             args, kwargs = _with_training(func, args, kwargs)
         out = func(*args, **kwargs)
-        if self.record and _may_draw(func):
+        if self.rows_of and _may_draw(func):
+            first = out[0] if isinstance(out, tuple) and out else out
+            rows = self.rows_of
+            shape = first.shape if isinstance(first, Tensor) else ()
+            self.rows_seen.append(rows > 1 and any(n and n % rows == 0 for n in shape))
+        elif self.record and _may_draw(func):
             # whether a mode below forces training matters only for a call that says training
             # off (this mode, when it forces, has already switched the call's argument on)
             forced = (
@@ -242,8 +267,9 @@ class FunctionalNoise(TorchFunctionMode):
                 first = args[0] if args else next(iter(kwargs.values()), None)
                 on_state = name in PER_ELEMENT_FUNCTIONS and isinstance(first, Tensor)
                 on_state = on_state and _storage(first) in self._state_storages()
-                shape = tuple(out.shape) if isinstance(out, Tensor) else ()
-                numel = out.numel() if isinstance(out, Tensor) else 1
+                result = out[0] if func in _RNN_KERNELS else out  # (output, hidden state)
+                shape = tuple(result.shape) if isinstance(result, Tensor) else ()
+                numel = result.numel() if isinstance(result, Tensor) else 1
                 self.draws.append(Draw(where, name, numel, shape, on_state, owner))
         return out
 
@@ -303,6 +329,31 @@ def _borrowed(
     finally:
         host.record = False
         host.names, host.draws, host.model, host._state, host.modules = saved
+
+
+@contextmanager
+def draw_rows(rows: int) -> Iterator[list[bool]]:
+    """For the block, one ``bool`` per call that may draw random numbers (the dropout family,
+    the random functions and methods, attention with dropout, and the recurrent kernels, whose
+    dropout between layers is drawn inside the kernel): whether its (first) result has a
+    dimension of a multiple of ``rows``. A cheaper record than ``record=True``: no module
+    names, no sizes; the sampling's own mode does it when one is open (no second mode)."""
+    host = _ACTIVE[-1] if _ACTIVE else None
+    if host is not None and not host.paused and not host.record and not host.rows_of:
+        host.rows_of, host.rows_seen = rows, []
+        try:
+            yield host.rows_seen
+        finally:
+            host.rows_of = 0
+        return
+    mode = FunctionalNoise(force=False)
+    mode.rows_of = rows
+    _ACTIVE.append(mode)
+    try:
+        with mode:
+            yield mode.rows_seen
+    finally:
+        _ACTIVE.remove(mode)
 
 
 @contextmanager

@@ -17,14 +17,15 @@ import operator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from bayesdrop.nn._trace import attributes_kept
 from bayesdrop.nn.noise_calls import NOISE_FUNCTIONS, RANDOM_METHODS, functional_noise_paused
-from bayesdrop.nn.sampling import is_stochastic
+from bayesdrop.nn.sampling import _REGISTRY, is_noise_module, is_stochastic, scope_is_built_in
 from bayesdrop.predict.io import ModelInputs
 
-__all__ = ["CacheUnavailable", "CachedPlan", "build_plan", "contains_size"]
+__all__ = ["CacheUnavailable", "CachedPlan", "build_plan", "contains_size", "graph_noise"]
 
 _INPLACE_OPERATORS = {
     operator.iadd,
@@ -58,6 +59,9 @@ class CachedPlan:
     head: fx.GraphModule
     boundary: tuple[str, ...]
     trunk_ops: int
+    #: :func:`graph_noise` of each half (read once, when the plan is built)
+    trunk_noise: tuple[nn.Module, ...] | None = None
+    head_noise: tuple[nn.Module, ...] | None = None
 
 
 def _concrete_args(model: nn.Module, inputs: ModelInputs | None) -> dict[str, object]:
@@ -241,6 +245,8 @@ def build_plan(model: nn.Module, inputs: ModelInputs | None = None) -> CachedPla
         head=head,
         boundary=tuple(n.name for n in boundary),
         trunk_ops=sum(n.op in ops for n in trunk.graph.nodes),
+        trunk_noise=graph_noise(trunk),
+        head_noise=graph_noise(head),
     )
 
 
@@ -250,6 +256,78 @@ def _module(root: fx.GraphModule, graph: fx.Graph, modules: dict) -> fx.GraphMod
     module.graph.eliminate_dead_code(lambda n: n.is_impure() or _is_inplace(n, modules))
     module.recompile()
     return module
+
+
+_KNOWN_CLASSES: dict[type, bool] = {}
+
+
+def _known_class(cls: type) -> bool:
+    """A class of torch's own (``torch.nn``, with its own ``forward``) or a noise type whose
+    scope is known by construction; never a registered type (its declared scope is what the
+    check confirms)."""
+    if cls in _REGISTRY:
+        return False
+    found = _KNOWN_CLASSES.get(cls)
+    if found is None:
+        forward = getattr(cls, "forward", None)
+        own = cls.__module__.startswith("torch.nn.") and (
+            getattr(forward, "__module__", None) or ""
+        ).startswith("torch.nn.")
+        found = own or scope_is_built_in(cls)
+        _KNOWN_CLASSES[cls] = found
+    return found
+
+
+def _known_module(module: nn.Module) -> bool:
+    """A module of a :func:`known class <_known_class>` running its class's ``forward``, with no
+    hooks: the only random draws a torch module makes are its dropout-family calls (per element
+    of the rows it is given) and ``nn.RReLU``'s slopes (per element too)."""
+    state = module.__dict__
+    return (
+        _known_class(type(module))
+        and "forward" not in state
+        and not state["_forward_hooks"]
+        and not state["_forward_pre_hooks"]
+    )
+
+
+def graph_noise(half: fx.GraphModule) -> tuple[nn.Module, ...] | None:
+    """The noise modules one traced half calls, or ``None`` when a random draw it makes is not
+    known from its graph to be made by them, per element of a value computed from the batch.
+
+    Known: each module the graph calls (and everything inside it) is a hook-free module of
+    torch's own or a noise type whose scope is known by construction
+    (:func:`bayesdrop.nn.sampling.scope_is_built_in`, such as timm's ``DropPath``); a module
+    that holds noise is given a value computed from the batch (not a weight: dropout on a
+    parameter is shared by the rows); and no function or method the graph calls draws random
+    numbers itself (a dropout-family call in the graph may be applied to a weight). Read once,
+    when the plan is built, for the first-call check of the engines
+    (:mod:`bayesdrop.predict.selfcheck`)."""
+    from_batch: set = set()  # the nodes computed from a placeholder (the batch)
+    noise: list[nn.Module] = []
+    for node in half.graph.nodes:
+        inputs = node.all_input_nodes
+        if node.op == "placeholder" or any(a in from_batch for a in inputs):
+            from_batch.add(node)
+        if node.op == "call_module":
+            module = half.get_submodule(node.target)
+            subs = list(module.modules())
+            if not all(map(_known_module, subs)):
+                return None
+            drawing = [m for m in subs if is_noise_module(m)]
+            if drawing and not (inputs and inputs[0] in from_batch):
+                return None  # noise on a weight, a buffer or a constant
+            noise += drawing
+        elif _is_source(node, {}):  # a random function or method (the cached split's test)
+            return None
+        elif node.op == "call_function":
+            target = node.target
+            if target is F.scaled_dot_product_attention:
+                return None  # its dropout_p may be applied to anything
+            where = getattr(target, "__module__", None) or ""
+            if not (where.startswith("torch") or where in ("_operator", "operator", "builtins")):
+                return None  # a function fx did not trace into (torch.fx.wrap): unknown
+    return tuple(noise)
 
 
 def contains_size(value: object, size: int) -> bool:

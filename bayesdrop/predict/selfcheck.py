@@ -25,12 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bayesdrop.nn.noise_calls import PER_ELEMENT_FUNCTIONS, Draw, functional_noise
-from bayesdrop.nn.sampling import _REGISTRY, is_noise_module, scope_is_built_in
-from bayesdrop.predict.cached import _is_source
+from bayesdrop.nn.noise_calls import PER_ELEMENT_FUNCTIONS, Draw, draw_rows, functional_noise
+from bayesdrop.nn.sampling import scope_is_built_in
 
 __all__ = ["ScopeCheck", "check_scope", "scope_check_skipped", "shared_draws", "skip_scope_check"]
 
@@ -115,119 +113,25 @@ def _unchecked_draws(draws: list[Draw], rows: int) -> list[Draw]:
     return [d for d in draws if not per_row(d)]
 
 
-_KNOWN_CLASSES: dict[type, bool] = {}
-
-
-def _known_class(cls: type) -> bool:
-    """A class of torch's own (``torch.nn``, with its own ``forward``) or a noise type whose
-    scope is known by construction; never a registered type (its declared scope is what the
-    check confirms)."""
-    if cls in _REGISTRY:
-        return False
-    found = _KNOWN_CLASSES.get(cls)
-    if found is None:
-        forward = getattr(cls, "forward", None)
-        own = cls.__module__.startswith("torch.nn.") and (
-            getattr(forward, "__module__", None) or ""
-        ).startswith("torch.nn.")
-        found = own or scope_is_built_in(cls)
-        _KNOWN_CLASSES[cls] = found
-    return found
-
-
-def _known_module(module: nn.Module) -> bool:
-    """A module of a :func:`known class <_known_class>` running its class's ``forward``, with no
-    hooks: the only random draws a torch module makes are its dropout-family calls (per element
-    of the rows it is given) and ``nn.RReLU``'s slopes (per element too)."""
-    state = module.__dict__
-    return (
-        _known_class(type(module))
-        and "forward" not in state
-        and not state["_forward_hooks"]
-        and not state["_forward_pre_hooks"]
-    )
-
-
 def _noise_known_per_row(engine) -> list[nn.Module] | None:
     """The noise modules of an engine's pass when every random draw it makes is known from a
     graph to be drawn by them, per element of what they are given (``None``: the pass must be
     recorded). The graph is the cached engine's head, or the trace of the whole model that a
-    batched engine was chosen after (no trunk before the first noise; its trunk graph is read
-    too). Known: each module the graph calls (and everything inside it) is a hook-free module
-    of torch's own or a noise type whose scope is known by construction
-    (:func:`bayesdrop.nn.sampling.scope_is_built_in`, such as timm's ``DropPath``); a module
-    that holds noise is given a value computed from the batch (not a weight: dropout on a
-    parameter is shared by the rows); and no function or method the graph calls draws random
-    numbers itself (a dropout-family call in the graph may be applied to a weight: recorded).
-    Global module hooks (user code around every module call) also send the pass to the
-    recorder. Whether each noise module's output has the rows of the repeated batch is
-    confirmed when the pass runs (:func:`_rows_watched`)."""
+    batched engine was chosen after (no trunk before the first noise; its trunk graph counts
+    too); each half was read when its plan was built (:func:`bayesdrop.predict.cached.graph_noise`).
+    Global module hooks (user code around every module call) send the pass to the recorder.
+    Whether each draw has the rows of the repeated batch is confirmed when the pass runs
+    (:func:`bayesdrop.nn.noise_calls.draw_rows`)."""
     plan = getattr(engine, "plan", None)
     if plan is None:
         return None
     hooks = nn.modules.module
     if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
         return None
-    halves = [plan.head] if engine.name == "cached" else [plan.trunk, plan.head]
-    noise: list[nn.Module] = []
-    for half in halves:
-        found = _graph_noise(half)
-        if found is None:
-            return None
-        noise += found
-    return noise
-
-
-def _graph_noise(half) -> list[nn.Module] | None:
-    """The noise modules one traced half calls, or ``None`` when a draw is not known from the
-    graph (see :func:`_noise_known_per_row`)."""
-    from_batch: set = set()  # the nodes computed from a placeholder (the batch)
-    noise: list[nn.Module] = []
-    for node in half.graph.nodes:
-        inputs = node.all_input_nodes
-        if node.op == "placeholder" or any(a in from_batch for a in inputs):
-            from_batch.add(node)
-        if node.op == "call_module":
-            module = half.get_submodule(node.target)
-            subs = list(module.modules())
-            if not all(map(_known_module, subs)):
-                return None
-            drawing = [m for m in subs if is_noise_module(m)]
-            if drawing and not (inputs and inputs[0] in from_batch):
-                return None  # noise on a weight, a buffer or a constant
-            noise += drawing
-        elif _is_source(node, {}):  # a random function or method (the cached split's test)
-            return None
-        elif node.op == "call_function":
-            target = node.target
-            if target is F.scaled_dot_product_attention:
-                return None  # its dropout_p may be applied to anything
-            where = getattr(target, "__module__", None) or ""
-            if not (where.startswith("torch") or where in ("_operator", "operator", "builtins")):
-                return None  # a function fx did not trace into (torch.fx.wrap): unknown
-    return noise
-
-
-@contextmanager
-def _rows_watched(modules: list[nn.Module], rows: int) -> Iterator[list[bool]]:
-    """Forward hooks on ``modules`` only: the yielded list gets ``False`` for a call whose
-    (first) output has no dimension of a multiple of ``rows`` (noise on a tensor without the
-    batch's rows, such as one reduced over the batch, is drawn once per call)."""
-    seen: list[bool] = []
-
-    def hook(_module, _inputs, output) -> None:
-        out = output[0] if isinstance(output, (tuple, list)) and output else output
-        if isinstance(out, Tensor):
-            seen.append(rows > 1 and any(s and s % rows == 0 for s in out.shape))
-        else:
-            seen.append(False)
-
-    handles = [m.register_forward_hook(hook) for m in dict.fromkeys(modules)]
-    try:
-        yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
+    halves = [plan.head_noise] if engine.name == "cached" else [plan.trunk_noise, plan.head_noise]
+    if any(h is None for h in halves):
+        return None
+    return [m for h in halves for m in h]  # type: ignore[union-attr]
 
 
 def check_scope(model: nn.Module, engine, k: int, n: int, fork) -> ScopeCheck:
@@ -236,15 +140,15 @@ def check_scope(model: nn.Module, engine, k: int, n: int, fork) -> ScopeCheck:
     (``fork()``, its output dropped, so that the samples drawn do not depend on whether the
     check ran) to compare their sizes; ``n`` is the number of rows of the batch. A pass whose
     draws are all known from a graph to come from noise modules given the batch
-    (:func:`_noise_known_per_row`) is not recorded: hooks on those modules alone confirm that
+    (:func:`_noise_known_per_row`) is not recorded: the sampling mode confirms that
     each output has the repeated batch's rows, and the repeats are compared."""
     identical = f"the {k} repeats of one pass came out identical (their noise is shared)"
     known = _noise_known_per_row(engine)
     many: object = None
     if known is not None:
-        with _rows_watched(known, k * n) as rows:
+        with draw_rows(k * n) as rows:
             many = engine.sample(k)
-        if all(rows):  # no draw outside the noise modules, each on the batch's rows
+        if all(rows):  # every draw on a tensor with the repeated batch's rows
             return ScopeCheck(output=many, reason=identical if _identical(many, k) else None)
     if many is None:
         with functional_noise(record=True, model=model, force=False) as reck:
