@@ -1,11 +1,14 @@
-"""The hooked engine (issue 23) against the loop, the batched engine and the limit.
+r"""The hooked engine (issue 23) against the loop, the batched engine and the limit.
 
 Two BERT-style classifiers with random weights (hidden 128, 4 layers, 16 sequences of 64
 tokens, S = 20), which torch.fx cannot trace (transformers 5):
 
 * ``bert-last``: dropout only in the last block and the head (rate 0.1);
 * ``bert-lora``: no dropout of its own, PEFT LoRA adapters (rank 8, ``lora_dropout`` 0.1) on
-  the query and value projections of the last block only.
+  the query and value projections of the last block only;
+* ``bert-selected``: BERT's own dropout (0.1) everywhere, sampled with
+  ``noise=r"encoder\.layer\.3\.|^dropout$"`` (the last block and the head's dropout; the rest
+  off for the call), and, in the ``all`` column, the same model with all of its noise.
 
 ``mc_predict`` with engine ``"auto"`` (which picks ``"hooked"``), ``"loop"`` and ``"batched"``
 at their default chunking, and the *limit*: the deterministic part once (embeddings and the
@@ -37,6 +40,18 @@ from torch import nn  # noqa: E402
 import bayesdrop  # noqa: E402
 
 S, N, T, LAYERS = 20, 16, 64, 4
+
+
+SELECTED = r"encoder\.layer\.3\.|^dropout$"  # the last block (LAYERS = 4) and the head
+
+
+def bert_everywhere(dropout: float) -> nn.Module:
+    """BERT with its standard dropout everywhere (embeddings, every block, the head)."""
+    model = bert(dropout)
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = dropout
+    return model
 
 
 def bert(dropout: float) -> nn.Module:
@@ -94,15 +109,16 @@ def limit(model: nn.Module, batch: dict) -> float:
         model(**batch)
     handle.remove()
     kwargs = {k: v for k, v in seen["kwargs"].items() if k != "hidden_states"}
-    with torch.no_grad(), bayesdrop.sampling(model):
+    with torch.no_grad():
         start = time.perf_counter()
-        h = inner.bert.embeddings(input_ids=batch["input_ids"])
+        h = inner.bert.embeddings(input_ids=batch["input_ids"])  # eval: its noise is off
         for layer in layers[:-1]:
             h = layer(h, **kwargs)
-        for _ in range(S):
-            g = layers[-1](h, **kwargs)
-            g = g[0] if isinstance(g, tuple) else g
-            inner.classifier(inner.dropout(inner.bert.pooler(g))).softmax(-1)
+        with bayesdrop.sampling(model):
+            for _ in range(S):
+                g = layers[-1](h, **kwargs)
+                g = g[0] if isinstance(g, tuple) else g
+                inner.classifier(inner.dropout(inner.bert.pooler(g))).softmax(-1)
         return time.perf_counter() - start
 
 
@@ -125,21 +141,26 @@ def main() -> None:
         "attention_mask": torch.ones(N, T, dtype=torch.long),
     }
     batch["attention_mask"][N // 2 :, T - 8 :] = 0  # padding in half the rows
-    models = {"bert-last": bert(0.1), "bert-lora": bert_lora()}
+    models = {
+        "bert-last": (bert(0.1), None),
+        "bert-lora": (bert_lora(), None),
+        "bert-selected": (bert_everywhere(0.1), SELECTED),
+    }
     print(f"S = {S}, {N} x {T} tokens, hidden 128, {LAYERS} layers, one thread")
-    for name, model in models.items():
-        pred = bayesdrop.mc_predict(model, batch, num_samples=S, seed=0)  # the first call
+    for name, (model, noise) in models.items():
+        opts = {"num_samples": S, "seed": 0, "noise": noise}
+        pred = bayesdrop.mc_predict(model, batch, **opts)  # the first call
         print(f"{name}: auto -> {pred.engine}: {pred.engine_reason}")
         runs = {
-            "auto": lambda m=model: bayesdrop.mc_predict(m, batch, num_samples=S, seed=0),
-            "loop": lambda m=model: bayesdrop.mc_predict(
-                m, batch, num_samples=S, seed=0, engine="loop"
-            ),
-            "batched": lambda m=model: bayesdrop.mc_predict(
-                m, batch, num_samples=S, seed=0, engine="batched"
+            "auto": lambda m=model, o=opts: bayesdrop.mc_predict(m, batch, **o),
+            "loop": lambda m=model, o=opts: bayesdrop.mc_predict(m, batch, engine="loop", **o),
+            "batched": lambda m=model, o=opts: bayesdrop.mc_predict(
+                m, batch, engine="batched", **o
             ),
             "limit": lambda m=model: limit(m, batch),
         }
+        if noise is not None:  # the same model with all of its noise sampled
+            runs["all"] = lambda m=model: bayesdrop.mc_predict(m, batch, num_samples=S, seed=0)
         times: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(rounds):
             for key, fn in runs.items():
@@ -151,6 +172,7 @@ def main() -> None:
             f"{name}: auto/limit {med['auto'] / med['limit']:.2f} (target <= 1.3), "
             f"loop/auto {med['loop'] / med['auto']:.2f}, "
             f"batched/auto {med['batched'] / med['auto']:.2f}"
+            + (f", all noise/auto {med['all'] / med['auto']:.2f}" if "all" in med else "")
         )
 
 

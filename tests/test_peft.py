@@ -93,3 +93,23 @@ def test_lora_without_dropout_and_no_base_dropout_is_refused():
     model = decoder("gpt2", "lm", base_dropout=0.0, lora_dropout=0.0)
     with pytest.raises(ValueError, match="non-zero rate"):
         bayesdrop.mc_predict(model, _classifier_batch(), num_samples=4, class_dim=-1)
+
+
+def test_only_the_adapters_noise_equals_the_model_with_the_base_dropout_at_zero():
+    # GPT-2 with its own dropout (0.1) and LoRA's: noise="lora_dropout" samples the adapters
+    # alone, and equals (same seed, same engine) the same weights with every other dropout at 0
+    model = decoder("gpt2", "cls", base_dropout=0.1, lora_dropout=0.2)
+    off = decoder("gpt2", "cls", base_dropout=0.0, lora_dropout=0.2)
+    off.load_state_dict(model.state_dict())
+    x = _classifier_batch()
+    before = snapshot(model)
+    chosen = bayesdrop.mc_predict(model, x, num_samples=32, seed=4, noise="lora_dropout")
+    base = bayesdrop.mc_predict(off, x, num_samples=32, seed=4)
+    assert_restored(model, before)
+    assert chosen.engine == base.engine
+    torch.testing.assert_close(chosen.probs, base.probs, rtol=0, atol=1e-5)
+    assert "noise='lora_dropout'" in chosen.engine_reason
+    full = bayesdrop.mc_predict(model, x, num_samples=32, seed=4)
+    assert not torch.allclose(full.probs, chosen.probs, atol=1e-4)
+    check = bayesdrop.predict.check_noise(model, x, noise="lora_dropout", num_samples=64)
+    assert check.ok, check.describe()

@@ -4,20 +4,14 @@ its cache, chunks of samples as repeated rows, and running sums over the samples
 from __future__ import annotations
 
 import inspect
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from bayesdrop._validation import check_positive_int, fail
 from bayesdrop.functional import entropy
-from bayesdrop.nn.base import StochasticModule
-from bayesdrop.nn.noise_calls import functional_noise_paused
 from bayesdrop.nn.sampling import (
-    find_functional_dropout,
-    noise_modules,
     noise_scope,
     stochastic_modules,
 )
@@ -33,7 +27,6 @@ __all__ = [
     "prepare_model",
     "repeat_rows",
     "sample_sums",
-    "selected_noise",
 ]
 
 
@@ -168,57 +161,3 @@ def check_token_ids(name: str, value: int | Sequence[int] | None) -> tuple[int, 
     if not isinstance(values, Sequence):
         fail(name, "None, a token id or a sequence of token ids", _fmt(value), type_error=True)
     return tuple(check_positive_int(name, v, allow_zero=True) for v in values)
-
-
-def _selected(model: nn.Module, noise: str | None) -> list[str]:
-    """Names of the noise modules (rate above 0) that sample: all, or those ``noise`` finds."""
-    names = [name for name, _ in stochastic_modules(model)]
-    if noise is None:
-        return names
-    if not isinstance(noise, str):
-        fail("noise", "None or a regular expression on module names", _fmt(noise), type_error=True)
-    if find_functional_dropout(model):
-        fix = "Functional dropout (F.dropout in a forward) cannot be told apart by module."
-        fail("noise", "None for a model with functional dropout", repr(noise), fix)
-    chosen = [name for name in names if re.search(noise, name)]
-    if not chosen:
-        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-        fail("noise", "a pattern that finds a noise module", f"{noise!r} (modules: {shown})")
-    return chosen
-
-
-@contextmanager
-def selected_noise(model: nn.Module, noise: str | None) -> Iterator[tuple[str, ...]]:
-    """Inside :func:`bayesdrop.sampling`: switch off every noise module ``noise`` does not find
-    (``re.search`` on its qualified name); yields the names of those that sample.
-
-    A module switched off gets ``training`` (bayesdrop's layers: ``mc``) False, and its forward
-    runs with the functional-noise mode of :func:`bayesdrop.sampling` paused, so that its
-    ``F.dropout(x, p, self.training)`` calls are not forced to sample; modules inside it that
-    do sample keep ``training`` True and still draw."""
-    chosen = _selected(model, noise)
-    off = [m for n, m in noise_modules(model) if n not in chosen and n]
-    saved = [(m, "mc" if isinstance(m, StochasticModule) else "training") for m in off]
-    values = [getattr(m, attr) for m, attr in saved]
-    pauses: list = []
-
-    def pause(_module, _args):
-        pauses.append(functional_noise_paused())
-        pauses[-1].__enter__()
-
-    def resume(_module, _args, _output):
-        pauses.pop().__exit__(None, None, None)
-
-    handles = []
-    try:
-        for m, attr in saved:
-            setattr(m, attr, False)
-            handles += [m.register_forward_pre_hook(pause), m.register_forward_hook(resume)]
-        yield tuple(chosen)
-    finally:
-        for handle in handles:
-            handle.remove()
-        while pauses:
-            pauses.pop().__exit__(None, None, None)
-        for (m, attr), value in zip(saved, values, strict=True):
-            setattr(m, attr, value)

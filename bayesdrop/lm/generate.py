@@ -20,7 +20,6 @@ from bayesdrop.lm._decode import (
     prepare_model,
     repeat_rows,
     sample_sums,
-    selected_noise,
 )
 from bayesdrop.lm.results import TokenUncertainty, assemble, token_quantities
 from bayesdrop.predict.runner import SeedStream, prediction_mode
@@ -149,7 +148,7 @@ def generate(
     seed = base_seed(seed)
     draws = generator(seed, 1, device=device)
     stream = SeedStream(seed, device)
-    with prediction_mode(model), selected_noise(model, noise) as sampled, torch.no_grad():
+    with prediction_mode(model, noise) as sampled, torch.no_grad():
         call = CausalLM(model)
         with stream.active():
             steps = _decode(call, ids, mask, sizes, max_new_tokens, decoding, eos, pad, draws)

@@ -16,7 +16,6 @@ from bayesdrop.lm._decode import (
     prepare_model,
     repeat_rows,
     sample_sums,
-    selected_noise,
 )
 from bayesdrop.lm.results import TokenUncertainty, assemble, token_quantities
 from bayesdrop.predict.runner import SeedStream, prediction_mode
@@ -119,7 +118,7 @@ def score_tokens(
     sum_p: Tensor | float = 0.0
     sum_h: Tensor | float = 0.0
     stream = SeedStream(base_seed(seed), device)
-    with prediction_mode(model), selected_noise(model, noise) as sampled, torch.no_grad():
+    with prediction_mode(model, noise) as sampled, torch.no_grad():
         for c in sizes:
             rows = [repeat_rows(t, c) for t in (seq, full_mask, pos)]
             with stream.active():

@@ -205,6 +205,10 @@ class FunctionalNoise(TorchFunctionMode):
         #: call: whether its result has a dimension of a multiple of ``rows_of``
         self.rows_of = 0
         self.rows_seen: list[bool] = []
+        #: ids of the noise modules a noise selection switched off (and of those it keeps on):
+        #: a dropout-family call made inside an off one runs as given
+        self.off: frozenset[int] = frozenset()
+        self.on: frozenset[int] = frozenset()
 
     def _forced_below(self) -> bool:
         """Whether a mode entered before this one runs the dropout-family calls as in training."""
@@ -241,11 +245,27 @@ class FunctionalNoise(TorchFunctionMode):
             frame = frame.f_back  # type: ignore[assignment]
         return "", None
 
+    def _inside_off(self) -> bool:
+        """Whether the innermost noise module on the Python stack is one a noise selection
+        switched off (its dropout-family calls are then not forced to sample)."""
+        off, on = self.off, self.on
+        frame = sys._getframe(2)  # the caller of __torch_function__
+        while frame is not None:
+            code = frame.f_code
+            if code.co_argcount and code.co_varnames[0] == "self":
+                found = id(frame.f_locals.get("self"))
+                if found in off:
+                    return True
+                if found in on:
+                    return False
+            frame = frame.f_back  # type: ignore[assignment]
+        return False
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.paused:
             return func(*args, **kwargs)
-        if self.force and func in _TRAINING_ARG:
+        if self.force and func in _TRAINING_ARG and not (self.off and self._inside_off()):
             args, kwargs = _with_training(func, args, kwargs)
         out = func(*args, **kwargs)
         if self.rows_of and _may_draw(func):

@@ -47,6 +47,7 @@ def mc_predict(
     class_dim: int | None = ...,
     batch_dim: Literal[0, 1] = ...,
     verify: bool = ...,
+    noise: str | None = ...,
 ) -> ClassificationPrediction: ...
 
 
@@ -71,6 +72,7 @@ def mc_predict(
     class_dim: int | None = ...,
     batch_dim: Literal[0, 1] = ...,
     verify: bool = ...,
+    noise: str | None = ...,
 ) -> RegressionPrediction: ...
 
 
@@ -95,6 +97,7 @@ def mc_predict(
     class_dim: int | None = ...,
     batch_dim: Literal[0, 1] = ...,
     verify: bool = ...,
+    noise: str | None = ...,
 ) -> ClassificationPrediction | RegressionPrediction: ...
 
 
@@ -118,6 +121,7 @@ def mc_predict(
     class_dim: int | None = None,
     batch_dim: Literal[0, 1] = 0,
     verify: bool = False,
+    noise: str | None = None,
 ) -> ClassificationPrediction | RegressionPrediction:
     r"""Monte-Carlo dropout prediction: sample the dropout masks, reduce to uncertainty.
 
@@ -215,6 +219,24 @@ def mc_predict(
     batch_dim : {0, 1}, default 0
         The batch dimension of the inputs and outputs: 1 for sequence-first models
         (``nn.LSTM``/``nn.Transformer`` without ``batch_first``). Results are batch-first.
+    verify : bool, default False
+        First run :func:`bayesdrop.predict.check_noise` (the engine against the model's
+        training-mode noise, with a verdict from Monte-Carlo standard errors) and raise when
+        it fails.
+    noise : str, optional
+        Sample only the noise modules whose qualified name this regular expression finds
+        (``re.search``): ``r"encoder\.layer\.11\.|classifier"`` for the last block and the
+        head of a 12-block BERT, ``"lora_dropout"`` for a PEFT model's adapters. Every other
+        noise module is off for the call, so the result approximates the posterior with the
+        selected noise alone (the others at their mean, as in eval mode): a different, usually
+        narrower, predictive distribution, not an estimate of the full one. Its benefit is
+        cost: noise that is off is deterministic, so the cached and hooked engines compute
+        everything before the first selected noise module once. ``result.engine_reason``
+        names what was sampled. Refused for models with functional dropout in a ``forward``
+        (it cannot be told apart by module) and for a pattern that selects a dropout module
+        inside an unselected ``nn.TransformerEncoderLayer`` (whose inference path, taken when
+        it is off, skips that module). ``verify=True`` checks the selection against
+        training-mode noise of the same modules.
 
     Returns
     -------
@@ -257,7 +279,7 @@ def mc_predict(
     """
     settings = options_from(locals()).settings()
     model, note = eager_model(model)
-    plans = plan_source(model)
+    plans = plan_source(model, settings.noise)
     if not plans.checked:  # once per model (and per change of its modules)
         check_model(model)
         plans.checked = True

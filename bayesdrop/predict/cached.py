@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from bayesdrop.nn._selection import samples
 from bayesdrop.nn._trace import attributes_kept
 from bayesdrop.nn.noise_calls import NOISE_FUNCTIONS, RANDOM_METHODS, functional_noise_paused
-from bayesdrop.nn.sampling import _REGISTRY, is_noise_module, is_stochastic, scope_is_built_in
+from bayesdrop.nn.sampling import _REGISTRY, is_noise_module, scope_is_built_in
 from bayesdrop.predict.io import ModelInputs
 
 __all__ = ["CacheUnavailable", "CachedPlan", "build_plan", "contains_size", "graph_noise"]
@@ -48,7 +49,7 @@ class _Tracer(fx.Tracer):
     """Keeps stochastic modules as single leaf calls (their insides are not traced)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return is_stochastic(m) or super().is_leaf_module(m, module_qualified_name)
+        return samples(m) or super().is_leaf_module(m, module_qualified_name)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def _hugging_face_note(model: nn.Module) -> str:
 
 def _is_source(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":  # a leaf (torch module) holding a dropout counts as one
-        return any(is_stochastic(m) for m in modules[str(node.target)].modules())
+        return any(samples(m) for m in modules[str(node.target)].modules())
     if node.op == "call_function":
         return node.target in NOISE_FUNCTIONS
     return node.op == "call_method" and node.target in RANDOM_METHODS

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from bayesdrop._validation import fail
+from bayesdrop.nn._selection import noise_selection, samples
 from bayesdrop.nn.noise_calls import functional_noise
-from bayesdrop.nn.sampling import is_stochastic, noise_scope, sampling
+from bayesdrop.nn.sampling import noise_scope, sampling
 from bayesdrop.predict.cached import CachedPlan, CacheUnavailable, build_plan, contains_size
 from bayesdrop.predict.io import ModelInputs
 from bayesdrop.predict.statekey import Snapshot, fingerprint, value_key
@@ -216,6 +217,8 @@ class PlanSource:
         self.one_per_pass: str | None = one_per_pass_reason(model)
         self.scope_checked = self.one_per_pass is not None  # the run-time check has been done
         self.hooked: dict[tuple, bool | str] = {}  # per signature: validated, or why not
+        # per ``noise=`` pattern: the plans of the model with only that noise sampling
+        self.selections: dict[str, PlanSource] = {}
 
     @property
     def model(self) -> nn.Module:
@@ -247,7 +250,7 @@ def one_per_pass_reason(model: nn.Module) -> str | None:
     """Why the samples of ``model`` may not share a pass: a noise module whose scope is
     ``"call"`` or ``"batch"`` (see :func:`bayesdrop.nn.register_stochastic_module`)."""
     for name, module in model.named_modules():
-        if not is_stochastic(module):
+        if not samples(module):
             continue
         scope = noise_scope(module)
         what = f"`{name or '(model)'}` ({type(module).__name__})"
@@ -275,18 +278,29 @@ def input_signature(inputs: ModelInputs | None) -> tuple:
     )
 
 
-def plan_source(model: nn.Module) -> PlanSource:
+def plan_source(model: nn.Module, noise: str | None = None) -> PlanSource:
     """The model's :class:`PlanSource`, reused while its :func:`fingerprint
     <bayesdrop.predict.statekey.fingerprint>` stays the same (checked on every call: first by
     identity against a :class:`~bayesdrop.predict.statekey.Snapshot` of what it read, and where
-    some object was replaced, by building the fingerprint again)."""
+    some object was replaced, by building the fingerprint again). With ``noise`` (the
+    ``noise=`` option), the plans of the model with only the noise it selects sampling: the
+    noise switched off is deterministic, so it is part of the trunk (built inside
+    :func:`bayesdrop.nn._selection.noise_selection`)."""
     cached = _PLAN_SOURCES.get(model)
     if cached is not None and cached[0].same(model):
-        return cached[1]
-    key = fingerprint(model)  # the old snapshot still holds the objects whose ids it has
-    source = cached[1] if cached is not None and cached[0].key == key else PlanSource(model)
-    _PLAN_SOURCES[model] = (Snapshot(model, key), source)
-    return source
+        source = cached[1]
+    else:
+        key = fingerprint(model)  # the old snapshot still holds the objects whose ids it has
+        source = cached[1] if cached is not None and cached[0].key == key else PlanSource(model)
+        _PLAN_SOURCES[model] = (Snapshot(model, key), source)
+    if noise is None:
+        return source
+    child = source.selections.get(noise)
+    if child is None:
+        with noise_selection(model, noise):
+            child = PlanSource(model)
+        source.selections[noise] = child
+    return child
 
 
 def _refuse_batched(reason: str) -> None:

@@ -11,6 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from bayesdrop._validation import check_positive_int, check_probability, fail
+from bayesdrop.nn._selection import noise_selection
 from bayesdrop.nn.noise_calls import functional_noise
 from bayesdrop.nn.sampling import drop_rate, is_noise_module, training_lines
 from bayesdrop.predict.io import OutputSpec, as_inputs, batch_first, select_output
@@ -233,6 +234,7 @@ def check_noise(
     tau: float | None = None,
     alpha: float = 1e-3,
     seed: int = 0,
+    noise: str | None = None,
 ) -> NoiseCheck:
     """Test the predictor's sampling against the model's own training-mode noise.
 
@@ -257,8 +259,9 @@ def check_noise(
         Samples per mode and rows of ``x`` used.
     engine : {"auto", "loop", "batched", "cached", "hooked"}
         The engine to test.
-    output, task, class_dim, batch_dim, tau
-        As in :func:`bayesdrop.mc_predict`.
+    output, task, class_dim, batch_dim, tau, noise
+        As in :func:`bayesdrop.mc_predict`. With ``noise``, both modes sample only the noise
+        it selects (in training mode the other noise modules are switched off too).
     alpha : float
         The significance level of the verdict (a correct engine fails it with about this
         probability).
@@ -304,14 +307,15 @@ def check_noise(
         output=output,
         class_dim=class_dim,
         batch_dim=batch_dim,
+        noise=noise,
     )
     inputs = as_inputs(x, batch_dim=batch_dim).rows(check_positive_int("max_rows", max_rows))
-    plans = plan_source(model)
+    plans = plan_source(model, settings.noise)
     if not plans.checked:
         check_model(model)
         plans.checked = True
     modes = [(m, m.training) for m in model.modules()]
-    noise = [
+    found = [
         (name or "(model)", type(m).__name__, float(drop_rate(m) or 0.0))
         for name, m in model.named_modules()
         if is_noise_module(m)
@@ -326,7 +330,10 @@ def check_noise(
             for m in model.modules():
                 if isinstance(m, _NORMALIZATION):
                     m.eval()
-            with functional_noise(record=True, model=model, force=False) as rec_train:
+            with (
+                noise_selection(model, noise),
+                functional_noise(record=True, model=model, force=False) as rec_train,
+            ):
                 trained = _training_samples(model, inputs, settings, num_samples)
     finally:
         for m, mode in modes:
@@ -349,7 +356,7 @@ def check_noise(
         spread_z=spread_z,
         mean_bound=t_bound(alpha / (2 * entries), 2 * num_samples - 2),
         spread_bound=t_bound(alpha, num_samples - 1),
-        noise_modules=noise,
+        noise_modules=found,
         unswitched=training_flag_readers(model),
         training_only=[m or "(model)" for m in only],
         num_samples=num_samples,

@@ -9,6 +9,7 @@ test checks that they agree with :class:`PredictOptions`, and both pass their ar
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -62,6 +63,8 @@ class PredictOptions:
         The batch dimension of the inputs (1: sequence-first).
     verify : bool, default False
         Compare the sampling with training-mode noise before predicting.
+    noise : str or None, default None
+        Sample only the noise modules whose qualified name this regular expression finds.
 
     Examples
     --------
@@ -88,6 +91,7 @@ class PredictOptions:
     class_dim: int | None = None
     batch_dim: Literal[0, 1] = 0
     verify: bool = False
+    noise: str | None = None
 
     def settings(self) -> Any:
         """The validated settings of one prediction (``num_samples=None``
@@ -117,6 +121,15 @@ class PredictOptions:
             fail("batch_dim", "0 (batch-first) or 1 (sequence-first)", repr(batch_dim))
         if not isinstance(self.verify, bool):
             fail("verify", "True or False", repr(self.verify), type_error=True)
+        noise = self.noise
+        if noise is not None:
+            if not isinstance(noise, str):
+                what = "None or a regular expression on module names"
+                fail("noise", what, f"a {type(noise).__name__}", type_error=True)
+            try:
+                re.compile(noise)
+            except re.error as exc:
+                fail("noise", "a valid regular expression", f"{noise!r} ({exc})")
         chunk, memory = self.chunk_size, self.max_memory
         return Settings(
             task=task,
@@ -135,6 +148,7 @@ class PredictOptions:
             class_dim=class_dim,
             batch_dim=batch_dim,
             verify=self.verify,
+            noise=noise,
         )
 
 

@@ -74,7 +74,7 @@ class MCPredictor(Generic[_P]):
     num_samples, task, tau, seed, engine, chunk_size, max_memory
         As in :func:`bayesdrop.mc_predict` (the same names, defaults and types: the options
         are declared once, in :class:`bayesdrop.predict.PredictOptions`).
-    return_samples, autocast, output, class_dim, batch_dim, verify
+    return_samples, autocast, output, class_dim, batch_dim, verify, noise
         As in :func:`bayesdrop.mc_predict`.
     tolerance : float, default 1e-2
         Stopping rule of ``num_samples="auto"``: the largest Monte-Carlo standard error
@@ -117,6 +117,7 @@ class MCPredictor(Generic[_P]):
         target_key: str | None = ...,
         progress: bool = ...,
         verify: bool = ...,
+        noise: str | None = ...,
     ) -> None: ...
 
     @overload
@@ -141,6 +142,7 @@ class MCPredictor(Generic[_P]):
         target_key: str | None = ...,
         progress: bool = ...,
         verify: bool = ...,
+        noise: str | None = ...,
     ) -> None: ...
 
     @overload
@@ -165,6 +167,7 @@ class MCPredictor(Generic[_P]):
         target_key: str | None = ...,
         progress: bool = ...,
         verify: bool = ...,
+        noise: str | None = ...,
     ) -> None: ...
 
     def __init__(
@@ -188,6 +191,7 @@ class MCPredictor(Generic[_P]):
         target_key: str | None = None,
         progress: bool = True,
         verify: bool = False,
+        noise: str | None = None,
     ) -> None:
         self.settings = options_from(locals()).settings()
         if target_key is not None and not isinstance(target_key, str):
@@ -318,7 +322,7 @@ class MCPredictor(Generic[_P]):
                 self._verified = True
             # the plans are looked up per batch: a model changed between batches (an attribute,
             # a flag, a re-assigned buffer) is traced and checked anew, never served stale
-            plans = plan_source(self.model)
+            plans = plan_source(self.model, self.settings.noise)
             plans.checked = True
             with stream.active():
                 part = predict_batch(

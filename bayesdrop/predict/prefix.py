@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
+from bayesdrop.nn._selection import samples
 from bayesdrop.nn.noise_calls import functional_noise, module_names
-from bayesdrop.nn.sampling import is_stochastic
 from bayesdrop.predict.cached import CacheUnavailable
 from bayesdrop.predict.engines import repeat_batch
 from bayesdrop.predict.io import ModelInputs
@@ -47,7 +47,7 @@ class OutOfStep(Exception):
 
 
 def _holds_noise(module: nn.Module) -> bool:
-    return any(is_stochastic(m) for m in module.modules())
+    return any(samples(m) for m in module.modules())
 
 
 def first_blocks(model: nn.Module) -> set[int]:
@@ -117,7 +117,7 @@ def capture(model: nn.Module, inputs: ModelInputs, record: bool) -> Capture:
 
     def enter(module: nn.Module, _args: tuple) -> None:
         if id(module) in names and id(module) not in blocks:
-            if is_stochastic(module):
+            if samples(module):
                 early.append(names[id(module)] or "(model)")
             stack.append(_Frame(module))
 
@@ -150,7 +150,7 @@ def capture(model: nn.Module, inputs: ModelInputs, record: bool) -> Capture:
         for handle in handles:
             handle.remove()
     moved = _rng_moved(device, states)
-    around = [names[id(f.module)] for f in stack if is_stochastic(f.module)]
+    around = [names[id(f.module)] for f in stack if samples(f.module)]
     if around:
         raise CacheUnavailable(
             f"`{around[0]}` is a noise module running around the first stochastic block: its "

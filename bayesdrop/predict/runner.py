@@ -11,8 +11,9 @@ from torch import Tensor, nn
 
 from bayesdrop._validation import check_positive_int, fail
 from bayesdrop._vocabulary import TASKS
+from bayesdrop.nn._selection import noise_selection
 from bayesdrop.nn.rnn import VariationalGRU, VariationalLSTM
-from bayesdrop.nn.sampling import sampling
+from bayesdrop.nn.sampling import sampling, stochastic_modules
 from bayesdrop.predict.accumulators import (
     NUM_GROUPS,
     ClassificationAccumulator,
@@ -73,6 +74,7 @@ class Settings:
     class_dim: int | None = None
     batch_dim: int = 0
     verify: bool = False
+    noise: str | None = None
 
 
 def make_settings(**options: object) -> Settings:
@@ -83,14 +85,16 @@ def make_settings(**options: object) -> Settings:
 
 
 @contextmanager
-def prediction_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode with only the dropouts sampling; every flag restored afterwards."""
+def prediction_mode(model: nn.Module, noise: str | None = None) -> Iterator[tuple[str, ...]]:
+    """Eval mode with only the dropouts sampling (with ``noise``, only those it selects:
+    :func:`bayesdrop.nn._selection.noise_selection`); every flag restored afterwards. Yields
+    the names of the stochastic modules that sample."""
     switched = [m for m in model.modules() if m.training]
     try:
         for module in switched:
             module.training = False
-        with sampling(model):
-            yield
+        with sampling(model), noise_selection(model, noise) as chosen:
+            yield chosen
     finally:
         for module in switched:
             module.training = True
@@ -210,6 +214,7 @@ def _check_noise(model: nn.Module, inputs: ModelInputs, settings: Settings, **op
         model,
         inputs,
         engine=settings.engine,
+        noise=settings.noise,
         output=settings.output,
         task=settings.task,
         class_dim=settings.class_dim,
@@ -301,7 +306,11 @@ def predict_batch(
             output = classes_last(output, settings.class_dim, settings.batch_dim)
         acc.update(output)
 
-    with prediction_mode(model), torch.no_grad(), _autocast(settings, device):
+    with (
+        prediction_mode(model, settings.noise) as chosen,
+        torch.no_grad(),
+        _autocast(settings, device),
+    ):
         select = _selector(settings)
         engine = choose_engine(model, inputs, settings.engine, plans, select, settings.batch_dim)
         # the batched and hooked engines run a transformer's blocks on every token at once
@@ -349,7 +358,15 @@ def predict_batch(
             done += step
             if auto and done >= 2 * NUM_GROUPS and acc.converged(settings.tolerance):
                 break
-        result = acc.result(engine.name, engine.reason)
+        reason = engine.reason
+        if settings.noise is not None:
+            every = len(stochastic_modules(model))
+            shown = ", ".join(chosen[:4]) + (", ..." if len(chosen) > 4 else "")
+            reason += (
+                f"; noise={settings.noise!r}: {len(chosen)} of {every} noise modules sampled "
+                f"({shown}), the others off"
+            )
+        result = acc.result(engine.name, reason)
     if diagnose and done > 1 and acc.has_zero_spread():
         _check_noise_reached(model, inputs, settings, acc.rounding_spread())
     return result
