@@ -19,8 +19,8 @@ from bayesdrop.exceptions import (
     MissingDependencyError,
     UnshardedDataWarning,
 )
-from bayesdrop.functional.kl import RegularizerConstants, regularizer_constants
-from bayesdrop.functional.rdrop import rdrop_loss
+from bayesdrop.functional._kl import RegularizerConstants, regularizer_constants
+from bayesdrop.functional._rdrop import rdrop_loss
 from bayesdrop.lm import generate, score_tokens
 from bayesdrop.nn import (
     ConcreteDropout,

@@ -37,11 +37,13 @@ import numpy as np
 
 from bayesdrop._validation import fail
 from bayesdrop.calibration import CalibrationReport, RegressionReport
-from bayesdrop.calibration.report import Layout
+from bayesdrop.calibration._report import Layout
 from bayesdrop.exceptions import BayesdropError
 
 __all__ = ["MAX_ARRAY_BYTES", "main"]
 
+#: The largest array, in bytes, the command line loads from a file (16 GiB): a larger one is
+#: refused before it is read.
 MAX_ARRAY_BYTES = 16 * 2**30
 """The largest array (in bytes, as its header declares it) that ``bayesdrop report`` reads."""
 

@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 import bayesdrop
-from bayesdrop.predict import accumulators, engines
+from bayesdrop.predict import _accumulators as accumulators
+from bayesdrop.predict import _engines as engines
 
 S, N = 64, 256
 

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 import bayesdrop
-from bayesdrop.predict.engines import repeat_batch  # the engine's own sample-major repeat
+from bayesdrop.predict._engines import repeat_batch  # the engine's own sample-major repeat
 
 S = 64
 
@@ -95,8 +95,8 @@ def repetition(model, x, readouts=True):
 
 
 def engine_chunk(n: int) -> int:
-    """Samples per pass of mc_predict's default chunking (bayesdrop.predict.runner)."""
-    from bayesdrop.predict.runner import TARGET_ROWS
+    """Samples per pass of mc_predict's default chunking (bayesdrop.predict._runner)."""
+    from bayesdrop.predict._runner import TARGET_ROWS
 
     return max(1, min(S, TARGET_ROWS // n))
 
@@ -320,7 +320,7 @@ def _limit(model, x, n: int) -> float | None:
     """The floor of a model the cached engine splits: its trunk once, then its head over
     S x n rows at the engine's chunking (the trunk's batched values repeated sample-major,
     as the engine does), timed directly. None where the model does not split."""
-    from bayesdrop.predict.engines import plan_source
+    from bayesdrop.predict._engines import plan_source
 
     try:
         plan = plan_source(model).get()

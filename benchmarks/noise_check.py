@@ -38,8 +38,8 @@ from mc_predict import _zoo  # the test suite's model zoo, as the other MC bench
 from torch import nn
 
 import bayesdrop
-from bayesdrop.predict.engines import plan_source
-from bayesdrop.predict.runner import prediction_mode
+from bayesdrop.predict._engines import plan_source
+from bayesdrop.predict._runner import prediction_mode
 
 S = 64
 
@@ -92,7 +92,7 @@ def first_call_and_check(model, x, reps: int, runs: dict, **opts) -> None:
     """One round: a first call on a fresh copy of ``model`` (into ``runs["first"]``), then that
     call's engine checked again and sampled plainly ``reps`` times each, interleaved (into
     ``runs["check"]`` and ``runs["plain"]``); ``opts`` go to ``mc_predict``."""
-    runner = sys.modules["bayesdrop.predict.runner"]
+    runner = sys.modules["bayesdrop.predict._runner"]
     checked = runner.check_scope
     seen: dict = {}
 

@@ -47,7 +47,7 @@ from uci import parse_choices, split_sets
 
 from bayesdrop.datasets import load_uci
 from bayesdrop.nn import BatchedMLP
-from bayesdrop.nn.sampling import sampling
+from bayesdrop.nn._sampling import sampling
 from bayesdrop.sweep import RegressionBatch, fit_regression, predict_regression
 
 VARIANTS = ("reference", "homo", "deep", "reference-val", "homo-val", "tau-grid")

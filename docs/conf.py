@@ -97,9 +97,21 @@ mathjax_path = f"mathjax/{fetch_mathjax.ENTRY}"
 
 
 def _private(cls) -> bool:
-    """A class whose name or any part of whose module path starts with an underscore."""
-    parts = [*cls.__module__.split("."), cls.__name__]
-    return any(part.startswith("_") and not part.startswith("__") for part in parts)
+    """A class whose name starts with an underscore, or that is defined in a private module
+    (``bayesdrop.nn._base``) and not exported by the public package above it
+    (``bayesdrop.nn.StochasticModule`` is public)."""
+    if cls.__name__.startswith("_"):
+        return True
+    parts = cls.__module__.split(".")
+    public = []
+    for part in parts:
+        if part.startswith("_") and not part.startswith("__"):
+            break
+        public.append(part)
+    if len(public) == len(parts):
+        return False
+    package = sys.modules.get(".".join(public))
+    return getattr(package, cls.__name__, None) is not cls
 
 
 def _public_bases(app, name, obj, options, bases) -> None:

@@ -1,5 +1,7 @@
-"""The API reference says what the code does: every dataclass field is documented, and every
-default a numpydoc Parameters section states ("float, default 0.1") is the signature's."""
+"""The API reference says what the code does: it documents exactly the public surface (the
+``__all__`` of the packages and of the public modules, nothing from a private module), every
+dataclass field is documented, and every default a numpydoc Parameters section states ("float,
+default 0.1") is the signature's."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import builtins
 import dataclasses
 import importlib
 import inspect
+import pathlib
 import pkgutil
 import re
 
@@ -16,7 +19,12 @@ import pytest
 import bayesdrop
 
 # modules the API reference documents beside the packages
-EXTRA_MODULES = ["bayesdrop.predict.distributed", "bayesdrop.functional.batched", "bayesdrop.pyro"]
+EXTRA_MODULES = [
+    "bayesdrop.predict.distributed",
+    "bayesdrop.functional.batched",
+    "bayesdrop.pyro",
+    "bayesdrop.cli",
+]
 
 
 def public_objects() -> list[tuple[str, object]]:
@@ -110,3 +118,54 @@ def test_every_dataclass_field_is_documented(cls):
 def test_the_checks_see_the_api():
     assert len(PUBLIC_DATACLASSES) >= 20
     assert len(list(stated_defaults())) >= 50
+
+
+API_PAGES = pathlib.Path(__file__).resolve().parents[1] / "docs" / "api"
+
+
+def _resolve(path: str) -> object:
+    parts = path.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attr in parts[split:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise AssertionError(path)
+
+
+def documented_entries() -> tuple[dict[str, object], set[str]]:
+    """``path -> object`` of every autosummary entry of docs/api, and the paths of every
+    ``.. data::`` entry (each read under the page's ``currentmodule`` at that point)."""
+    objects: dict[str, object] = {}
+    data: set[str] = set()
+    for page in sorted(API_PAGES.glob("*.rst")):
+        current, listing = "bayesdrop", False
+        for line in page.read_text().splitlines():
+            if match := re.match(r"\.\. currentmodule:: (\S+)", line):
+                current, listing = match[1], False
+            elif match := re.match(r"\.\. data:: (\S+)", line):
+                data.add(f"{current}.{match[1]}")
+                listing = False
+            elif line.startswith(".. autosummary::"):
+                listing = True
+            elif listing and line.startswith("   ") and not line.strip().startswith(":"):
+                objects[f"{current}.{line.strip()}"] = _resolve(f"{current}.{line.strip()}")
+            elif listing and line.strip() and not line.startswith("   "):
+                listing = False
+    return objects, data
+
+
+def test_the_reference_documents_exactly_the_public_surface():
+    objects, data = documented_entries()
+    public = public_objects()
+    callables = {id(obj) for _, obj in public if callable(obj)}
+    constants = {name for name, obj in public if not callable(obj)}
+    found = {id(obj) for obj in objects.values()}
+    assert [n for n, obj in public if callable(obj) and id(obj) not in found] == []
+    assert [p for p, obj in objects.items() if id(obj) not in callables] == []
+    assert sorted(constants - data) == [] and sorted(data - constants) == []
+    # nothing documented lives under a private module path
+    assert [p for p in [*objects, *data] if any(s.startswith("_") for s in p.split("."))] == []

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from bayesdrop.calibration import ClasswiseReliabilityDisplay, classwise_calibration_error
-from bayesdrop.calibration.binning import bin_statistics
+from bayesdrop.calibration._binning import bin_statistics
 
 
 def test_chunked_classwise_ece_equals_per_class_bins(monkeypatch):
-    import bayesdrop.calibration.binning as binning
+    import bayesdrop.calibration._binning as binning
 
     monkeypatch.setattr(binning, "CLASSWISE_CHUNK_ELEMENTS", 37)  # many ragged chunks
     gen = torch.Generator().manual_seed(0)

@@ -34,13 +34,13 @@ pytestmark = pytest.mark.usefixtures("metric_path")
 
 
 def equal_width_bin(x, num_bins):
-    from bayesdrop.calibration.binning import equal_width_bin  # imported late: new in 0.2
+    from bayesdrop.calibration._binning import equal_width_bin  # imported late: new in 0.2
 
     return equal_width_bin(x, num_bins)
 
 
 def probs_sum_atol(dtype):
-    from bayesdrop.calibration.inputs import probs_sum_atol
+    from bayesdrop.calibration._inputs import probs_sum_atol
 
     return probs_sum_atol(dtype)
 

@@ -446,7 +446,7 @@ def test_bad_keyword_arguments_change_nothing(kwargs, error, match):
 def test_a_failure_on_a_later_layer_changes_nothing(monkeypatch):
     import sys
 
-    module = sys.modules["bayesdrop.nn.convert"]
+    module = sys.modules["bayesdrop.nn._convert"]
     built = []
 
     class Failing(bayesdrop.ConcreteDropout):

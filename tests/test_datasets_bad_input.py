@@ -26,7 +26,7 @@ from bayesdrop.datasets import (
     read_idx,
     write_idx,
 )
-from bayesdrop.datasets import remote as remote_module
+from bayesdrop.datasets import _remote as remote_module
 
 # --- IDX image sets -----------------------------------------------------------------------------
 

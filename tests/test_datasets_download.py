@@ -31,7 +31,7 @@ from bayesdrop.datasets import (
     sources,
     write_idx,
 )
-from bayesdrop.datasets import remote as remote_module
+from bayesdrop.datasets import _remote as remote_module
 
 
 class _Server:

@@ -17,7 +17,7 @@ from torch.nn.modules import module as torch_module
 
 import bayesdrop
 from bayesdrop.exceptions import EngineFallbackWarning
-from bayesdrop.predict import prefix
+from bayesdrop.predict import _prefix as prefix
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -18,7 +18,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import bayesdrop
-from bayesdrop.predict import accumulators, engines
+from bayesdrop.predict import _accumulators as accumulators
+from bayesdrop.predict import _engines as engines
 
 SYNCING = {
     "item",

@@ -22,14 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import bayesdrop
-from bayesdrop.predict.selfcheck import ScopeCheck, shared_draws
+from bayesdrop.predict._selfcheck import ScopeCheck, shared_draws
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-engines_mod = sys.modules["bayesdrop.predict.engines"]
-runner_mod = sys.modules["bayesdrop.predict.runner"]
-sampling_mod = sys.modules["bayesdrop.nn.sampling"]
-cached_mod = sys.modules["bayesdrop.predict.cached"]
+engines_mod = sys.modules["bayesdrop.predict._engines"]
+runner_mod = sys.modules["bayesdrop.predict._runner"]
+sampling_mod = sys.modules["bayesdrop.nn._sampling"]
+cached_mod = sys.modules["bayesdrop.predict._cached"]
 
 
 def plant_shared_draws(monkeypatch):
@@ -132,7 +132,7 @@ def test_layerdrop_is_found_at_run_time(monkeypatch):
 
 
 def test_shared_draws_tells_per_row_from_per_call():
-    from bayesdrop.nn.noise_calls import Draw
+    from bayesdrop.nn._noise_calls import Draw
 
     one = [Draw("drop", "dropout", 4 * 16), Draw("enc", "rand", 1), Draw("w", "dropout", 128)]
     many = [Draw("drop", "dropout", 3 * 4 * 16), Draw("enc", "rand", 1), Draw("w", "dropout", 128)]

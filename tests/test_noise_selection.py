@@ -118,7 +118,7 @@ def test_predictor_and_check_noise_take_the_selection():
 def test_a_planted_forced_call_inside_an_off_module_is_caught(monkeypatch):
     # with the selection's mode left forcing every dropout call (the `early` module's
     # F.dropout sampled although it is off), the samples differ from the model with it off
-    noise_calls = __import__("bayesdrop.nn.noise_calls", fromlist=["FunctionalNoise"])
+    noise_calls = __import__("bayesdrop.nn._noise_calls", fromlist=["FunctionalNoise"])
     monkeypatch.setattr(noise_calls.FunctionalNoise, "_inside_off", lambda self: False)
     model = _model()
     chosen = bayesdrop.mc_predict(model, X, num_samples=32, seed=3, engine="loop", noise="late")

@@ -12,7 +12,7 @@ import pytest
 import bayesdrop
 from bayesdrop import _vocabulary as vocab
 from bayesdrop.exceptions import BayesdropValueError
-from bayesdrop.predict.options import OPTION_NAMES, PredictOptions
+from bayesdrop.predict._options import OPTION_NAMES, PredictOptions
 
 FRONT_DOORS = {
     "mc_predict": bayesdrop.mc_predict,

@@ -22,8 +22,8 @@ from bayesdrop.calibration import (
     ClasswiseReliabilityDisplay,
     classification_metrics,
 )
+from bayesdrop.predict._runner import default_memory_budget
 from bayesdrop.predict.distributed import mc_predict_distributed, rank_seed
-from bayesdrop.predict.runner import default_memory_budget
 
 N, C = 23, 4  # uneven shards for 2 and 3 ranks: DistributedSampler pads
 
@@ -253,7 +253,7 @@ def test_memory_budget_from_free_device_memory():
 
 
 def test_batches_are_moved_to_the_model_device_through_pinned_memory():
-    from bayesdrop.predict import predictor as predictor_module
+    from bayesdrop.predict import _predictor as predictor_module
 
     x, y = torch.randn(4, 3), torch.arange(4)
     calls = []

@@ -16,7 +16,7 @@ from predict_models import (
 from torch import nn
 
 import bayesdrop
-from bayesdrop.predict.cached import CacheUnavailable, build_plan
+from bayesdrop.predict._cached import CacheUnavailable, build_plan
 
 ENGINES = ("loop", "batched", "cached")
 
@@ -227,7 +227,7 @@ class SelfAttention(nn.Module):
 
 
 def test_plan_follows_a_change_of_attention_dropout():
-    from bayesdrop.predict.engines import plan_source
+    from bayesdrop.predict._engines import plan_source
 
     model, x = SelfAttention().eval(), torch.randn(4, 5, 3)
 

@@ -14,7 +14,7 @@ from torch import nn
 
 import bayesdrop
 from bayesdrop import functional as BF
-from bayesdrop.predict.accumulators import ClassificationAccumulator, RegressionAccumulator
+from bayesdrop.predict._accumulators import ClassificationAccumulator, RegressionAccumulator
 
 
 def _h(p):

@@ -375,7 +375,7 @@ def test_zero_rate_modules_are_not_noise_and_do_not_move_the_split():
     x = torch.randn(2, 3, 32, 32)
     pred = bayesdrop.mc_predict(model, x, num_samples=4, seed=0)
     assert pred.engine == "cached"
-    plan = bayesdrop.predict.engines.plan_source(model).get()
+    plan = bayesdrop.predict._engines.plan_source(model).get()
     head = {str(n.target) for n in plan.head.graph.nodes if n.op == "call_module"}
     assert head == {"head_drop", "head"}  # the whole transformer runs once
 
@@ -423,7 +423,7 @@ def test_missed_noise_is_an_error_that_names_the_module():
     finally:
         import sys
 
-        sampling_module = sys.modules["bayesdrop.nn.sampling"]
+        sampling_module = sys.modules["bayesdrop.nn._sampling"]
         sampling_module._REGISTRY.pop(HiddenNoise)
         sampling_module._KIND_CACHE.clear()
 

@@ -29,7 +29,7 @@ from torch import nn
 import bayesdrop
 from bayesdrop import active
 from bayesdrop import calibration as cal
-from bayesdrop.calibration.binning import MAX_BINS
+from bayesdrop.calibration._binning import MAX_BINS
 from bayesdrop.exceptions import BayesdropError
 
 SETTINGS = settings(

@@ -37,7 +37,7 @@ class _Hetero(nn.Module):
 
 
 def test_pyro_name_is_the_library():
-    import bayesdrop.pyro.model as wrapper
+    import bayesdrop.pyro._model as wrapper
 
     assert wrapper.pyro is sys.modules["pyro"]
     assert "bayesdrop" not in pyro.__file__

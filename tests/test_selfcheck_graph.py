@@ -15,7 +15,7 @@ import bayesdrop
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-selfcheck = sys.modules["bayesdrop.predict.selfcheck"]
+selfcheck = sys.modules["bayesdrop.predict._selfcheck"]
 X = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
 
 

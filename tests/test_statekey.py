@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from bayesdrop.predict.statekey import Snapshot, fingerprint
+from bayesdrop.predict._statekey import Snapshot, fingerprint
 
 
 class Net(nn.Module):
@@ -88,7 +88,7 @@ def test_a_tensor_replaced_by_an_equal_one_is_compared_by_value_on_every_call():
 def test_a_registration_between_calls_is_seen():
     import sys
 
-    sampling_module = sys.modules["bayesdrop.nn.sampling"]
+    sampling_module = sys.modules["bayesdrop.nn._sampling"]
     net = Net()
     snap = Snapshot(net, fingerprint(net))
 

@@ -46,7 +46,7 @@ def test_the_old_exact_zero_rule_returned_rounding_as_uncertainty(monkeypatch):
     # in the moments' means never gives; the faint model then came back with MI of ~1e-7
     import sys
 
-    accumulators = sys.modules["bayesdrop.predict.accumulators"]
+    accumulators = sys.modules["bayesdrop.predict._accumulators"]
     monkeypatch.setattr(
         accumulators.ClassificationAccumulator,
         "has_zero_spread",

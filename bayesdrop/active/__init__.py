@@ -2,12 +2,12 @@
 (top-k, BatchBALD, stochastic), pool scoring through :class:`bayesdrop.MCPredictor` and a loop
 helper that leaves training to you."""
 
-from bayesdrop.active.batch import STOCHASTIC_MODES, Acquisition, stochastic_batch, top_k
-from bayesdrop.active.batchbald import batchbald, joint_entropy
-from bayesdrop.active.loop import ActiveSplit, LearningCurve, run_active_learning
-from bayesdrop.active.masks import consistent_masks
-from bayesdrop.active.pool import METHODS, SELECTIONS, PoolScores, acquire, score_pool
-from bayesdrop.active.scores import (
+from bayesdrop.active._batch import STOCHASTIC_MODES, Acquisition, stochastic_batch, top_k
+from bayesdrop.active._batchbald import batchbald, joint_entropy
+from bayesdrop.active._loop import ActiveSplit, LearningCurve, run_active_learning
+from bayesdrop.active._masks import consistent_masks
+from bayesdrop.active._pool import METHODS, SELECTIONS, PoolScores, acquire, score_pool
+from bayesdrop.active._scores import (
     SCORES,
     acquisition_scores,
     bald,

@@ -1,20 +1,15 @@
 """Calibration of classifiers and regressors: metrics, streaming metrics, recalibration, plots
 and reports. Needs no :mod:`bayesdrop.nn`: it works on predictions of any model."""
 
-from bayesdrop.calibration._score_displays import (
-    RegressionCalibrationDisplay,
-    RejectionCurveDisplay,
-    UncertaintyHistogramDisplay,
-)
-from bayesdrop.calibration.binning import (
+from bayesdrop.calibration._binning import (
     BinStatistics,
     bin_statistics,
     equal_mass_edges,
     equal_width_edges,
 )
-from bayesdrop.calibration.display import ClasswiseReliabilityDisplay, ReliabilityDisplay
-from bayesdrop.calibration.inputs import PROBS_SUM_ATOL, Points, as_points
-from bayesdrop.calibration.metrics import (
+from bayesdrop.calibration._display import ClasswiseReliabilityDisplay, ReliabilityDisplay
+from bayesdrop.calibration._inputs import PROBS_SUM_ATOL, Points, as_points
+from bayesdrop.calibration._metrics import (
     ClassificationMetrics,
     accuracy,
     brier_score,
@@ -24,13 +19,13 @@ from bayesdrop.calibration.metrics import (
     expected_calibration_error,
     negative_log_likelihood,
 )
-from bayesdrop.calibration.recalibration import (
+from bayesdrop.calibration._recalibration import (
     BetaCalibration,
     HistogramBinning,
     IsotonicCalibration,
     TemperatureScaling,
 )
-from bayesdrop.calibration.regression import (
+from bayesdrop.calibration._regression import (
     RegressionCalibrationCurve,
     expected_normalized_calibration_error,
     gaussian_crps,
@@ -39,9 +34,14 @@ from bayesdrop.calibration.regression import (
     quantile_calibration_error,
     regression_calibration_curve,
 )
-from bayesdrop.calibration.regression_report import RegressionReport
-from bayesdrop.calibration.report import CalibrationReport
-from bayesdrop.calibration.streaming import (
+from bayesdrop.calibration._regression_report import RegressionReport
+from bayesdrop.calibration._report import CalibrationReport
+from bayesdrop.calibration._score_displays import (
+    RegressionCalibrationDisplay,
+    RejectionCurveDisplay,
+    UncertaintyHistogramDisplay,
+)
+from bayesdrop.calibration._streaming import (
     Accuracy,
     BrierScore,
     CalibrationError,
@@ -49,7 +49,7 @@ from bayesdrop.calibration.streaming import (
     NegativeLogLikelihood,
     StreamingMetric,
 )
-from bayesdrop.calibration.uncertainty_quality import (
+from bayesdrop.calibration._uncertainty_quality import (
     DetectionScores,
     RejectionCurve,
     accuracy_rejection_curve,

@@ -214,7 +214,7 @@ def _bins(score: Tensor, *values: Tensor) -> list[Tensor]:
 def _classification_input(predictions: Any, points: Any) -> tuple[Any, bool]:
     """What the classifier's ``predict_sets`` gets: the user's prediction result as it is
     (``True``: its sets are then flattened and the ignored points dropped), else the points."""
-    from bayesdrop.predict.results import ClassificationPrediction
+    from bayesdrop.predict._results import ClassificationPrediction
 
     if isinstance(predictions, ClassificationPrediction):
         return predictions, True
@@ -267,7 +267,7 @@ def interval_quality(
 ) -> ConformalIntervalQuality:
     """The interval quality of ``conformal`` on flattened ``mean``, ``std``, ``target``;
     ``prediction`` is the user's regression result, or None for plain tensors."""
-    from bayesdrop.predict.results import RegressionPrediction
+    from bayesdrop.predict._results import RegressionPrediction
 
     _check_fitted(conformal, "predict_intervals", "SplitConformalRegressor")
     if not isinstance(prediction, RegressionPrediction):  # only mean and total variance are read

@@ -14,7 +14,7 @@ any size) or ``never`` (PyTorch only).
 
 The kernel keeps the semantics of the PyTorch path exactly: first maximal index on ties, the bin of
 ``x`` is the ``b`` with ``b / B <= x < (b + 1) / B`` for the exact value of ``x`` (see
-:func:`~bayesdrop.calibration.binning.equal_width_bin`: ``floor(B x)`` in float64, lowered by one
+:func:`~bayesdrop.calibration._binning.equal_width_bin`: ``floor(B x)`` in float64, lowered by one
 when the product was rounded up onto an integer), the last bin closed, sums in float64. float16 and
 bfloat16 inputs are converted to float32 first (numba has no half type). It never raises: it
 reports whether any entry is outside ``[0, 1]`` (NaN included) and the largest ``|row sum - 1|``,

@@ -30,8 +30,8 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_positive, fail
-from bayesdrop.calibration.inputs import check_target
-from bayesdrop.calibration.recalibration import TemperatureInputs, TemperatureScaling
+from bayesdrop.calibration._inputs import check_target
+from bayesdrop.calibration._recalibration import TemperatureInputs, TemperatureScaling
 
 __all__ = ["DirichletCalibration", "VectorScaling"]
 

@@ -17,13 +17,13 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_real, fail
-from bayesdrop.calibration.inputs import as_float_tensor
+from bayesdrop.calibration._inputs import as_float_tensor
 
 __all__ = ["IsotonicCDFRecalibration", "VarianceScaling"]
 
 
 def _gaussian(pred: Any, name: str = "pred") -> tuple[Tensor, Tensor]:
-    from bayesdrop.predict.results import RegressionPrediction
+    from bayesdrop.predict._results import RegressionPrediction
 
     if not isinstance(pred, RegressionPrediction):
         fail(name, "a RegressionPrediction", type(pred).__name__, type_error=True)

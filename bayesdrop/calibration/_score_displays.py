@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from bayesdrop._validation import fail
+from bayesdrop.calibration._binning import check_num_bins
+from bayesdrop.calibration._inputs import Layout, check_scores
 from bayesdrop.calibration._plotting import _axes, _diagonal, _np
-from bayesdrop.calibration.binning import check_num_bins
-from bayesdrop.calibration.inputs import Layout, check_scores
-from bayesdrop.calibration.regression import regression_calibration_curve
-from bayesdrop.calibration.uncertainty_quality import RejectionCurve, accuracy_rejection_curve
+from bayesdrop.calibration._regression import regression_calibration_curve
+from bayesdrop.calibration._uncertainty_quality import RejectionCurve, accuracy_rejection_curve
 
 __all__ = ["RegressionCalibrationDisplay", "RejectionCurveDisplay", "UncertaintyHistogramDisplay"]
 

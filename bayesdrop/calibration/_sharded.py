@@ -11,15 +11,15 @@ import torch
 
 from bayesdrop._distributed import check_same_options, context, gather_tensor, run_on_every_rank
 from bayesdrop._validation import check_choice
-from bayesdrop.calibration.binning import (
+from bayesdrop.calibration._binning import (
     BinStatistics,
     check_num_bins,
     classwise_bin_sums,
     equal_width_edges,
 )
-from bayesdrop.calibration.inputs import Layout, as_float_tensor, as_points, top_label
-from bayesdrop.calibration.streaming import CalibrationMetrics
-from bayesdrop.calibration.uncertainty_quality import UNCERTAINTIES, uncertainty_scores
+from bayesdrop.calibration._inputs import Layout, as_float_tensor, as_points, top_label
+from bayesdrop.calibration._streaming import CalibrationMetrics
+from bayesdrop.calibration._uncertainty_quality import UNCERTAINTIES, uncertainty_scores
 
 __all__ = ["sharded_report"]
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import as_tensor, check_int, fail
-from bayesdrop.calibration.inputs import as_float_tensor, at_least_float32, check_probs_values
+from bayesdrop.calibration._inputs import as_float_tensor, at_least_float32, check_probs_values
 
 __all__ = ["Points", "as_points"]
 
@@ -37,7 +37,7 @@ def as_points(
 ) -> Points:
     """Validate ``x`` (a ``ClassificationPrediction`` or probabilities ``(..., C)``) and an
     optional integer ``target`` shaped like its leading dimensions."""
-    from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
+    from bayesdrop.predict._results import ClassificationPrediction, RegressionPrediction
 
     mi = samples = None
     if isinstance(x, RegressionPrediction):

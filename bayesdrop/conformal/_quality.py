@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import as_tensor, check_int, fail
-from bayesdrop.calibration.inputs import as_float_tensor
+from bayesdrop.calibration._inputs import as_float_tensor
 
 __all__ = [
     "CoverageByGroup",

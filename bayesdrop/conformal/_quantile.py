@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from bayesdrop._validation import check_real, fail
-from bayesdrop.calibration.inputs import as_float_tensor
+from bayesdrop.calibration._inputs import as_float_tensor
 
 __all__ = [
     "check_alpha",

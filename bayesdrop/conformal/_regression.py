@@ -7,7 +7,7 @@ from typing import Any, Literal
 from torch import Tensor
 
 from bayesdrop._validation import check_choice, fail
-from bayesdrop.calibration.inputs import as_float_tensor
+from bayesdrop.calibration._inputs import as_float_tensor
 from bayesdrop.conformal._quantile import check_alpha, conformal_quantile, gather_scores
 
 __all__ = ["SplitConformalRegressor", "conformal_intervals"]
@@ -16,7 +16,7 @@ RegressionScore = Literal["normalized", "residual"]
 
 
 def _mean_std(pred: Any, name: str, need_std: bool) -> tuple[Tensor, Tensor | None]:
-    from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
+    from bayesdrop.predict._results import ClassificationPrediction, RegressionPrediction
 
     if not isinstance(pred, RegressionPrediction):
         what = (

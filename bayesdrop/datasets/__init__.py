@@ -1,17 +1,17 @@
 """Data-set loaders. Data are read by path (``root`` or ``BAYESDROP_DATA``), never bundled;
 :func:`download` fetches them on request, SHA-256 verified."""
 
-from bayesdrop.datasets._root import DATA_ENV, SMOKE_ENV, data_root, smoke_mode
-from bayesdrop.datasets.images import (
+from bayesdrop.datasets._images import (
     load_fashion_mnist,
     load_mnist,
     load_notmnist,
     read_idx,
     write_idx,
 )
-from bayesdrop.datasets.ptb import PTB, batchify, bptt_batches, load_ptb
-from bayesdrop.datasets.remote import MIRROR_ENV, DataSource, RemoteFile, download, sources
-from bayesdrop.datasets.uci import PublishedResult, UCIDataset, available_uci, load_uci
+from bayesdrop.datasets._ptb import PTB, batchify, bptt_batches, load_ptb
+from bayesdrop.datasets._remote import MIRROR_ENV, DataSource, RemoteFile, download, sources
+from bayesdrop.datasets._root import DATA_ENV, SMOKE_ENV, data_root, smoke_mode
+from bayesdrop.datasets._uci import PublishedResult, UCIDataset, available_uci, load_uci
 
 __all__ = [
     "DATA_ENV",

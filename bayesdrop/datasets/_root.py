@@ -17,7 +17,10 @@ __all__ = [
     "smoke_mode",
 ]
 
+#: The environment variable that names the data folder, read when a loader gets no ``root``.
 DATA_ENV = "BAYESDROP_DATA"
+#: The environment variable that, set to a true value, makes the tutorials train briefly
+#: (:func:`smoke_mode`).
 SMOKE_ENV = "BAYESDROP_SMOKE"
 
 

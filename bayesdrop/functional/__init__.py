@@ -1,7 +1,7 @@
 """Pure functions holding bayesdrop's math; modules only hold parameters and call these."""
 
-from bayesdrop.functional.drop_path import drop_path, drop_path_mask_shape
-from bayesdrop.functional.dropout import (
+from bayesdrop.functional._drop_path import drop_path, drop_path_mask_shape
+from bayesdrop.functional._dropout import (
     CONCRETE_EPS,
     bernoulli_dropout,
     bernoulli_mask,
@@ -9,7 +9,7 @@ from bayesdrop.functional.dropout import (
     concrete_dropout,
     spatial_mask_shape,
 )
-from bayesdrop.functional.kl import (
+from bayesdrop.functional._kl import (
     RegularizerConstants,
     bernoulli_entropy,
     concrete_dropout_kl,
@@ -17,16 +17,16 @@ from bayesdrop.functional.kl import (
     mc_dropout_kl,
     regularizer_constants,
 )
-from bayesdrop.functional.likelihood import categorical_nll, gaussian_nll, heteroscedastic_nll
-from bayesdrop.functional.rdrop import rdrop_loss, rdrop_mse_loss, symmetric_kl
-from bayesdrop.functional.recurrence import gru_recurrence, lstm_recurrence
-from bayesdrop.functional.rnn import (
+from bayesdrop.functional._likelihood import categorical_nll, gaussian_nll, heteroscedastic_nll
+from bayesdrop.functional._rdrop import rdrop_loss, rdrop_mse_loss, symmetric_kl
+from bayesdrop.functional._recurrence import gru_recurrence, lstm_recurrence
+from bayesdrop.functional._rnn import (
     apply_sequence_mask,
     packed_row_index,
     sequence_mask,
     word_type_mask,
 )
-from bayesdrop.functional.uncertainty import (
+from bayesdrop.functional._uncertainty import (
     entropy,
     expected_entropy,
     gaussian_mc_log_likelihood,

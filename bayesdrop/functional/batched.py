@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from bayesdrop.functional.dropout import concrete_dropout
+from bayesdrop.functional._dropout import concrete_dropout
 
 __all__ = [
     "batched_bernoulli_dropout",

@@ -11,11 +11,11 @@ from torch import Tensor, nn
 
 from bayesdrop._validation import check_positive_int, fail
 from bayesdrop.functional import entropy
-from bayesdrop.nn.sampling import (
+from bayesdrop.nn._sampling import (
     noise_scope,
     stochastic_modules,
 )
-from bayesdrop.predict.runner import TARGET_ROWS, check_model, eager_model, model_device
+from bayesdrop.predict._runner import TARGET_ROWS, check_model, eager_model, model_device
 
 __all__ = [
     "CausalLM",

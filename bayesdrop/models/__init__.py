@@ -1,6 +1,6 @@
 """Complete models built from bayesdrop's layers."""
 
-from bayesdrop.models.language_model import (
+from bayesdrop.models._language_model import (
     LanguageModel,
     LanguageModelMasks,
     perplexity,

@@ -1,21 +1,22 @@
 """bayesdrop's layers: dropout posteriors with explicit KL terms."""
 
-from bayesdrop.nn.base import StochasticModule
-from bayesdrop.nn.batched import BatchedMLP
-from bayesdrop.nn.concrete import ConcreteDropout, SpatialConcreteDropout
-from bayesdrop.nn.convert import ConversionReport, convert
-from bayesdrop.nn.diagnostics import (
+from bayesdrop.nn._base import StochasticModule
+from bayesdrop.nn._batched import BatchedMLP
+from bayesdrop.nn._concrete import ConcreteDropout, SpatialConcreteDropout
+from bayesdrop.nn._convert import ConversionReport, convert
+from bayesdrop.nn._diagnostics import (
     ConcreteRateMonitor,
     RateReport,
     collapsed_rates,
     concrete_rates,
     set_concrete_regularizers,
 )
-from bayesdrop.nn.drop_path import DropPath
-from bayesdrop.nn.embedding import EmbeddingDropout, LockedDropout
-from bayesdrop.nn.mc_dropout import MCDropout, SpatialMCDropout
-from bayesdrop.nn.rnn import RNNMasks, VariationalGRU, VariationalLSTM
-from bayesdrop.nn.sampling import (
+from bayesdrop.nn._drop_path import DropPath
+from bayesdrop.nn._embedding import EmbeddingDropout, LockedDropout
+from bayesdrop.nn._mc_dropout import MCDropout, SpatialMCDropout
+from bayesdrop.nn._rnn import RNNMasks
+from bayesdrop.nn._rnn_layers import VariationalGRU, VariationalLSTM
+from bayesdrop.nn._sampling import (
     drop_rate,
     find_functional_dropout,
     is_noise_module,

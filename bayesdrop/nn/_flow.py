@@ -29,8 +29,8 @@ from torch.nn.modules.dropout import _DropoutNd
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from bayesdrop.nn._sampling import sampling
 from bayesdrop.nn._trace import attributes_kept
-from bayesdrop.nn.sampling import sampling
 
 # Operations that only move or re-type the values of a tensor: a dropout mask applied before
 # them is the same elementwise mask applied after them.

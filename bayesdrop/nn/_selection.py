@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from torch import nn
 
 from bayesdrop._validation import fail
+from bayesdrop.nn._base import StochasticModule
+from bayesdrop.nn._noise_calls import _ACTIVE
+from bayesdrop.nn._sampling import is_stochastic, noise_modules, stochastic_modules
 from bayesdrop.nn._source import find_functional_dropout
-from bayesdrop.nn.base import StochasticModule
-from bayesdrop.nn.noise_calls import _ACTIVE
-from bayesdrop.nn.sampling import is_stochastic, noise_modules, stochastic_modules
 
 __all__ = ["deselected", "noise_selection", "samples", "selected_names"]
 

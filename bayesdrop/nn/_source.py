@@ -1,6 +1,6 @@
 """Reading a module class's source: which lines of ``forward`` read ``self.training`` (a
 dropout rate picked by the flag, Hugging Face's attention), and which classes call functional
-dropout in any method. Used by :mod:`bayesdrop.nn.sampling` to find noise that no module type
+dropout in any method. Used by :mod:`bayesdrop.nn._sampling` to find noise that no module type
 declares."""
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Monte-Carlo dropout prediction: engines, running sums, results."""
 
-from bayesdrop.predict.api import mc_predict
-from bayesdrop.predict.noise import NoiseCheck, check_noise
-from bayesdrop.predict.options import PredictOptions
-from bayesdrop.predict.predictor import MCPredictor
-from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
+from bayesdrop.predict._api import mc_predict
+from bayesdrop.predict._noise import NoiseCheck, check_noise
+from bayesdrop.predict._options import PredictOptions
+from bayesdrop.predict._predictor import MCPredictor
+from bayesdrop.predict._results import ClassificationPrediction, RegressionPrediction
 
 __all__ = [
     "ClassificationPrediction",

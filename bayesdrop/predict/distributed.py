@@ -184,8 +184,8 @@ def mc_predict_distributed(
     >>> pred.num_samples, tuple(pred.probs.shape)
     (10, (5, 3))
     """
-    from bayesdrop.predict.api import mc_predict
-    from bayesdrop.predict.results import ClassificationPrediction, RegressionPrediction
+    from bayesdrop.predict._api import mc_predict
+    from bayesdrop.predict._results import ClassificationPrediction, RegressionPrediction
 
     ctx = context(group)
     if not ctx.active:

@@ -10,7 +10,7 @@ from bayesdrop._optional import require
 
 require("pyro", "bayesdrop.pyro")  # the clear error, before the submodules' `import pyro`
 
-from bayesdrop.pyro.mfvi import MeanFieldMLP  # noqa: E402
-from bayesdrop.pyro.model import DropoutModel  # noqa: E402
+from bayesdrop.pyro._mfvi import MeanFieldMLP  # noqa: E402
+from bayesdrop.pyro._model import DropoutModel  # noqa: E402
 
 __all__ = ["DropoutModel", "MeanFieldMLP"]

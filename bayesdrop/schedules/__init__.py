@@ -4,7 +4,7 @@
 Underfitting", Liu et al., ICML 2023); :class:`DropoutScheduler` writes it into a model.
 """
 
-from bayesdrop.schedules.drop_schedule import drop_schedule
-from bayesdrop.schedules.scheduler import DropoutScheduler
+from bayesdrop.schedules._drop_schedule import drop_schedule
+from bayesdrop.schedules._scheduler import DropoutScheduler
 
 __all__ = ["DropoutScheduler", "drop_schedule"]

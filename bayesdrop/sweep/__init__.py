@@ -6,9 +6,9 @@ loop of batched matrix products and :func:`predict_regression` draws their MC-dr
 predictions. The UCI benchmark trains its whole grid x splits this way.
 """
 
-from bayesdrop.sweep.data import RegressionBatch, pad_sets
-from bayesdrop.sweep.predict import RegressionMetrics, predict_regression
-from bayesdrop.sweep.train import BatchedAdam, fit_regression
+from bayesdrop.sweep._data import RegressionBatch, pad_sets
+from bayesdrop.sweep._predict import RegressionMetrics, predict_regression
+from bayesdrop.sweep._train import BatchedAdam, fit_regression
 
 __all__ = [
     "BatchedAdam",
