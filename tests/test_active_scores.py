@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import bayesdrop.functional
 from bayesdrop import active
 
 # two samples, three points, two classes
@@ -77,3 +78,14 @@ def test_unknown_method_and_bad_samples():
     for score in (active.bald, active.max_entropy, active.margin, active.mean_std):
         with pytest.raises(ValueError, match=r"`samples`.*whose rows sum to 1"):
             score(SAMPLES * 0.5)
+
+
+def test_variation_ratio_is_one_function_that_votes():
+    # issue 25: one public object per name; it votes with argmax, so logits give the same value
+    assert active.variation_ratio is bayesdrop.functional.variation_ratio
+    logits = torch.log(SAMPLES) * 3.0
+    assert torch.equal(active.variation_ratio(logits), active.variation_ratio(SAMPLES))
+    with pytest.raises(ValueError, match=r"Expected `samples` to be a floating tensor"):
+        active.variation_ratio(SAMPLES[0])
+    with pytest.raises(TypeError, match=r"`samples`.*but got a list"):
+        active.variation_ratio([[[0.5, 0.5]]])

@@ -169,3 +169,16 @@ def test_the_reference_documents_exactly_the_public_surface():
     assert sorted(constants - data) == [] and sorted(data - constants) == []
     # nothing documented lives under a private module path
     assert [p for p in [*objects, *data] if any(s.startswith("_") for s in p.split("."))] == []
+
+
+def test_one_public_object_per_name():
+    """A name exported by two packages is one object (``active.variation_ratio`` is
+    ``functional.variation_ratio``): no two public functions share a name and differ."""
+    by_name: dict[str, set[int]] = {}
+    paths: dict[str, list[str]] = {}
+    for path, obj in public_objects():
+        short = path.rsplit(".", 1)[1]
+        if callable(obj):
+            by_name.setdefault(short, set()).add(id(obj))
+            paths.setdefault(short, []).append(path)
+    assert {n: paths[n] for n, ids in by_name.items() if len(ids) > 1} == {}

@@ -17,7 +17,7 @@ import torch
 from bayesdrop.calibration import (
     classification_metrics,
     gaussian_crps,
-    gaussian_nll,
+    gaussian_negative_log_likelihood,
     picp,
     quantile_calibration_error,
 )
@@ -103,7 +103,9 @@ def test_regression_against_uncertainty_toolbox(n):
     y = mean + 1.3 * std * gen.normal(size=n)
     m, s, t = (torch.from_numpy(v) for v in (mean, std, y))
     assert gaussian_crps(m, s, t).item() == pytest.approx(uct.crps_gaussian(mean, std, y), rel=1e-9)
-    assert gaussian_nll(m, s, t).item() == pytest.approx(uct.nll_gaussian(mean, std, y), rel=1e-9)
+    assert gaussian_negative_log_likelihood(m, s, t).item() == pytest.approx(
+        uct.nll_gaussian(mean, std, y), rel=1e-9
+    )
     for q in (0.5, 0.9, 0.95):
         ours = picp(m, s, t, level=q).item()
         theirs = uct.get_proportion_in_interval(mean, std, y, quantile=q)

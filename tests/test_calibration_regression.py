@@ -11,7 +11,7 @@ from scipy import integrate, stats
 from bayesdrop.calibration import (
     expected_normalized_calibration_error,
     gaussian_crps,
-    gaussian_nll,
+    gaussian_negative_log_likelihood,
     picp,
     quantile_calibration_error,
     regression_calibration_curve,
@@ -62,7 +62,7 @@ def test_ence_equals_netcal(num_bins):
 
 def test_gaussian_nll_equals_netcal_and_scipy():
     mean, std, y = gaussian_data(3)
-    ours = gaussian_nll(mean, std, y).item()
+    ours = gaussian_negative_log_likelihood(mean, std, y).item()
     assert ours == pytest.approx(
         float(NLL().measure((mean, std), y, kind="meanstd", reduction="mean")), abs=1e-6
     )
@@ -146,7 +146,7 @@ def test_mixed_precision_is_computed_in_float64():
     std = torch.tensor([1e-4, 1.0], dtype=torch.float64)
     target = torch.tensor([7e4, 1.0], dtype=torch.float64)  # 7e4 is inf in float16
     ref = float(-stats.norm(0.0, std.numpy()).logpdf(target.numpy()).mean())
-    got = gaussian_nll(mean, std, target)
+    got = gaussian_negative_log_likelihood(mean, std, target)
     assert got.dtype == torch.float64 and np.isfinite(got.item())
     np.testing.assert_allclose(got.item(), ref, rtol=1e-12)
 

@@ -15,7 +15,7 @@ from bayesdrop.calibration import (
     RegressionReport,
     expected_normalized_calibration_error,
     gaussian_crps,
-    gaussian_nll,
+    gaussian_negative_log_likelihood,
     picp,
     quantile_calibration_error,
 )
@@ -42,7 +42,7 @@ def test_numbers_equal_the_metric_functions():
     mean, std, target = overconfident()
     report = RegressionReport.from_predictions(mean, std, target, num_bins=10)
     assert report.crps == pytest.approx(gaussian_crps(mean, std, target).item())
-    assert report.nll == pytest.approx(gaussian_nll(mean, std, target).item())
+    assert report.nll == pytest.approx(gaussian_negative_log_likelihood(mean, std, target).item())
     assert report.quantile_calibration_error == pytest.approx(
         quantile_calibration_error(mean, std, target).item()
     )

@@ -341,7 +341,7 @@ def _reference_ence(mean, std, y, num_bins: int) -> float:
 @given(gaussian(), st.integers(1, 8))
 def test_regression_metrics_are_right_or_refuse(data, num_bins):
     mean, std, y = data
-    nll = outcome(lambda: cal.gaussian_nll(mean, std, y))
+    nll = outcome(lambda: cal.gaussian_negative_log_likelihood(mean, std, y))
     crps = outcome(lambda: cal.gaussian_crps(mean, std, y))
     ence = outcome(
         lambda: cal.expected_normalized_calibration_error(mean, std, y, num_bins=num_bins)

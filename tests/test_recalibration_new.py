@@ -17,7 +17,7 @@ from bayesdrop.calibration import (
     TemperatureScaling,
     VarianceScaling,
     VectorScaling,
-    gaussian_nll,
+    gaussian_negative_log_likelihood,
     negative_log_likelihood,
 )
 
@@ -129,7 +129,7 @@ def test_variance_scaling_is_the_nll_minimiser_and_feeds_the_metrics():
     std = pred.total_variance.sqrt()
 
     def nll(s):
-        return float(gaussian_nll(pred.mean, float(np.sqrt(s)) * std, y))
+        return float(gaussian_negative_log_likelihood(pred.mean, float(np.sqrt(s)) * std, y))
 
     best = minimize_scalar(nll, bounds=(0.01, 100), method="bounded", options={"xatol": 1e-8})
     assert vs.scale_ == pytest.approx(best.x, rel=1e-5)
@@ -139,7 +139,10 @@ def test_variance_scaling_is_the_nll_minimiser_and_feeds_the_metrics():
     torch.testing.assert_close(
         fixed.epistemic_variance + fixed.aleatoric_variance, fixed.total_variance
     )
-    assert gaussian_nll(fixed.mean, fixed.total_variance.sqrt(), y) < nll(1.0) - 0.3
+    assert (
+        gaussian_negative_log_likelihood(fixed.mean, fixed.total_variance.sqrt(), y)
+        < nll(1.0) - 0.3
+    )
     # the samples carry the scale: the MC log-likelihood is that of the scaled model
     assert fixed.log_likelihood(y).mean() > pred.log_likelihood(y).mean() + 0.3
     again = bayesdrop.RegressionPrediction.from_samples(

@@ -51,7 +51,11 @@ from torch import nn
 
 import bayesdrop
 from bayesdrop import CalibrationReport
-from bayesdrop.calibration import RegressionReport, VarianceScaling, gaussian_nll
+from bayesdrop.calibration import (
+    RegressionReport,
+    VarianceScaling,
+    gaussian_negative_log_likelihood,
+)
 from bayesdrop.conformal import (
     SplitConformalClassifier,
     SplitConformalRegressor,
@@ -359,8 +363,10 @@ for seed in range(20):
     std = t_part.total_variance.sqrt()
     gauss.append(((y_t - t_part.mean).abs() <= 1.6449 * std).float().mean().item())
     scaled = VarianceScaling().fit(c_part, y_c).transform(t_part)
-    nll_before.append(gaussian_nll(t_part.mean, std, y_t).item())
-    nll_after.append(gaussian_nll(scaled.mean, scaled.total_variance.sqrt(), y_t).item())
+    nll_before.append(gaussian_negative_log_likelihood(t_part.mean, std, y_t).item())
+    nll_after.append(
+        gaussian_negative_log_likelihood(scaled.mean, scaled.total_variance.sqrt(), y_t).item()
+    )
 gauss, conf = torch.tensor(gauss), torch.tensor(conf)
 nll_before, nll_after = torch.tensor(nll_before), torch.tensor(nll_after)
 print(f"90% intervals, mean coverage: Gaussian {gauss.mean():.3f}, conformal {conf.mean():.3f}")

@@ -26,6 +26,7 @@ from bayesdrop import functional as BF
 from bayesdrop._random import base_seed, generator
 from bayesdrop._validation import check_choice, check_tensor, fail
 from bayesdrop.calibration._inputs import check_probs_values
+from bayesdrop.functional import variation_ratio
 
 __all__ = [
     "SCORES",
@@ -92,20 +93,6 @@ def max_entropy(samples: Tensor) -> Tensor:
     tensor([0.6931, 0.6931])
     """
     return BF.predictive_entropy(check_samples(samples))
-
-
-def variation_ratio(samples: Tensor) -> Tensor:
-    """One minus the fraction of samples that vote for the modal class, ``(N,)``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from bayesdrop.active import variation_ratio
-    >>> s = torch.tensor([[[0.9, 0.1]], [[0.8, 0.2]], [[0.3, 0.7]], [[0.6, 0.4]]])
-    >>> variation_ratio(s)
-    tensor([0.2500])
-    """
-    return BF.variation_ratio(check_samples(samples))
 
 
 def mean_std(samples: Tensor) -> Tensor:
@@ -183,7 +170,7 @@ def acquisition_scores(samples: Tensor, method: Score, *, seed: int | None = Non
     function = {
         "bald": bald,
         "max_entropy": max_entropy,
-        "variation_ratio": variation_ratio,
+        "variation_ratio": lambda s: variation_ratio(check_samples(s)),
         "mean_std": mean_std,
         "margin": margin,
     }[method]

@@ -28,7 +28,7 @@ __all__ = [
     "RegressionCalibrationCurve",
     "expected_normalized_calibration_error",
     "gaussian_crps",
-    "gaussian_nll",
+    "gaussian_negative_log_likelihood",
     "picp",
     "quantile_calibration_error",
     "regression_calibration_curve",
@@ -237,8 +237,9 @@ def _root_mean_square(index: Tensor, values: Tensor, counts: Tensor) -> Tensor:
     return scale * (mean_square / counts.clamp_min(1)).sqrt()
 
 
-def gaussian_nll(mean: Tensor, std: Tensor, target: Tensor) -> Tensor:
-    r"""Mean Gaussian negative log-likelihood in nats.
+def gaussian_negative_log_likelihood(mean: Tensor, std: Tensor, target: Tensor) -> Tensor:
+    r"""Mean Gaussian negative log-likelihood in nats (a metric of predictive means and standard
+    deviations; the per-point loss with a precision is :func:`bayesdrop.functional.gaussian_nll`).
 
     .. math::
         \frac1N\sum_i \Big[\tfrac12\log(2\pi\sigma_i^2) + \frac{(y_i-\mu_i)^2}{2\sigma_i^2}\Big]
@@ -246,8 +247,9 @@ def gaussian_nll(mean: Tensor, std: Tensor, target: Tensor) -> Tensor:
     Examples
     --------
     >>> import torch
-    >>> from bayesdrop.calibration import gaussian_nll
-    >>> round(gaussian_nll(torch.zeros(1), torch.ones(1), torch.zeros(1)).item(), 6)
+    >>> from bayesdrop.calibration import gaussian_negative_log_likelihood
+    >>> nll = gaussian_negative_log_likelihood(torch.zeros(1), torch.ones(1), torch.zeros(1))
+    >>> round(nll.item(), 6)
     0.918939
     """
     mean, std, target = _check_gaussian(mean, std, target)

@@ -69,7 +69,8 @@ class VarianceScaling:
     multiplied by :math:`s`, the samples spread by :math:`\sqrt s` around the mean, ``tau``
     divided by :math:`s` and log-variance samples shifted by :math:`\log s`, so
     :meth:`~bayesdrop.RegressionPrediction.log_likelihood` and the regression metrics
-    (:func:`gaussian_nll`, :class:`RegressionReport`) read the recalibrated model. This is
+    (:func:`gaussian_negative_log_likelihood`, :class:`RegressionReport`) read the recalibrated
+    model. This is
     Levi et al.'s (2022) :math:`\sigma` scaling with :math:`\sigma \to \sqrt s\, \sigma`.
 
     Attributes
@@ -81,7 +82,7 @@ class VarianceScaling:
     --------
     >>> import torch
     >>> import bayesdrop
-    >>> from bayesdrop.calibration import VarianceScaling, gaussian_nll
+    >>> from bayesdrop.calibration import VarianceScaling, gaussian_negative_log_likelihood
     >>> _ = torch.manual_seed(0)
     >>> y = 2 * torch.randn(5000)  # true std 2, the model says 1
     >>> pred = bayesdrop.RegressionPrediction.from_samples(torch.zeros(2, 5000), tau=1.0)
@@ -89,8 +90,8 @@ class VarianceScaling:
     >>> abs(vs.scale_ - 4.0) < 0.2  # s = 4: the variance was 4 times too small
     True
     >>> fixed = vs.transform(pred)
-    >>> bool(gaussian_nll(fixed.mean, fixed.total_variance.sqrt(), y)
-    ...      < gaussian_nll(pred.mean, pred.total_variance.sqrt(), y))
+    >>> bool(gaussian_negative_log_likelihood(fixed.mean, fixed.total_variance.sqrt(), y)
+    ...      < gaussian_negative_log_likelihood(pred.mean, pred.total_variance.sqrt(), y))
     True
     """
 

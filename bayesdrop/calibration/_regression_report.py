@@ -24,7 +24,7 @@ from bayesdrop.calibration._regression import (
     ence_bins,
     expected_normalized_calibration_error,
     gaussian_crps,
-    gaussian_nll,
+    gaussian_negative_log_likelihood,
     picp,
     quantile_calibration_error,
     regression_calibration_curve,
@@ -171,7 +171,7 @@ class RegressionReport(ReportRendering):
             picp={q: picp(mean, std, target, level=q).item() for q in levels},
             ence=expected_normalized_calibration_error(mean, std, target, num_bins=num_bins).item(),
             crps=gaussian_crps(mean, std, target).item(),
-            nll=gaussian_nll(mean, std, target).item(),
+            nll=gaussian_negative_log_likelihood(mean, std, target).item(),
             sharpness=root_mean_square(std).item(),
             rmse=(2 * root_mean_square(0.5 * target - 0.5 * mean)).item(),  # halved: no overflow
             curve=curve,

@@ -21,6 +21,7 @@ import math
 import torch
 from torch import Tensor
 
+from bayesdrop._validation import fail
 from bayesdrop.functional._likelihood import gaussian_nll, heteroscedastic_nll
 
 __all__ = [
@@ -100,7 +101,11 @@ def mutual_information(samples: Tensor) -> Tensor:
 
 
 def variation_ratio(samples: Tensor) -> Tensor:
-    """``1 - (count of the modal predicted class) / S`` for ``samples (S, N, C)``.
+    """``1 - (count of the modal predicted class) / S`` for ``samples (S, N, C)``, ``(N,)``.
+
+    The votes are the per-sample ``argmax`` over classes, so probabilities and logits give the
+    same value. Also exported as :func:`bayesdrop.active.variation_ratio` (the same function):
+    an acquisition score.
 
     Examples
     --------
@@ -110,7 +115,15 @@ def variation_ratio(samples: Tensor) -> Tensor:
     >>> round(variation_ratio(s).item(), 4)
     0.3333
     """
+    if not isinstance(samples, Tensor) or samples.dim() != 3 or not samples.is_floating_point():
+        wanted = "a floating tensor of sampled probabilities or logits (S, N, C)"
+        if not isinstance(samples, Tensor):
+            fail("samples", wanted, f"a {type(samples).__name__}", type_error=True)
+        got = f"a tensor of shape {tuple(samples.shape)} and dtype {samples.dtype}"
+        fail("samples", wanted, got)
     num_samples, _, num_classes = samples.shape
+    if num_samples == 0 or num_classes == 0:
+        fail("samples", "at least one sample and one class", f"shape {tuple(samples.shape)}")
     votes = torch.nn.functional.one_hot(samples.argmax(-1), num_classes).sum(0)
     return 1.0 - votes.amax(-1).to(samples.dtype) / num_samples
 
