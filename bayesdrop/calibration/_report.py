@@ -12,7 +12,6 @@ page with embedded PNG figures.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -21,9 +20,7 @@ from torch import Tensor
 from bayesdrop._validation import check_choice, fail
 from bayesdrop.calibration import _conformal_quality as cq
 from bayesdrop.calibration._binning import BinStatistics, bin_statistics
-from bayesdrop.calibration._display import ClasswiseReliabilityDisplay, ReliabilityDisplay
 from bayesdrop.calibration._inputs import (
-    PROBS_SUM_ATOL,
     Layout,
     as_float_tensor,
     as_points,
@@ -31,9 +28,10 @@ from bayesdrop.calibration._inputs import (
 )
 from bayesdrop.calibration._metrics import ClassificationMetrics, classification_metrics
 from bayesdrop.calibration._render import ReportRendering
-from bayesdrop.calibration._score_displays import (
-    RejectionCurveDisplay,
-    UncertaintyHistogramDisplay,
+from bayesdrop.calibration._report_views import (
+    classification_dict,
+    classification_figures,
+    classification_rows,
 )
 from bayesdrop.calibration._uncertainty_quality import (
     UNCERTAINTIES,
@@ -51,10 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["CalibrationReport", "Uncertainty"]
 
 Uncertainty = Literal["predictive_entropy", "mutual_information", "max_probability"]
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4f}"
 
 
 @dataclass(frozen=True)
@@ -374,24 +368,7 @@ class CalibrationReport(ReportRendering):
         )
 
     def _rows(self) -> list[tuple[str, str]]:
-        m = self.metrics
-        rows = [
-            ("accuracy", _fmt(m.accuracy)),
-            (f"ECE ({m.num_bins} bins, l1)", _fmt(m.ece)),
-            (f"MCE ({m.num_bins} bins)", _fmt(m.mce)),
-            ("Brier score", _fmt(m.brier)),
-            ("NLL (nats)", _fmt(m.nll)),
-            ("AURC (risk-coverage)", _fmt(self.rejection.aurc)),
-            ("E-AURC", _fmt(self.rejection.eaurc)),
-        ]
-        for label, scores in (("misclassification", self.misclassification), ("OOD", self.ood)):
-            if scores is not None:
-                rows += [
-                    (f"{label} AUROC", _fmt(scores.auroc)),
-                    (f"{label} AUPR", _fmt(scores.aupr)),
-                    (f"{label} FPR at 95% TPR", _fmt(scores.fpr_at_95_tpr)),
-                ]
-        return rows + cq.section_rows(self.conformal)
+        return classification_rows(self)
 
     def _header(self) -> str:
         m = self.metrics
@@ -416,66 +393,8 @@ class CalibrationReport(ReportRendering):
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers and the conventions as plain Python values."""
-        return {
-            "name": self.name,
-            "kind": "classification",
-            "num_classes": self.num_classes,
-            "data_shape": list(self.data_shape),
-            "num_ignored": self.num_ignored,
-            "ignore_index": self.ignore_index,
-            "metrics": dataclasses.asdict(self.metrics),
-            "uncertainty": self.uncertainty,
-            "misclassification": None
-            if self.misclassification is None
-            else dataclasses.asdict(self.misclassification),
-            "ood": None if self.ood is None else dataclasses.asdict(self.ood),
-            "rejection": {
-                "rejection_rate": self.rejection.rejection_rate.tolist(),
-                "accuracy": self.rejection.accuracy.tolist(),
-                "oracle_accuracy": self.rejection.oracle_accuracy.tolist(),
-                "aurc": self.rejection.aurc,
-                "eaurc": self.rejection.eaurc,
-            },
-            "bins": {
-                "edges": self.bins.edges.tolist(),
-                "counts": [int(n) for n in self.bins.counts.tolist()],
-                "mean_confidence": self.bins.mean_confidence().tolist(),
-                "accuracy": self.bins.mean_accuracy().tolist(),
-                "note": "empty bins have count 0 and report 0 for confidence and accuracy",
-            },
-            "conventions": {
-                "binning": "equal_width",
-                "last_bin_closed": True,
-                "probs_sum_atol": PROBS_SUM_ATOL,
-                "log": "natural",
-            },
-            "conformal": cq.section_dict(self.conformal),
-        }
+        return classification_dict(self)
 
     def figures(self) -> dict[str, Figure]:
         """The report's figures by title (new :class:`~matplotlib.figure.Figure` objects)."""
-        num_bins, score = self.metrics.num_bins, self.uncertainty.replace("_", " ")
-        equal_mass = bin_statistics(
-            self.confidence, self.correct, num_bins=num_bins, binning="equal_mass"
-        )
-        if self.classwise_bins is not None:
-            classwise = ClasswiseReliabilityDisplay(list(self.classwise_bins))
-        elif self.probs is not None and self.target is not None:
-            classwise = ClasswiseReliabilityDisplay.from_predictions(
-                self.probs, self.target, num_bins=num_bins
-            )
-        else:
-            fail("classwise_bins", "given when probs is None", "None")
-        displays = {
-            "Reliability diagram": ReliabilityDisplay(self.bins, name=self.name),
-            "Equal-mass reliability diagram": ReliabilityDisplay(
-                equal_mass, name=self.name, binning="equal_mass"
-            ),
-            "Classwise reliability": classwise,
-            "Uncertainty": UncertaintyHistogramDisplay.from_scores(
-                self.id_scores, self.ood_scores, name=score
-            ),
-            "Accuracy-rejection curve": RejectionCurveDisplay(self.rejection, name=score),
-        }
-        figures = {title: display.plot().figure_ for title, display in displays.items()}
-        return figures | cq.section_figures(self.conformal)
+        return classification_figures(self)
