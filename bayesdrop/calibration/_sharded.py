@@ -9,7 +9,13 @@ from typing import Any
 
 import torch
 
-from bayesdrop._distributed import check_same_options, context, gather_tensor, run_on_every_rank
+from bayesdrop._distributed import (
+    all_reduce_sum,
+    check_same_options,
+    context,
+    gather_tensor,
+    run_on_every_rank,
+)
 from bayesdrop._validation import check_choice
 from bayesdrop.calibration._binning import (
     BinStatistics,
@@ -78,13 +84,12 @@ def sharded_report(
         }
         check_same_options(ctx, shape)
         sums = sums.sync(group)
-        torch.distributed.all_reduce(classwise, group=group)
         counts = torch.tensor(
             [len(points.target), points.data_shape[0], points.num_ignored],
             dtype=torch.long,
             device=classwise.device,
         )
-        torch.distributed.all_reduce(counts, group=group)
+        all_reduce_sum(ctx, classwise, counts)
         n_rows, n_ignored = int(counts[1]), int(counts[2])
         confidence, correct, scores = (
             torch.cat(gather_tensor(ctx, t.to(classwise.device), 0, to_all=True))
