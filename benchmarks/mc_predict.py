@@ -19,6 +19,8 @@ Run:  python benchmarks/mc_predict.py [--quick] [--threads 1]
     and "batched"; the first-call check of replicated passes costs at most 5% of a warm call
     ("check/warm": the check's passes minus plain passes of the same samples on the first
     call's engine, fastest of 3 per round; see benchmarks/noise_check.py).
+    With ``--memory``: the peak memory of one call of each engine at S = 64, each in a fresh
+    process (as in part c).
 (c) Peak memory (increase of the peak resident set size over the call, each configuration in a
     fresh process; Linux /proc) of repetition and mc_predict with and without a ``max_memory``
     budget, and with S = 64 vs 256 (running sums: memory does not grow with S).
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -316,10 +319,11 @@ def _batch(x, n: int, opts: dict):
     return x.repeat_interleave(n // x.shape[dim], dim)
 
 
-def _limit(model, x, n: int) -> float | None:
+def _limit(model, x, n: int, batch_dim: int = 0) -> float | None:
     """The floor of a model the cached engine splits: its trunk once, then its head over
-    S x n rows at the engine's chunking (the trunk's batched values repeated sample-major,
-    as the engine does), timed directly. None where the model does not split."""
+    S x n rows at the engine's chunking (the trunk's batched values repeated sample-major
+    along the batch dimension, as the engine does), timed directly. None where the model does
+    not split."""
     from bayesdrop.predict._engines import plan_source
 
     try:
@@ -329,8 +333,8 @@ def _limit(model, x, n: int) -> float | None:
     k = engine_chunk(n)
 
     def repeat(v, step):
-        batched = isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n
-        return repeat_batch(v, step) if batched else v
+        batched = isinstance(v, torch.Tensor) and v.dim() > batch_dim and v.shape[batch_dim] == n
+        return repeat_batch(v, step, batch_dim) if batched else v
 
     with torch.no_grad(), bayesdrop.sampling(model):
         start = time.perf_counter()
@@ -380,19 +384,55 @@ def _language_model(kind: str, tokens: int):
 LANGUAGE_MODELS = ("bert@64", "bert@256", "gpt2@64", "gpt2@256")
 
 
-def part_d(repeats: int, names: list[str]) -> None:
+def _part_d_model(name: str):
+    """``(model, x, opts)`` of a part (d) model: a zoo model at batch 8, or a language model."""
+    zoo = _zoo()  # first: it stubs torchvision's kernel registrations, which transformers imports
+    if "@" in name:  # 16 sequences of the given length, the issue's configuration
+        kind, tokens = name.split("@")
+        return _language_model(kind, int(tokens))
+    model, x, opts = zoo.ZOO[name]()
+    return model, _batch(x, 8, opts), opts
+
+
+def _peak_model_child(spec: str) -> None:
+    """In a fresh process: the peak RSS increase of one ``mc_predict`` call at S = 64 with one
+    engine (``spec`` is ``"name:engine"``), after a call of 2 samples has traced and checked the
+    model (Linux only; as :func:`_peak_child`)."""
+    name, engine = spec.split(":")
+    model, x, opts = _part_d_model(name)
+    with torch.no_grad():
+        bayesdrop.mc_predict(model, x, num_samples=2, engine=engine, **opts)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
+    bayesdrop.mc_predict(model, x, num_samples=S, engine=engine, **opts)
+    print(json.dumps({"kib": _status_kib("VmHWM") - before}))
+
+
+def _peak_mib(name: str, engine: str) -> float:
+    """The child's peak in MiB. glibc's allocator is told to map every block of 64 KiB or more
+    on its own and to return freed memory at once, so that the resident set follows the live
+    tensors and its peak is the call's (with its defaults the pages a warm-up freed are reused
+    unseen, and the figures depend on what ran before)."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-model", f"{name}:{engine}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["kib"] / 1024
+
+
+def part_d(repeats: int, names: list[str], memory: bool = False) -> None:
     import noise_check  # beside this script: the first-call check's timing
 
-    zoo = _zoo()
     print(f"(d) real architectures, batch 8, S={S}")
     for name in names:
-        if "@" in name:  # 16 sequences of the given length, the issue's configuration
-            kind, tokens = name.split("@")
-            model, x, opts = _language_model(kind, int(tokens))
-        else:
-            model, x, opts = zoo.ZOO[name]()
-            x = _batch(x, 8, opts)
+        model, x, opts = _part_d_model(name)
         n = next(iter(x.values())).shape[0] if isinstance(x, dict) else 8
+        batch_dim = opts.get("batch_dim", 0)
         chosen = {}
 
         def run(engine, model=model, x=x, opts=opts, chosen=chosen):
@@ -402,8 +442,11 @@ def part_d(repeats: int, names: list[str]) -> None:
             return time.perf_counter() - start
 
         competitors = {e: (lambda e=e: run(e)) for e in ("auto", "loop", "batched")}
-        if _limit(model, x, n) is not None and chosen.get("auto", run("auto")) == "cached":
-            competitors["limit"] = lambda model=model, x=x, n=n: _limit(model, x, n)
+        if (
+            _limit(model, x, n, batch_dim) is not None
+            and chosen.get("auto", run("auto")) == "cached"
+        ):
+            competitors["limit"] = lambda model=model, x=x, n=n, b=batch_dim: _limit(model, x, n, b)
         t = rounds(competitors, repeats)
         checks: dict[str, list[float]] = {}
         for _ in range(repeats):  # after the timed rounds: first calls warm nothing up there
@@ -414,6 +457,9 @@ def part_d(repeats: int, names: list[str]) -> None:
         line += f"   check/warm {noise_check.check_cost(checks) / t['auto'][0]:.3f}"
         if "limit" in t:
             line += f"   auto/limit {ratio(t, 'auto', 'limit').split()[0]}"
+        if memory:  # each engine in a fresh process, after the timed rounds
+            peaks = {e: _peak_mib(name, e) for e in ("auto", "loop", "batched")}
+            line += "   peak MiB " + " ".join(f"{e} {v:.0f}" for e, v in peaks.items())
         print(line, flush=True)
 
 
@@ -422,6 +468,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-model", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory", action="store_true", help="part (d): peak memory of each engine too"
+    )
     parser.add_argument(
         "--parts", default="abcd", help="which parts to run (default abcd; d: real models)"
     )
@@ -433,6 +483,9 @@ def main() -> None:
     if args.memory_child is not None:
         _peak_child(args.memory_child)
         return
+    if args.memory_model is not None:
+        _peak_model_child(args.memory_model)
+        return
     repeats = 2 if args.quick else 5
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {repeats} rounds")
     if "a" in args.parts:
@@ -442,7 +495,7 @@ def main() -> None:
     if "c" in args.parts:
         part_c()
     if "d" in args.parts:
-        part_d(repeats, args.models.split(","))
+        part_d(repeats, args.models.split(","), args.memory)
 
 
 if __name__ == "__main__":

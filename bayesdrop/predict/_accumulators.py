@@ -27,6 +27,19 @@ def _float(t: Tensor) -> Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
+def _softmax_classes_last(logits: Tensor) -> Tensor:
+    """``logits.softmax(-1)``, contiguous. Dense outputs (``(k, N, C, H, W)`` with the classes
+    moved last: a view whose last dimension is strided) take the max-subtracted exponentials
+    in element-wise passes along their own memory order, then one copy to the classes-last
+    layout that the read-outs (argmax, entropy, sums over samples) need to be fast: torch's
+    softmax kernel works row by row over the last dimension, which for a strided dimension of
+    a few classes took 57 ms where this takes 13 (64 x 8 x 4 x 32 x 32 logits, one thread)."""
+    if logits.dim() == 0 or logits.stride(-1) == 1:
+        return logits.softmax(-1)
+    exp = (logits - logits.amax(-1, keepdim=True)).exp_()
+    return exp.div_(exp.sum(-1, keepdim=True)).contiguous()
+
+
 def _get(value: Tensor | None) -> Tensor:
     """A running sum that must exist by now (at least one chunk was added)."""
     if value is None:
@@ -140,7 +153,7 @@ class ClassificationAccumulator:
                 "task='heteroscedastic'.",
             )
         self.spread.update(logits)
-        probs = _float(logits).softmax(-1)
+        probs = _softmax_classes_last(_float(logits))
         first = self.moments.count
         ent = BF.entropy(probs)
         # a comparison instead of F.one_hot, which checks the class range on the host (a device
