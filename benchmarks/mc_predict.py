@@ -269,6 +269,12 @@ def _peak_child(code: str) -> None:
     print(json.dumps({"kib": _status_kib("VmHWM") - before}))
 
 
+# glibc maps every block of 64 KiB or more on its own and returns freed memory at once, so that
+# the resident set follows the live tensors and a child's peak is its call's (with the defaults
+# pages freed by a warm-up are reused unseen and the figures depend on what ran before)
+_PEAK_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
 def part_c() -> None:
     print("(c) peak memory increase (RSS), MLP batch 256, fresh process per row")
     for name, code in MEMORY_CASES.items():
@@ -277,6 +283,7 @@ def part_c() -> None:
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, **_PEAK_ENV},
         )
         kib = json.loads(out.stdout.strip().splitlines()[-1])["kib"]
         print(f"    {name:<36} {kib / 1024:7.1f} MiB")
@@ -410,11 +417,8 @@ def _peak_model_child(spec: str) -> None:
 
 
 def _peak_mib(name: str, engine: str) -> float:
-    """The child's peak in MiB. glibc's allocator is told to map every block of 64 KiB or more
-    on its own and to return freed memory at once, so that the resident set follows the live
-    tensors and its peak is the call's (with its defaults the pages a warm-up freed are reused
-    unseen, and the figures depend on what ran before)."""
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    """The child's peak in MiB (glibc set up as in part (c), ``_PEAK_ENV``)."""
+    env = {**os.environ, **_PEAK_ENV}
     out = subprocess.run(
         [sys.executable, __file__, "--memory-model", f"{name}:{engine}"],
         capture_output=True,
