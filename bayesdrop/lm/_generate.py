@@ -134,7 +134,7 @@ def generate(
     >>> bool((out.mutual_information >= 0).all()), model.training
     (True, False)
     """
-    model, device, num_samples, _, one_per_pass = prepare_model(model, num_samples)
+    model, device, num_samples, noisy, one_per_pass = prepare_model(model, num_samples)
     ids = check_ids("input_ids", input_ids, device)
     mask = check_mask("attention_mask", attention_mask, ids, "left")
     max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
@@ -154,7 +154,7 @@ def generate(
             steps = _decode(call, ids, mask, sizes, max_new_tokens, decoding, eos, pad, draws)
     tokens, alive, parts = (torch.stack(list(p), 1) for p in zip(*steps, strict=True))
     quantities = list(parts.unbind(-1))
-    return assemble(tokens, alive, quantities, num_samples, sampled)
+    return assemble(tokens, alive, quantities, num_samples, noisy if sampled is None else sampled)
 
 
 def _decode(

@@ -102,7 +102,7 @@ def score_tokens(
     >>> bool(torch.allclose(out.total_log_prob, out.log_probs.sum(-1)))
     True
     """
-    model, device, num_samples, _, one_per_pass = prepare_model(model, num_samples)
+    model, device, num_samples, noisy, one_per_pass = prepare_model(model, num_samples)
     ids = check_ids("input_ids", input_ids, device)
     target = check_ids("target_ids", target_ids, device)
     if target.shape[0] != ids.shape[0]:
@@ -128,4 +128,6 @@ def score_tokens(
             sum_p, sum_h = sum_p + p, sum_h + h
     assert isinstance(sum_p, Tensor) and isinstance(sum_h, Tensor)
     parts = token_quantities(sum_p, sum_h, num_samples, target)
-    return assemble(target, keep.bool(), list(parts), num_samples, sampled)
+    return assemble(
+        target, keep.bool(), list(parts), num_samples, noisy if sampled is None else sampled
+    )

@@ -25,7 +25,7 @@ from bayesdrop.nn._noise_calls import _ACTIVE
 from bayesdrop.nn._sampling import is_stochastic, noise_modules, stochastic_modules
 from bayesdrop.nn._source import find_functional_dropout
 
-__all__ = ["deselected", "noise_selection", "samples", "selected_names"]
+__all__ = ["check_pattern", "deselected", "noise_selection", "samples", "selected_names"]
 
 # torch layers whose inference path (taken with ``training`` False) skips their dropout
 # modules: a module selected inside one that is off would never run
@@ -46,23 +46,26 @@ def samples(module: nn.Module) -> bool:
     return is_stochastic(module) and id(module) not in _OFF[0]
 
 
+def check_pattern(noise: object) -> re.Pattern[str] | None:
+    """The ``noise=`` option: None, or a string that compiles as a regular expression."""
+    if noise is None:
+        return None
+    if not isinstance(noise, str):
+        what = "None or a regular expression on module names"
+        fail("noise", what, f"a {type(noise).__name__}", type_error=True)
+    try:
+        return re.compile(noise)
+    except re.error as exc:
+        fail("noise", "a valid regular expression", f"{noise!r} ({exc})")
+
+
 def selected_names(model: nn.Module, noise: str | None) -> list[str]:
     """Names of the stochastic modules (rate above 0) that sample: all, or those whose
     qualified name ``noise`` finds (``re.search``)."""
     names = [name for name, _ in stochastic_modules(model)]
-    if noise is None:
+    pattern = check_pattern(noise)
+    if pattern is None:
         return names
-    if not isinstance(noise, str):
-        fail(
-            "noise",
-            "None or a regular expression on module names",
-            f"a {type(noise).__name__}",
-            type_error=True,
-        )
-    try:
-        pattern = re.compile(noise)
-    except re.error as exc:
-        fail("noise", "a valid regular expression", f"{noise!r} ({exc})")
     if find_functional_dropout(model):
         fix = "Functional dropout (F.dropout in a forward) cannot be told apart by module."
         fail("noise", "None for a model with functional dropout", repr(noise), fix)
@@ -74,9 +77,10 @@ def selected_names(model: nn.Module, noise: str | None) -> list[str]:
 
 
 @contextmanager
-def noise_selection(model: nn.Module, noise: str | None) -> Iterator[tuple[str, ...]]:
+def noise_selection(model: nn.Module, noise: str | None) -> Iterator[tuple[str, ...] | None]:
     """Switch off every noise module of ``model`` that ``noise`` does not find; yield the names
-    of the stochastic modules that sample. ``None`` selects all (nothing changes).
+    of the stochastic modules that sample. ``None`` selects all: nothing changes and ``None`` is
+    yielded (this runs on every prediction; the model's modules are not walked for it).
 
     Inside :func:`bayesdrop.sampling` this gives Monte-Carlo samples of the selected noise
     alone; in training mode, training-mode samples of it (the oracle of
@@ -86,10 +90,10 @@ def noise_selection(model: nn.Module, noise: str | None) -> Iterator[tuple[str, 
     inside torch's ``TransformerEncoderLayer`` / ``TransformerDecoderLayer``, whose inference
     path (taken with the flag off) skips their dropout modules, so that the selected noise
     would be silently missing. Every flag is restored on exit."""
-    chosen = selected_names(model, noise)
     if noise is None:
-        yield tuple(chosen)
+        yield None
         return
+    chosen = selected_names(model, noise)
     named = [(n, m) for n, m in noise_modules(model) if n]  # the root is never switched off
     off = [(n, m) for n, m in named if n not in chosen]
     for name in chosen:

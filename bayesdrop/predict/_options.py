@@ -9,7 +9,6 @@ test checks that they agree with :class:`PredictOptions`, and both pass their ar
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +17,7 @@ import torch
 
 from bayesdrop._validation import check_choice, check_positive, check_positive_int, fail
 from bayesdrop._vocabulary import Task, check_task
+from bayesdrop.nn._selection import check_pattern
 from bayesdrop.predict._io import check_output_spec
 
 __all__ = ["ENGINES", "PredictOptions", "options_from"]
@@ -121,15 +121,7 @@ class PredictOptions:
             fail("batch_dim", "0 (batch-first) or 1 (sequence-first)", repr(batch_dim))
         if not isinstance(self.verify, bool):
             fail("verify", "True or False", repr(self.verify), type_error=True)
-        noise = self.noise
-        if noise is not None:
-            if not isinstance(noise, str):
-                what = "None or a regular expression on module names"
-                fail("noise", what, f"a {type(noise).__name__}", type_error=True)
-            try:
-                re.compile(noise)
-            except re.error as exc:
-                fail("noise", "a valid regular expression", f"{noise!r} ({exc})")
+        check_pattern(self.noise)
         chunk, memory = self.chunk_size, self.max_memory
         return Settings(
             task=task,
@@ -148,7 +140,7 @@ class PredictOptions:
             class_dim=class_dim,
             batch_dim=batch_dim,
             verify=self.verify,
-            noise=noise,
+            noise=self.noise,
         )
 
 

@@ -85,10 +85,10 @@ def make_settings(**options: object) -> Settings:
 
 
 @contextmanager
-def prediction_mode(model: nn.Module, noise: str | None = None) -> Iterator[tuple[str, ...]]:
+def prediction_mode(model: nn.Module, noise: str | None = None) -> Iterator[tuple[str, ...] | None]:
     """Eval mode with only the dropouts sampling (with ``noise``, only those it selects:
     :func:`bayesdrop.nn._selection.noise_selection`); every flag restored afterwards. Yields
-    the names of the stochastic modules that sample."""
+    the names of the stochastic modules that sample (None without ``noise``: all of them)."""
     switched = [m for m in model.modules() if m.training]
     try:
         for module in switched:
@@ -359,7 +359,7 @@ def predict_batch(
             if auto and done >= 2 * NUM_GROUPS and acc.converged(settings.tolerance):
                 break
         reason = engine.reason
-        if settings.noise is not None:
+        if chosen is not None:  # a noise= selection
             every = len(stochastic_modules(model))
             shown = ", ".join(chosen[:4]) + (", ..." if len(chosen) > 4 else "")
             reason += (
