@@ -26,7 +26,7 @@ from bayesdrop.nn._selection import samples
 from bayesdrop.nn._trace import attributes_kept
 from bayesdrop.predict._io import ModelInputs
 
-__all__ = ["CacheUnavailable", "CachedPlan", "build_plan", "contains_size", "graph_noise"]
+__all__ = ["CacheUnavailable", "CachedPlan", "build_plan", "contains_size", "draws_known"]
 
 _INPLACE_OPERATORS = {
     operator.iadd,
@@ -60,9 +60,9 @@ class CachedPlan:
     head: fx.GraphModule
     boundary: tuple[str, ...]
     trunk_ops: int
-    #: :func:`graph_noise` of each half (read once, when the plan is built)
-    trunk_noise: tuple[nn.Module, ...] | None = None
-    head_noise: tuple[nn.Module, ...] | None = None
+    #: :func:`draws_known` of each half (read once, when the plan is built)
+    trunk_draws_known: bool = False
+    head_draws_known: bool = False
 
 
 def _concrete_args(model: nn.Module, inputs: ModelInputs | None) -> dict[str, object]:
@@ -246,8 +246,8 @@ def build_plan(model: nn.Module, inputs: ModelInputs | None = None) -> CachedPla
         head=head,
         boundary=tuple(n.name for n in boundary),
         trunk_ops=sum(n.op in ops for n in trunk.graph.nodes),
-        trunk_noise=graph_noise(trunk),
-        head_noise=graph_noise(head),
+        trunk_draws_known=draws_known(trunk),
+        head_draws_known=draws_known(head),
     )
 
 
@@ -292,9 +292,9 @@ def _known_module(module: nn.Module) -> bool:
     )
 
 
-def graph_noise(half: fx.GraphModule) -> tuple[nn.Module, ...] | None:
-    """The noise modules one traced half calls, or ``None`` when a random draw it makes is not
-    known from its graph to be made by them, per element of a value computed from the batch.
+def draws_known(half: fx.GraphModule) -> bool:
+    """Whether every random draw one traced half makes is known from its graph to be made by
+    noise modules of known scope, per element of a value computed from the batch.
 
     Known: each module the graph calls (and everything inside it) is a hook-free module of
     torch's own or a noise type whose scope is known by construction
@@ -305,7 +305,6 @@ def graph_noise(half: fx.GraphModule) -> tuple[nn.Module, ...] | None:
     when the plan is built, for the first-call check of the engines
     (:mod:`bayesdrop.predict._selfcheck`)."""
     from_batch: set = set()  # the nodes computed from a placeholder (the batch)
-    noise: list[nn.Module] = []
     for node in half.graph.nodes:
         inputs = node.all_input_nodes
         if node.op == "placeholder" or any(a in from_batch for a in inputs):
@@ -314,21 +313,20 @@ def graph_noise(half: fx.GraphModule) -> tuple[nn.Module, ...] | None:
             module = half.get_submodule(node.target)
             subs = list(module.modules())
             if not all(map(_known_module, subs)):
-                return None
-            drawing = [m for m in subs if is_noise_module(m)]
+                return False
+            drawing = any(map(is_noise_module, subs))
             if drawing and not (inputs and inputs[0] in from_batch):
-                return None  # noise on a weight, a buffer or a constant
-            noise += drawing
+                return False  # noise on a weight, a buffer or a constant
         elif _is_source(node, {}):  # a random function or method (the cached split's test)
-            return None
+            return False
         elif node.op == "call_function":
             target = node.target
             if target is F.scaled_dot_product_attention:
-                return None  # its dropout_p may be applied to anything
+                return False  # its dropout_p may be applied to anything
             where = getattr(target, "__module__", None) or ""
             if not (where.startswith("torch") or where in ("_operator", "operator", "builtins")):
-                return None  # a function fx did not trace into (torch.fx.wrap): unknown
-    return tuple(noise)
+                return False  # a function fx did not trace into (torch.fx.wrap): unknown
+    return True
 
 
 def contains_size(value: object, size: int) -> bool:

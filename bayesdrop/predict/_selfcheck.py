@@ -113,26 +113,23 @@ def _unchecked_draws(draws: list[Draw], rows: int) -> list[Draw]:
     return [d for d in draws if not per_row(d)]
 
 
-def _noise_known_per_row(engine) -> list[nn.Module] | None:
-    """The noise modules of an engine's pass when every random draw it makes is known from a
-    graph to be drawn by them, per element of what they are given (``None``: the pass must be
+def _draws_known_per_row(engine) -> bool:
+    """Whether every random draw of an engine's pass is known from a graph to be made by
+    noise modules of known scope, per element of what they are given (else the pass is
     recorded). The graph is the cached engine's head, or the trace of the whole model that a
     batched engine was chosen after (no trunk before the first noise; its trunk graph counts
     too); each half was read when its plan was built
-    (:func:`bayesdrop.predict._cached.graph_noise`).
+    (:func:`bayesdrop.predict._cached.draws_known`).
     Global module hooks (user code around every module call) send the pass to the recorder.
     Whether each draw has the rows of the repeated batch is confirmed when the pass runs
     (:func:`bayesdrop.nn._noise_calls.draw_rows`)."""
     plan = getattr(engine, "plan", None)
     if plan is None:
-        return None
+        return False
     hooks = nn.modules.module
     if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
-        return None
-    halves = [plan.head_noise] if engine.name == "cached" else [plan.trunk_noise, plan.head_noise]
-    if any(h is None for h in halves):
-        return None
-    return [m for h in halves for m in h]  # type: ignore[union-attr]
+        return False
+    return plan.head_draws_known and (engine.name == "cached" or plan.trunk_draws_known)
 
 
 def check_scope(model: nn.Module, engine, k: int, n: int, fork) -> ScopeCheck:
@@ -141,12 +138,11 @@ def check_scope(model: nn.Module, engine, k: int, n: int, fork) -> ScopeCheck:
     (``fork()``, its output dropped, so that the samples drawn do not depend on whether the
     check ran) to compare their sizes; ``n`` is the number of rows of the batch. A pass whose
     draws are all known from a graph to come from noise modules given the batch
-    (:func:`_noise_known_per_row`) is not recorded: the sampling mode confirms that
+    (:func:`_draws_known_per_row`) is not recorded: the sampling mode confirms that
     each output has the repeated batch's rows, and the repeats are compared."""
     identical = f"the {k} repeats of one pass came out identical (their noise is shared)"
-    known = _noise_known_per_row(engine)
     many: object = None
-    if known is not None:
+    if _draws_known_per_row(engine):
         with draw_rows(k * n) as rows:
             many = engine.sample(k)
         if all(rows):  # every draw on a tensor with the repeated batch's rows
