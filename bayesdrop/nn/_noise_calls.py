@@ -232,33 +232,23 @@ class FunctionalNoise(TorchFunctionMode):
         """The name and class of the innermost module of the model with a method on the stack
         (``("", None)`` when none is): the module that made the draw being recorded."""
         names = self.names
-        if not names:
-            return "", None
-        frame = sys._getframe(2)  # the caller of __torch_function__
-        while frame is not None:
-            code = frame.f_code
-            if code.co_argcount and code.co_varnames[0] == "self":
-                owner = frame.f_locals.get("self")
+        if names:
+            for owner in _selves_on_stack(sys._getframe(2)):  # from the caller of the mode
                 name = names.get(id(owner))
                 if name is not None:
                     return name, type(owner)
-            frame = frame.f_back  # type: ignore[assignment]
         return "", None
 
     def _inside_off(self) -> bool:
         """Whether the innermost noise module on the Python stack is one a noise selection
         switched off (its dropout-family calls are then not forced to sample)."""
         off, on = self.off, self.on
-        frame = sys._getframe(2)  # the caller of __torch_function__
-        while frame is not None:
-            code = frame.f_code
-            if code.co_argcount and code.co_varnames[0] == "self":
-                found = id(frame.f_locals.get("self"))
-                if found in off:
-                    return True
-                if found in on:
-                    return False
-            frame = frame.f_back  # type: ignore[assignment]
+        for owner in _selves_on_stack(sys._getframe(2)):  # from the caller of the mode
+            found = id(owner)
+            if found in off:
+                return True
+            if found in on:
+                return False
         return False
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -269,7 +259,7 @@ class FunctionalNoise(TorchFunctionMode):
             args, kwargs = _with_training(func, args, kwargs)
         out = func(*args, **kwargs)
         if self.rows_of and _may_draw(func):
-            first = out[0] if isinstance(out, tuple) and out else out
+            first = _first_result(out)
             rows = self.rows_of
             shape = first.shape if isinstance(first, Tensor) else ()
             self.rows_seen.append(rows > 1 and any(n and n % rows == 0 for n in shape))
@@ -287,7 +277,7 @@ class FunctionalNoise(TorchFunctionMode):
                 first = args[0] if args else next(iter(kwargs.values()), None)
                 on_state = name in PER_ELEMENT_FUNCTIONS and isinstance(first, Tensor)
                 on_state = on_state and _storage(first) in self._state_storages()
-                result = out[0] if func in _RNN_KERNELS else out  # (output, hidden state)
+                result = _first_result(out)
                 shape = tuple(result.shape) if isinstance(result, Tensor) else ()
                 numel = result.numel() if isinstance(result, Tensor) else 1
                 self.draws.append(Draw(where, name, numel, shape, on_state, owner))
@@ -295,6 +285,22 @@ class FunctionalNoise(TorchFunctionMode):
 
 
 _ACTIVE: list[FunctionalNoise] = []
+
+
+def _selves_on_stack(frame) -> Iterator[object]:
+    """The ``self`` of every method running on the Python stack, innermost first, from
+    ``frame`` outwards (a draw is attributed to, or a selection decided by, the innermost
+    module among them that the caller knows)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_argcount and code.co_varnames[0] == "self":
+            yield frame.f_locals.get("self")
+        frame = frame.f_back
+
+
+def _first_result(out: object) -> object:
+    """A call's (first) result: the output of a recurrent kernel's ``(output, h_n, ...)``."""
+    return out[0] if isinstance(out, tuple) and out else out
 
 
 def _storage(t: Tensor) -> int:
