@@ -54,3 +54,14 @@ def test_a_strided_layout_that_is_no_model_layout_takes_the_plain_path():
     b = acc.ClassificationAccumulator(keep_samples=False, std_errors=False)
     b.update(x.contiguous())
     torch.testing.assert_close(a.moments.mean, b.moments.mean)
+
+
+def test_more_classes_than_int16_holds():
+    # the class weights C, ..., 1 of the modal class overflow int16 from C = 2**15
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 2**15 + 3, 2, generator=gen)
+    logits[:, :, 0] += 20.0
+    logits[:, :, -1] = logits[:, :, 0]  # a tie of the first and the last class: argmax says 0
+    dense, plain = _both(logits.movedim(2, -1))
+    assert torch.equal(dense.votes, plain.votes)
+    assert dense.votes[..., 0].eq(2).all() and dense.votes[..., -1].eq(0).all()

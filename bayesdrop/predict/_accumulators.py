@@ -59,7 +59,8 @@ def _dense_read_out(logits: Tensor, axis: int) -> tuple[Tensor, Tensor, Tensor]:
     ent = total.log_().add_(m).squeeze(axis) - (probs * logits).sum(axis)
     shape = [1] * probs.dim()
     shape[axis] = num_classes
-    weight = torch.arange(num_classes, 0, -1, device=probs.device, dtype=torch.int16).view(shape)
+    small = torch.int16 if num_classes < 2**15 else torch.int32  # C, ..., 1 must fit
+    weight = torch.arange(num_classes, 0, -1, device=probs.device, dtype=small).view(shape)
     at_max = (probs == probs.amax(axis, keepdim=True)) * weight
     modal = at_max == at_max.amax(axis, keepdim=True)  # one-hot: the first class at the max
     return probs, ent.clamp_min_(0.0), modal
