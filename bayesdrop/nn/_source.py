@@ -98,8 +98,16 @@ def find_functional_dropout(model: nn.Module) -> list[str]:
     >>> find_functional_dropout(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)))
     []
     """
-    return [
-        name
-        for name, module in model.named_modules()
-        if _FUNCTIONAL_DROPOUT.search(class_source(type(module)))
-    ]
+    return [name for name, module in model.named_modules() if _calls_functional(type(module))]
+
+
+_CALLS_FUNCTIONAL: dict[type, bool] = {}
+
+
+def _calls_functional(cls: type) -> bool:
+    """Whether the source of ``cls`` calls functional dropout (searched once per class, as its
+    source is read once: ``noise=`` asks on every prediction)."""
+    found = _CALLS_FUNCTIONAL.get(cls)
+    if found is None:
+        found = _CALLS_FUNCTIONAL[cls] = bool(_FUNCTIONAL_DROPOUT.search(class_source(cls)))
+    return found
