@@ -82,8 +82,8 @@ exclude_patterns = [
     "_ext",
     "_tools",
     "_static",
-    "auto_tutorials/*.ipynb",
-    "auto_tutorials/*.py",
+    "auto_tutorials/**.ipynb",
+    "auto_tutorials/**.py",
     "**.zip",
 ]
 # references.rst lists every paper; not each is cited from a page yet.
@@ -216,9 +216,10 @@ def _forget_other_mode_runs() -> None:
     except OSError:
         previous = None
     if previous != _GALLERY_MODE and os.path.isdir(_GALLERY_DIR):
-        for name in os.listdir(_GALLERY_DIR):
-            if name.endswith(".md5"):
-                os.remove(os.path.join(_GALLERY_DIR, name))
+        for folder, _, names in os.walk(_GALLERY_DIR):
+            for name in names:
+                if name.endswith(".md5"):
+                    os.remove(os.path.join(folder, name))
     os.makedirs(_GALLERY_DIR, exist_ok=True)
     with open(stamp_path, "w") as stamp:
         stamp.write(_GALLERY_MODE)
@@ -226,12 +227,25 @@ def _forget_other_mode_runs() -> None:
 
 _forget_other_mode_runs()
 
+# The gallery's groups (folders of tutorials/), in the order the gallery shows them.
+_GALLERY_GROUPS = (
+    "classification",
+    "regression",
+    "language",
+    "dense_prediction",
+    "training_methods",
+    "calibration",
+    "scale_out",
+)
+
 sphinx_gallery_conf = {
     "examples_dirs": ["../tutorials"],
     "gallery_dirs": ["auto_tutorials"],
     # BAYESDROP_GALLERY_PATTERN runs a subset of the tutorials while writing one.
     "filename_pattern": os.environ.get("BAYESDROP_GALLERY_PATTERN", r"/plot_"),
-    # a reading path: the first tutorial first (docs/_ext/tutorial_order.py)
+    # grouped by task, one folder of tutorials/ per group, in this order; inside a group a
+    # reading path, the first tutorial first (docs/_ext/tutorial_order.py)
+    "subsection_order": [f"../tutorials/{group}" for group in _GALLERY_GROUPS],
     "within_subsection_order": "tutorial_order.TutorialOrder",
     "download_all_examples": False,
     "remove_config_comments": True,

@@ -58,14 +58,14 @@ def run_tutorial(name: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     ("name", "needs_data"),
     [
         # claims 1-5 checked in smoke mode
-        ("plot_00_own_model_digits.py", False),
+        ("classification/plot_00_own_model_digits.py", False),
         # the calibration API in use (report, display, temperature scaling)
-        ("plot_calibration_report.py", False),
+        ("calibration/plot_calibration_report.py", False),
         # claims 3-4 (untied gate masks, word-type masks tied by word) in every run
-        ("plot_variational_lstm_ptb.py", True),
+        ("language/plot_variational_lstm_ptb.py", True),
         # claims 2 and 4 (only the LoRA adapters' dropout sampled; MI a small part of the
         # predictive entropy of generated words) in every run
-        ("plot_lora_language_model.py", True),
+        ("language/plot_lora_language_model.py", True),
     ],
 )
 def test_tutorial_runs_and_its_smoke_claims_hold(name: str, needs_data: bool, tmp_path: Path):
