@@ -382,7 +382,7 @@ def _size_stratified(ax: Any, q: ConformalSetQuality) -> None:
     ax.bar(_np(sizes), _np(cov), color="tab:blue")
     ax.axhline(1 - q.alpha, ls="--", color="0.4", lw=1)
     for k, c, n in zip(sizes.tolist(), cov.tolist(), count.tolist(), strict=True):
-        ax.annotate(str(n), (k, c), ha="center", va="bottom", fontsize=6)
+        ax.annotate(str(n), (k, c), ha="center", va="bottom", fontsize=8)
     ax.set_xlabel("set size (n per size written)")
     ax.set_ylabel("coverage")
     ax.set_title("size-stratified coverage")

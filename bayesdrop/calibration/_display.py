@@ -162,7 +162,7 @@ class ReliabilityDisplay:
             for x, w, y, n in zip(
                 left[filled], width[filled], acc[filled], counts[filled], strict=True
             ):
-                ax.annotate(_count(n), (x + w / 2, y), ha="center", va="bottom", fontsize=6)
+                ax.annotate(_count(n), (x + w / 2, y), ha="center", va="bottom", fontsize=8)
 
     def _plot_points(self, ax: Any, conf, acc, counts, label_counts: bool) -> None:
         ax.vlines(conf, np.minimum(acc, conf), np.maximum(acc, conf), color="tab:red", lw=1.5)
@@ -176,7 +176,7 @@ class ReliabilityDisplay:
                     xytext=(0, 4),
                     textcoords="offset points",
                     ha="center",
-                    fontsize=6,
+                    fontsize=8,
                 )
 
     def _plot_histogram(self, hist_ax: Any, counts) -> None:
@@ -198,7 +198,7 @@ class ReliabilityDisplay:
             for x, w, f, n in zip(left, width, fraction, counts, strict=True):
                 if n > 0:
                     hist_ax.annotate(
-                        _count(n), (x + w / 2, f), ha="center", va="bottom", fontsize=6
+                        _count(n), (x + w / 2, f), ha="center", va="bottom", fontsize=8
                     )
             hist_ax.set_ylim(0, max(fraction.max() * 1.3, 1e-9))
             hist_ax.set_ylabel("fraction\n(n above bars)")
@@ -282,14 +282,14 @@ class ClasswiseReliabilityDisplay:
                 self._curve(ax, self.stats[c], f"class {c}: ECE {self.class_ece[c]:.3f}")
                 ax.set_xlabel("")
                 ax.set_ylabel("")
-                ax.tick_params(labelsize=8)
+                ax.tick_params(labelsize=9)
             for c, ax in enumerate(axes):
                 # a panel's x tick labels show where no panel lies below it
                 ax.tick_params(labelbottom=c + cols >= num_classes, labelleft=c % cols == 0)
             for ax in axes[num_classes:]:
                 ax.set_visible(False)
-            figure.supxlabel("predicted p(class)", fontsize="small")
-            figure.supylabel("observed frequency", fontsize="small")
+            figure.supxlabel("predicted p(class)", fontsize="medium")
+            figure.supylabel("observed frequency", fontsize="medium")
             self.axes_ = list(axes[:num_classes])
         else:
             pooled = self.stats[0]
@@ -325,14 +325,14 @@ class ClasswiseReliabilityDisplay:
         if label_counts:
             for xi, yi, n in zip(x, y, counts[filled], strict=True):
                 ax.annotate(
-                    _count(n), (xi, yi), xytext=(3, -8), textcoords="offset points", fontsize=6
+                    _count(n), (xi, yi), xytext=(3, -8), textcoords="offset points", fontsize=8
                 )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_title(title, fontsize="small")
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("predicted p(class)", fontsize=7)
-        ax.set_ylabel("observed frequency", fontsize=7)
+        ax.tick_params(labelsize=9)
+        ax.set_xlabel("predicted p(class)", fontsize=9)
+        ax.set_ylabel("observed frequency", fontsize=9)
 
     def _ece_distribution(self, ax: Any) -> None:
         ece = np.asarray(self.class_ece)
@@ -343,11 +343,11 @@ class ClasswiseReliabilityDisplay:
                 f"class {c}",
                 (ece[c], 1 - 0.08 * (rank + 1)),
                 xycoords=("data", "axes fraction"),
-                fontsize=6,
+                fontsize=8,
                 color="tab:red",
                 ha="right",
             )
-        ax.set_xlabel("ECE of one class", fontsize=7)
-        ax.set_ylabel("number of classes", fontsize=7)
+        ax.set_xlabel("ECE of one class", fontsize=9)
+        ax.set_ylabel("number of classes", fontsize=9)
         ax.set_title("per-class ECE (worst 5 named)", fontsize="small")
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=9)

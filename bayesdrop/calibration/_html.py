@@ -92,11 +92,20 @@ def definition(label: str) -> tuple[str, str] | None:
     return None
 
 
+# Figures are stored at twice the resolution they are shown at (sharp on high-density screens
+# and when zoomed in) and shown at 96 px per inch of the figure's size.
+_SHOWN_DPI, _STORED_DPI = 96, 192
+
+
 def png_base64(figure: Any) -> str:
     """A matplotlib figure as a base64-encoded PNG."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
+    figure.savefig(buffer, format="png", dpi=_STORED_DPI)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _shown_width(figure: Any) -> int:
+    return round(figure.get_figwidth() * _SHOWN_DPI)
 
 
 def html_page(
@@ -121,7 +130,8 @@ def html_page(
         f"<dt>{html.escape(t)}</dt><dd>{html.escape(d)}</dd>" for t, d in terms.items()
     )
     images = "".join(
-        f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{png_base64(f)}">'
+        f'<figure><img alt="{html.escape(t)}" width="{_shown_width(f)}" '
+        f'src="data:image/png;base64,{png_base64(f)}">'
         f"<figcaption>{html.escape(t)}</figcaption></figure>"
         for t, f in figures.items()
     )
@@ -146,6 +156,7 @@ td {{ border-bottom: 1px solid #ddd; padding: 0.3em 1.2em 0.3em 0; }}
 td:last-child {{ font-family: monospace; text-align: right; }}
 figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
 figcaption {{ text-align: center; color: #555; }}
+img {{ max-width: 100%; height: auto; }}
 td[title] {{ text-decoration: underline dotted #999; cursor: help; }}
 dl {{ max-width: 60em; }}
 dt {{ font-weight: bold; margin-top: 0.5em; }}

@@ -262,7 +262,7 @@ class RegressionReport(ReportRendering):
         filled = counts > 0
         ax.plot(rmv[filled], rmse[filled], marker="o", ms=4, label="std bins")
         for x, y, n in zip(rmv[filled], rmse[filled], counts[filled], strict=True):
-            ax.annotate(str(int(n)), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
+            ax.annotate(str(int(n)), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=8)
         top = float(max(rmv[filled].max(), rmse[filled].max())) * 1.05
         ax.plot([0, top], [0, top], ls="--", color="0.4", lw=1, label="ideal")
         ax.set_xlabel("root mean predicted variance (RMV)")
