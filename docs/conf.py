@@ -44,6 +44,7 @@ extensions = [
     "sphinx_gallery.gen_gallery",
     "myst_parser",  # renders CHANGELOG.md into changelog.rst
     "sphinx_copybutton",
+    "gallery_cards",  # data sets and run time on each gallery card (docs/_ext/gallery_cards.py)
 ]
 # the copy button copies code without its prompts (">>> ", "... ", "$ ") and doctest output
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
@@ -75,7 +76,21 @@ napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 napoleon_preprocess_types = False
-intersphinx_mapping = {}
+# Links into other projects' docs need their inventories (objects.inv), which are fetched over
+# the internet: ``BAYESDROP_INTERSPHINX=1 make docs`` on a machine with access links torch, numpy,
+# scikit-learn and matplotlib names; the default build (CI here has no internet) leaves them as
+# plain text, as nitpick_ignore_regex below allows.
+intersphinx_mapping = (
+    {
+        "python": ("https://docs.python.org/3", None),
+        "torch": ("https://pytorch.org/docs/stable", None),
+        "numpy": ("https://numpy.org/doc/stable", None),
+        "sklearn": ("https://scikit-learn.org/stable", None),
+        "matplotlib": ("https://matplotlib.org/stable", None),
+    }
+    if os.environ.get("BAYESDROP_INTERSPHINX") == "1"
+    else {}
+)
 templates_path = ["_templates"]
 exclude_patterns = [
     "_build",
@@ -253,4 +268,12 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     "matplotlib_animations": False,
     "plot_gallery": "True",
+    # figures also at twice the resolution, for high-density screens and zooming in
+    "image_srcset": ["2x"],
+    # "Examples using this" on every API page (_templates/autosummary), and the code of the
+    # tutorials linked to the API reference
+    "backreferences_dir": "api/generated/backreferences",
+    "doc_module": ("bayesdrop",),
+    "reference_url": {"bayesdrop": None},
+    "show_api_usage": False,
 }

@@ -20,6 +20,7 @@ fails to build if a claim stops holding:
 The claims are checked in the full run shown here and in the smoke run
 (``BAYESDROP_SMOKE=1``) that the tests use. The run time is printed at the end (a few seconds).
 """
+# sphinx_gallery_tags = ["digits (scikit-learn)"]
 
 # %%
 # An over-confident network

@@ -38,6 +38,7 @@ printed at the end). The smoke run (``BAYESDROP_SMOKE=1``: 3,000 images, one epo
 regression fit) checks only that the code runs and that the coverage of claim 1 holds.
 ``BAYESDROP_DATA`` names the folder holding ``fashion-mnist/``, ``notmnist/`` and ``uci/``.
 """
+# sphinx_gallery_tags = ["Fashion-MNIST", "notMNIST", "UCI concrete"]
 
 # %%
 # A small CNN with dropout, trained on Fashion-MNIST

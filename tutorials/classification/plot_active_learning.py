@@ -22,6 +22,7 @@ small CNN retrained every round. Claims shown and checked with ``assert`` at the
 Set ``BAYESDROP_SMOKE=1`` for a fast run and ``BAYESDROP_DATA`` to the folder holding
 ``mnist/``.
 """
+# sphinx_gallery_tags = ["MNIST"]
 
 # %%
 # Data, model, training

@@ -27,6 +27,7 @@ epoch) checks claim 1 only. The run time is printed at the end (about a minute o
 core). ``BAYESDROP_DATA`` names the folder holding ``fashion-mnist/``, ``mnist/`` and
 ``notmnist/``.
 """
+# sphinx_gallery_tags = ["Fashion-MNIST", "MNIST", "notMNIST"]
 
 # %%
 # Data and a small convolutional network

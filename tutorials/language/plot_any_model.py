@@ -19,6 +19,7 @@ Set ``BAYESDROP_SMOKE=1`` for a fast run and ``BAYESDROP_DATA`` to the folder ho
 ``rt-polarity/``. The claims this page makes are checked by ``assert`` statements below, in
 smoke mode as in full mode.
 """
+# sphinx_gallery_tags = ["rt-polarity", "synthetic"]
 
 # %%
 # A Hugging Face classifier from a small configuration

@@ -33,6 +33,7 @@ run (``BAYESDROP_SMOKE=1``) trains for a few steps only, to check that the code 
 time is printed at the end (about three minutes on one CPU core). ``BAYESDROP_DATA`` names the
 folder holding ``ptb/`` and ``rt-polarity/``.
 """
+# sphinx_gallery_tags = ["Penn Treebank", "rt-polarity"]
 
 # %%
 # A small GPT-2 from a configuration

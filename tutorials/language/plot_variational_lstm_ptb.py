@@ -24,6 +24,7 @@ training tokens, 3 epochs, 128 hidden units); the smoke run (``BAYESDROP_SMOKE=1
 tokens, 32 units) only checks that the code runs. The run time is printed at the end (one to two
 minutes on one CPU core).
 """
+# sphinx_gallery_tags = ["Penn Treebank"]
 
 # %%
 # Data and model

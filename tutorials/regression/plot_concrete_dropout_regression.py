@@ -30,6 +30,7 @@ Claims 1-4 are checked in the full run shown here (1,500 epochs); the smoke run
 (``BAYESDROP_SMOKE=1``, 150 epochs) checks that the code runs. The run time is printed at the
 end (about half a minute on one CPU core).
 """
+# sphinx_gallery_tags = ["synthetic"]
 
 # %%
 # Data with a gap

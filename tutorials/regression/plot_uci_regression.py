@@ -26,6 +26,7 @@ search uses more, ``benchmarks/uci.py`` follows it). The smoke run (``BAYESDROP_
 epochs) only checks that the code runs. The run time is printed at the end (about a minute on
 one CPU core).
 """
+# sphinx_gallery_tags = ["UCI yacht"]
 
 # %%
 # Data and the protocol's split

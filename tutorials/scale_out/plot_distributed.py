@@ -14,6 +14,7 @@ the CPU (gloo), and checks what comes back against a prediction in this process.
 scikit-learn's digits, so nothing needs downloading. The claims are checked by ``assert``
 statements, in smoke mode as in full mode.
 """
+# sphinx_gallery_tags = ["digits (scikit-learn)"]
 
 # %%
 # A model to predict with

@@ -28,6 +28,7 @@ one seed; ``benchmarks/early_dropout.py`` repeats it over five seeds). The short
 (``BAYESDROP_SMOKE=1``: 3,000 images, 4 epochs) leaves too few steps after the cutoff for the
 effect to appear. The run time is printed at the end (about half a minute on one CPU core).
 """
+# sphinx_gallery_tags = ["Fashion-MNIST"]
 
 # %%
 # The schedules

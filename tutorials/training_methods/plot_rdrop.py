@@ -35,6 +35,7 @@ Claims 1 and 3 are checked in every run, claims 2 and 4 in the full run shown he
 images, 10 epochs); the smoke run (``BAYESDROP_SMOKE=1``: 1,500 images, 2 epochs) checks
 that the code runs. The run time is printed at the end (a quarter of a minute on one CPU core).
 """
+# sphinx_gallery_tags = ["Fashion-MNIST"]
 
 # %%
 # The loss on two sets of logits
