@@ -63,10 +63,13 @@ def _comment_after(lines: list[str], node: ast.stmt) -> str | None:
     return rest.split("#", 1)[1] if "#" in rest else None
 
 
-def run_page(page: str, docs: Path = DOCS) -> dict[str, Any]:
-    """Run a page's snippets; fail on a statement that raises or a shown value that differs."""
+def run_page(page: str, docs: Path = DOCS, *, blocks: list[int] | None = None) -> dict[str, Any]:
+    """Run a page's snippets (those numbered ``blocks``, from 0, when given); fail on a statement
+    that raises or a shown value that differs."""
     namespace: dict[str, Any] = {"__name__": "__docs__"}
     for number, source in enumerate(python_blocks(page, docs)):
+        if blocks is not None and number not in blocks:
+            continue
         lines = source.splitlines()
         for node in ast.parse(source).body:
             where = f"{page}, block {number + 1}, line {node.lineno}: {lines[node.lineno - 1]}"
@@ -157,3 +160,56 @@ def test_troubleshooting_quotes_the_errors_as_raised():
     quoted = "Expected `model` to be a model with at least one dropout with a non-zero rate"
     assert str(info.value).startswith(quoted + ", but got a model with none.")
     assert quoted in page
+
+
+def _offline_hub(monkeypatch) -> None:
+    """``from_pretrained`` of the hub names the library-models page uses, answered offline: a
+    word-level tokenizer over a small vocabulary (trained here with ``tokenizers``) and models of
+    the same classes built from small configurations with random weights."""
+    import tokenizers
+    import transformers
+    from tokenizers import models, pre_tokenizers, trainers
+
+    words = tokenizers.Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    text = ["a gripping, funny film", "flat, and far too long", "The film was", "I did not expect"]
+    special = ["[PAD]", "[UNK]", "</s>"]
+    words.train_from_iterator(text, trainers.WordLevelTrainer(special_tokens=special))
+
+    def tokenizer(name, **kwargs):
+        return transformers.PreTrainedTokenizerFast(
+            tokenizer_object=words, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>"
+        )
+
+    def classifier(name, num_labels=2, **kwargs):
+        config = transformers.BertConfig(
+            vocab_size=words.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
+            num_attention_heads=2, intermediate_size=64, num_labels=num_labels,
+        )  # fmt: skip
+        return transformers.BertForSequenceClassification(config).eval()
+
+    def causal(name, **kwargs):
+        config = transformers.GPT2Config(
+            vocab_size=words.get_vocab_size(), n_positions=64, n_embd=32, n_layer=1, n_head=2
+        )
+        return transformers.GPT2LMHeadModel(config).eval()
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tokenizer)
+    monkeypatch.setattr(
+        transformers.AutoModelForSequenceClassification, "from_pretrained", classifier
+    )
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", causal)
+
+
+def test_library_models_hub_snippets_run_with_offline_stand_ins(monkeypatch):
+    """library_models.rst: the text classifier, its DataLoader and the generation snippet define
+    everything they use; run as written with the hub calls answered offline."""
+    page = "user_guide/library_models.rst"
+    hub = [i for i, block in enumerate(python_blocks(page)) if "from_pretrained" in block]
+    assert len(hub) == 2, "the BERT and the GPT-2 snippet"
+    after_bert = hub[0] + 1  # the DataLoader snippet continues the BERT one
+    _offline_hub(monkeypatch)
+    ns = run_page(page, blocks=[hub[0], after_bert, hub[1]])
+    assert tuple(ns["pred"].probs.shape) == (2, 2)  # the DataLoader's prediction of 2 sentences
+    assert ns["pred"].target.tolist() == [1, 0]
+    assert ns["scored"].mutual_information.shape == ns["out"].mutual_information.shape
