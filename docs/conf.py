@@ -75,6 +75,9 @@ autodoc_member_order = "bysource"
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
+# a class's "Attributes" section as one compact list (not one block per attribute ahead of the
+# methods, where CalibrationReport's 19 fields hid its entry point from_predictions)
+napoleon_use_ivar = True
 napoleon_preprocess_types = False
 # Links into other projects' docs need their inventories (objects.inv), which are fetched over
 # the internet: ``BAYESDROP_INTERSPHINX=1 make docs`` on a machine with access links torch, numpy,
@@ -206,6 +209,7 @@ html_theme_options = {
     "navigation_with_keys": False,
     # the grouped navigation lives in the left sidebar (_templates/global-toc.html)
     "navbar_center": [],
+    # (none on the tutorials' pages: docs/_ext/gallery_cards.py)
     "secondary_sidebar_items": ["page-toc"],
 }
 html_sidebars = {"**": ["global-toc.html"]}

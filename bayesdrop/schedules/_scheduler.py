@@ -90,7 +90,7 @@ class DropoutScheduler:
     float ``.dropout`` (also inside ``nn.TransformerEncoderLayer`` / ``DecoderLayer``); and
     bayesdrop layers with a settable ``p`` (:class:`bayesdrop.MCDropout`,
     :class:`bayesdrop.nn.SpatialMCDropout`). Layers that *learn* their rate
-    (:class:`bayesdrop.ConcreteDropout`) are left alone and listed in :attr:`skipped`, as are
+    (:class:`bayesdrop.ConcreteDropout`) are left alone and listed in ``skipped``, as are
     other stochastic modules without a settable ``p``; a
     :class:`~bayesdrop.FunctionalDropoutWarning` names modules whose ``forward`` calls
     functional dropout, which no scheduler can reach.

@@ -8,6 +8,8 @@ sphinx-gallery recorded on the tutorial's page ("Total running time of the scrip
 time is read from the build's own output, never typed: a tutorial reused from an earlier build
 keeps the time of the run that made its page, and one the build did not run says so. A tutorial
 without a ``sphinx_gallery_tags`` line is a build error, so that no card lacks its data.
+
+The tutorials' pages also have no right sidebar: their code and output get its width.
 """
 
 from __future__ import annotations
@@ -67,7 +69,15 @@ def add_card_lines(app) -> None:
             index.write_text(new, encoding="utf-8")
 
 
+def no_right_sidebar_on_tutorials(app, pagename, templatename, context, doctree) -> None:
+    """A tutorial's code and output get the width of the right sidebar (its page contents)."""
+    if pagename.startswith("auto_tutorials/"):
+        context["theme_secondary_sidebar_items"] = []
+
+
 def setup(app) -> dict[str, object]:
     app.connect("builder-inited", add_card_lines, priority=900)
+    # before the theme's own handler (priority 500), which reads the items
+    app.connect("html-page-context", no_right_sidebar_on_tutorials, priority=400)
     app.add_css_file("css/bayesdrop.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
