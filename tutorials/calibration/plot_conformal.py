@@ -102,7 +102,7 @@ for epoch in range(epochs):
         loss.backward()
         optimizer.step()
     print(f"epoch {epoch + 1}: last batch loss {loss.item():.3f}")
-model.eval()
+_ = model.eval()
 
 # %%
 # MC predictions, a calibration split and three scores

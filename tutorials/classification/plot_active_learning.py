@@ -13,8 +13,10 @@ This tutorial runs a small version of the MNIST study of ``benchmarks/active_lea
 MNIST training images, 20 labelled images to start (2 per class), 10 acquired per round, a
 small CNN retrained every round. Claims shown and checked with ``assert`` at the end:
 
-1. every method's test accuracy rises with the labels it acquires (full run only: the smoke run
-   trains too briefly);
+1. every method ends more than 10 points of test accuracy above where it started (full run
+   only: the smoke run trains too briefly). The curves need not rise every round: a small CNN
+   retrained from scratch on a few dozen labels is noisy, and a round can lower the accuracy;
+   the rounds that did are printed per method;
 2. with exact copies of the most uncertain image in the pool, top-k BALD spends its whole batch
    on the copies while BatchBALD takes at most two (full run only, it needs a trained model);
 3. no image is ever acquired twice (both runs).
@@ -37,12 +39,18 @@ import torch
 from torch import nn
 
 from bayesdrop import active
-from bayesdrop.datasets import load_mnist, smoke_mode
+from bayesdrop.datasets import load_mnist
 
 start_time = time.perf_counter()
 torch.set_num_threads(1)
+pool_size, rounds, steps, test_size = 1000, 8, 150, 1000
+# sphinx_gallery_start_ignore
+from bayesdrop.datasets import smoke_mode
+
 smoke = smoke_mode()
-pool_size, rounds, steps, test_size = (300, 2, 20, 300) if smoke else (1000, 8, 150, 1000)
+if smoke:
+    pool_size, rounds, steps, test_size = 300, 2, 20, 300  # the tests' short run
+# sphinx_gallery_end_ignore
 
 x_all, y_all = load_mnist(split="train-5k")
 keep = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(0))[:pool_size]
@@ -96,8 +104,11 @@ for method in ("bald", "batchbald", "random"):
     )  # fmt: skip
     splits[method] = split
     c, seconds = curves[method], time.perf_counter() - start_time
+    steps_up = zip(c.num_labelled[1:], c.values, c.values[1:], strict=False)
+    dips = [int(n) for n, a, b in steps_up if b < a]
     print(f"{method:10s} accuracy {c.values[0]:.3f} -> {c.values[-1]:.3f} "
-          f"with {c.num_labelled[-1]} labels ({seconds:.0f} s)")  # fmt: skip
+          f"with {c.num_labelled[-1]} labels ({seconds:.0f} s); "
+          f"lower than the round before at {dips or 'no'} labels")  # fmt: skip
 
 fig, ax = plt.subplots(figsize=(6, 4))
 for method, c in curves.items():
@@ -105,7 +116,7 @@ for method, c in curves.items():
 ax.set_xlabel("labelled images")
 ax.set_ylabel("test accuracy")
 ax.legend()
-ax.set_title(f"MNIST, pool of {pool_size}, acquisition size 10")
+_ = ax.set_title(f"MNIST, pool of {pool_size}, acquisition size 10")
 
 # %%
 # What each method picks first
@@ -113,16 +124,17 @@ ax.set_title(f"MNIST, pool of {pool_size}, acquisition size 10")
 # The ten images of the first acquisition (after the 20 starting images). BALD's top-k tends to
 # take several images of the same confusing kind; BatchBALD spreads its batch.
 
-fig, axes = plt.subplots(3, 10, figsize=(10, 3.4))
+fig, axes = plt.subplots(3, 10, figsize=(12, 4.6))
 for row, method in zip(axes, curves, strict=True):
     first = curves[method].acquired[0]
     for ax, index in zip(row, first, strict=True):
         ax.imshow(x_pool[index, 0], cmap="gray_r")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(str(int(y_pool[index])), fontsize=8)
-    row[0].set_ylabel(method, fontsize=8)
-fig.suptitle("first acquired batch (title: true label)")
+        ax.set_title(str(int(y_pool[index])), fontsize=12)
+    row[0].set_ylabel(method, fontsize=11)
+fig.suptitle("first acquired batch (title: true label)", fontsize=13)
+fig.tight_layout()
 
 # %%
 # Exact copies in the pool
@@ -157,8 +169,10 @@ for method, n in picked.items():
 for method, split in splits.items():
     labelled = split.labelled.tolist()
     assert len(labelled) == len(set(labelled)) == 20 + 10 * rounds, method  # claim 3
-if not smoke:
+# sphinx_gallery_start_ignore
+if not smoke:  # claims 1 and 2, full run
     for method, c in curves.items():
         assert c.values[-1] > c.values[0] + 0.1, (method, c.values)  # claim 1
     assert picked["bald"] == 5 and picked["batchbald"] <= 2, picked  # claim 2
+# sphinx_gallery_end_ignore
 print(f"run time {time.perf_counter() - start_time:.0f} s")
