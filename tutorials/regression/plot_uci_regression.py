@@ -43,20 +43,26 @@ from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
 import bayesdrop
-from bayesdrop.datasets import load_uci, smoke_mode
+from bayesdrop.datasets import load_uci
 from bayesdrop.nn import BatchedMLP
 from bayesdrop.pyro import DropoutModel, MeanFieldMLP
 from bayesdrop.sweep import RegressionBatch, fit_regression, predict_regression
 
 start = time.perf_counter()
-smoke = smoke_mode()
 torch.manual_seed(0)
 pyro.set_rng_seed(0)
 ds = load_uci("yacht")
 x_train, y_train, x_test, y_test = ds.split(0)
 cut = int(0.8 * len(x_train))
-epochs = 60 if smoke else 2000
-num_samples = 200 if smoke else 10_000
+epochs, num_samples, svi_epochs = 2000, 10_000, 500
+# sphinx_gallery_start_ignore
+# The tests' short run (BAYESDROP_SMOKE=1).
+from bayesdrop.datasets import smoke_mode
+
+smoke = smoke_mode()
+if smoke:
+    epochs, num_samples, svi_epochs = 60, 200, 30
+# sphinx_gallery_end_ignore
 print(f"{ds.name}: {len(x_train)} training and {len(x_test)} test points, {epochs} epochs")
 
 
@@ -108,7 +114,9 @@ fit_regression(cd_net, full, epochs=epochs, progress=progress("Concrete Dropout"
 concrete = predict_regression(cd_net, full, [x_test], [y_test], num_samples=num_samples)
 learned_rates = cd_net.drop_rates()[0].detach()
 print("learned drop rates (input, hidden):", learned_rates.numpy().round(3))
+# sphinx_gallery_start_ignore
 assert smoke or bool((learned_rates < 0.05).all())  # claim 1
+# sphinx_gallery_end_ignore
 
 # %%
 # Mean-field variational inference with Pyro
@@ -147,7 +155,7 @@ torch_net = torch.nn.Sequential(
 model = DropoutModel(torch_net, num_data=n, tau=best_tau * float(full.y_std) ** 2)
 svi = SVI(model, model.guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
 losses = []
-for _ in range(30 if smoke_mode() else 500):
+for _ in range(svi_epochs):
     for idx in torch.randperm(n).split(128):
         losses.append(svi.step(full.x[0, idx], full.y[0, idx, None]) / n)
 samples = Predictive(model, guide=model.guide, num_samples=100, return_sites=["prediction"])(
@@ -209,6 +217,7 @@ for name, (_, var) in intervals.items():
     width = 2 * 1.96 * var.detach().sqrt().numpy()
     widths[name] = [float(width[third].mean()) for third in thirds]
     print(f"{name:20s} " + " ".join(f"{w:7.2f}" for w in widths[name]))
+# sphinx_gallery_start_ignore
 if not smoke:
     rmse = {name: row[0] for name, row in rows.items()}
     picp = {name: row[1] for name, row in rows.items()}
@@ -222,6 +231,7 @@ if not smoke:
         widths[vi_name][i] > max(widths[mc_name][i], widths[cd_name][i]) for i in range(3)
     )  # claim 3
     assert min(picp.values()) >= 0.95  # claim 4
+# sphinx_gallery_end_ignore
 
 # %%
 # Predictive intervals

@@ -33,7 +33,6 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import bayesdrop
-from bayesdrop.datasets import smoke_mode
 
 start_time = time.perf_counter()
 torch.manual_seed(0)
@@ -42,7 +41,16 @@ x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
 y = torch.tensor(digits.target)
 model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-for _ in range(100 if smoke_mode() else 300):
+steps = 300
+# sphinx_gallery_start_ignore
+# The tests' short run (BAYESDROP_SMOKE=1).
+from bayesdrop.datasets import smoke_mode
+
+smoke = smoke_mode()
+if smoke:
+    steps = 100
+# sphinx_gallery_end_ignore
+for _ in range(steps):
     idx = torch.randint(0, len(x), (128,))
     optimizer.zero_grad()
     loss = nn.functional.cross_entropy(model(x[idx]), y[idx])

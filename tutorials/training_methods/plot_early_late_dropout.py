@@ -20,8 +20,9 @@ fails to build if a claim stops holding:
    ``linspace(0, r, D)[i]``.
 2. On the under-fitting MLP, early dropout ends at a *lower* training loss than no dropout (the
    paper's claim), although it is behind after the first epoch, while it is on; standard and
-   late dropout end *higher* than no dropout, and switching late dropout on raises the training
-   loss in the epoch after the cutoff.
+   late dropout end *higher* than no dropout. Late dropout follows no dropout exactly until the
+   cutoff (its rate is 0 there) and stays above it in every epoch after it: switching it on
+   sets the fit back against the same run without it.
 
 Claim 1 is checked in every run, claim 2 in the full run shown here (30,000 images, 10 epochs,
 one seed; ``benchmarks/early_dropout.py`` repeats it over five seeds). The short smoke run
@@ -44,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bayesdrop.datasets import load_fashion_mnist, smoke_mode
+from bayesdrop.datasets import load_fashion_mnist
 from bayesdrop.schedules import DropoutScheduler, drop_schedule
 
 start = time.perf_counter()
@@ -93,8 +94,14 @@ assert np.allclose([block.p for block in blocks], np.linspace(0, 0.5, 6))  # cla
 # A 784-16-16-10 MLP cannot fit Fashion-MNIST: its training loss stays well above zero. We
 # train it with the four schedules (same seed, same batches) and record the training loss on
 # the whole training subset with dropout off after every epoch.
+num_train, epochs, cutoff = 30000, 10, 3
+# sphinx_gallery_start_ignore
+from bayesdrop.datasets import smoke_mode
+
 smoke = smoke_mode()
-num_train, epochs, cutoff = (3000, 4, 1) if smoke else (30000, 10, 3)
+if smoke:
+    num_train, epochs, cutoff = 3000, 4, 1  # the tests' short run
+# sphinx_gallery_end_ignore
 x, y = load_fashion_mnist(split="train")
 subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:num_train]
 x, y = x[subset].flatten(1), y[subset]
@@ -153,17 +160,22 @@ fig.tight_layout()
 final = {method: curve[-1] for method, curve in curves.items()}
 for method, value in final.items():
     print(f"{method:9s} final training loss {value:.4f} ({value / final['none']:.3f} x none)")
-if not smoke:
-    assert final["early"] < final["none"]  # claim 2: early dropout reduces underfitting
-    assert curves["early"][0] > curves["none"][0]  # claim 2: behind while it is on
-    assert final["standard"] > final["none"] and final["late"] > final["none"]  # claim 2
-    assert curves["late"][cutoff] > curves["late"][cutoff - 1]  # claim 2: late raises the loss
+# sphinx_gallery_start_ignore
+if not smoke:  # claim 2, full run
+    assert final["early"] < final["none"]  # early dropout reduces underfitting
+    assert curves["early"][0] > curves["none"][0]  # behind while it is on
+    assert final["standard"] > final["none"] and final["late"] > final["none"]
+    assert np.allclose(curves["late"][:cutoff], curves["none"][:cutoff])  # the same run
+    assert all(curves["late"][e] > curves["none"][e] for e in range(cutoff, epochs))
+# sphinx_gallery_end_ignore
 
 # %%
 # Reading the curves
 # ------------------
-# Standard dropout slows the fit of a model that already underfits, and late dropout, switched
-# on after the cutoff, pushes the training loss back up. Early dropout is behind after the first
+# Standard dropout slows the fit of a model that already underfits. Late dropout is the
+# no-dropout run until the cutoff; switched on after it, it keeps the training loss above that
+# run's in every later epoch (the no-dropout loss itself does not fall in every epoch: compare
+# the two curves, not one curve's step). Early dropout is behind after the first
 # epoch but ends *below* no dropout: the paper's claim that dropout early in training reduces
 # underfitting. It is shown here for one seed; ``benchmarks/README.md`` records it over five
 # seeds and on the full training set. The paper proposes late dropout for models that overfit,
