@@ -64,12 +64,19 @@ from bayesdrop.conformal import (
     coverage,
     interval_coverage,
 )
-from bayesdrop.datasets import load_fashion_mnist, load_notmnist, load_uci, smoke_mode
+from bayesdrop.datasets import load_fashion_mnist, load_notmnist, load_uci
 
 start = time.perf_counter()
 torch.manual_seed(0)
+num_train, epochs, num_samples, num_splits, reg_steps = 20000, 3, 50, 50, 3000
+# sphinx_gallery_start_ignore
+# The tests' short run (BAYESDROP_SMOKE=1).
+from bayesdrop.datasets import smoke_mode
+
 smoke = smoke_mode()
-num_train, epochs, num_samples = (3000, 1, 20) if smoke else (20000, 3, 50)
+if smoke:
+    num_train, epochs, num_samples, num_splits, reg_steps = 3000, 1, 20, 10, 300
+# sphinx_gallery_end_ignore
 classes = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat"]
 classes += ["Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
 
@@ -159,7 +166,7 @@ print("\n".join(reports["lac"].summary().splitlines()[-6:]))
 # the 10,000 images 50 times (no retraining: the predictions are kept):
 
 resplit = []
-for seed in range(10 if smoke else 50):
+for seed in range(num_splits):
     order = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(100 + seed))
     cp = SplitConformalClassifier("lac", alpha=alpha).fit(
         pred.probs[order[:5000]], y_test[order[:5000]]
@@ -190,10 +197,12 @@ for c in range(10):
         f"{by_class.class_coverage[c]:13.3f}"
     )
 class_noise = 3 * math.sqrt(alpha * (1 - alpha) / lac.class_count.min().item())
+# sphinx_gallery_start_ignore
 if not smoke:
     assert classes[int(size_by_class.argmax())] == "Shirt"  # claim 2
     assert lac.class_coverage[6] < 1 - alpha - class_noise  # claim 2: shirts under-covered
     assert bool(by_class.class_coverage.min() > 1 - alpha - class_noise)  # claim 2
+# sphinx_gallery_end_ignore
 
 # %%
 # Coverage against uncertainty: threshold against the uncertainty-aware score
@@ -247,6 +256,7 @@ for name, q in (("LAC", lac), ("APS", aps), ("MI-normalised", mi)):
         f"{q.bin_size[-1]:.2f}), lowest bin {q.bin_coverage.min():.3f}, range over bins "
         f"{spread(q):.3f}, lowest over set sizes {worst_size(q):.3f}"
     )
+# sphinx_gallery_start_ignore
 if not smoke:
     assert lac.bin_coverage[-1] < 1 - alpha - bin_noise  # claim 3: LAC under-covers them
     assert worst_size(lac) > 1 - alpha - 0.05  # claim 3: by size it looks fine
@@ -254,6 +264,7 @@ if not smoke:
     assert mi.bin_size[-1] > 2 * lac.bin_size[-1]  # claim 3
     assert mi.bin_coverage.min() < 1 - alpha - bin_noise  # claim 3: the cost
     assert spread(aps) < spread(mi) < spread(lac)  # claim 3
+# sphinx_gallery_end_ignore
 
 # %%
 # Under shift: Fashion-MNIST mixed with notMNIST
@@ -286,9 +297,11 @@ print(
 )
 assert mix_coverage < 1 - alpha - 0.15  # claim 4
 assert flag_in < 0.05 + noise  # claim 4
+# sphinx_gallery_start_ignore
 if not smoke:
     assert single > 0.5  # claim 4
     assert flag_out > 0.7  # claim 4
+# sphinx_gallery_end_ignore
 
 # %%
 # Regression on UCI concrete: Gaussian against conformal intervals
@@ -316,7 +329,7 @@ regressor = nn.Sequential(
 )
 opt = torch.optim.Adam(regressor.parameters(), lr=3e-3, weight_decay=1e-5)
 regressor.train()
-for _step in range(300 if smoke else 3000):
+for _step in range(reg_steps):
     batch = torch.randint(0, 600, (64,))
     loss = (regressor(x_all[batch])[:, 0] - y_all[batch]).square().mean()
     opt.zero_grad()
@@ -376,10 +389,12 @@ print(
     f"(lower on {(nll_after < nll_before).sum()} of 20 splits)"
 )
 reg_noise = 3 * math.sqrt(alpha * (1 - alpha) / 215 / 20) + 1 / 216
+# sphinx_gallery_start_ignore
 if not smoke:
     assert gauss.mean() < 1 - alpha - 0.1  # claim 5
     assert abs(conf.mean() - (1 - alpha)) < reg_noise + 0.01  # claim 5
     assert nll_after.mean() < nll_before.mean()  # claim 5
+# sphinx_gallery_end_ignore
 
 fig, ax = plt.subplots(figsize=(5, 3.5))
 ax.plot(section.bin_std.numpy(), section.bin_coverage.numpy(), marker="o", label="conformal")

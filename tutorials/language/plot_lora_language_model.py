@@ -56,16 +56,21 @@ import torch
 import transformers
 
 import bayesdrop
-from bayesdrop.datasets import load_ptb, smoke_mode
+from bayesdrop.datasets import load_ptb
 
 start = time.perf_counter()
 torch.manual_seed(0)
 torch.set_num_threads(1)
 transformers.logging.set_verbosity_error()  # its notices on padding and on the loss type
+pretrain_steps, lora_steps, num_sentences, num_samples = 110, 60, 100, 8
+# sphinx_gallery_start_ignore
+# The tests' short run (BAYESDROP_SMOKE=1).
+from bayesdrop.datasets import smoke_mode
+
 smoke = smoke_mode()
-pretrain_steps, lora_steps, num_sentences, num_samples = (
-    (8, 4, 16, 4) if smoke else (110, 60, 100, 8)
-)
+if smoke:
+    pretrain_steps, lora_steps, num_sentences, num_samples = 8, 4, 16, 4
+# sphinx_gallery_end_ignore
 
 data = Path(os.environ.get("BAYESDROP_DATA", "../shared/data"))
 corpus = load_ptb(data)
@@ -147,8 +152,10 @@ print(
     f"LoRA fine-tune ({trainable:,} trainable parameters): validation perplexity "
     f"{lora_ppl:.0f} ({time.perf_counter() - start:.0f} s)"
 )
+# sphinx_gallery_start_ignore
 if not smoke:
     assert lora_ppl < base_ppl, (lora_ppl, base_ppl)  # claim 1
+# sphinx_gallery_end_ignore
 
 
 # %%
@@ -220,10 +227,12 @@ for name, out in scores.items():
     )
 print(f"sampled: {len(lora_layers)} lora_dropout layers, e.g. {lora_layers[0]}")
 mean_mi = {name: float(out.mutual_information[out.mask].mean()) for name, out in scores.items()}
+# sphinx_gallery_start_ignore
 if not smoke:  # claim 3
     assert mean_mi["rt-polarity"] > mean_mi["PTB (held out)"], mean_mi
     assert known_mi["rt-polarity"] > known_mi["PTB (held out)"], known_mi
     assert known_ppl["rt-polarity"] < known_ppl["PTB (held out)"], known_ppl
+# sphinx_gallery_end_ignore
 
 # %%
 # The MI is higher on the movie reviews, also when only the predictions made after a known
