@@ -67,8 +67,9 @@ def _hint(name: str, sources: list[Path], folder: Path) -> str:
     if tutorial is None:
         return f"no tutorial writes {name}.json"
     return (
-        f"run {tutorial} in the docs build (make docs), or directly with "
-        f"{ENV}={folder}; it writes {name}.json"
+        f"run {tutorial} with {ENV}={folder}, or let the docs build run it (sphinx-gallery "
+        f"skips an unchanged tutorial: delete its .py.md5 under auto_tutorials/); it writes "
+        f"{name}.json"
     )
 
 

@@ -36,8 +36,8 @@ page fails to build if a claim stops holding:
 Claims 1-5 and 7-9 are checked both in the full run shown here (60 epochs) and in the short
 smoke run (``BAYESDROP_SMOKE=1``, 10 epochs) that the tests use; the "more than five times" of
 claim 2 and claims 6 and 10 are checked in the full run only (after 10 epochs the network is
-still under-confident). The full run takes a few seconds on one CPU core; the time is printed at the
-end.
+still under-confident). The full run takes under half a minute on one CPU core; the time is
+printed at the end.
 """
 # sphinx_gallery_tags = ["digits (scikit-learn)"]
 
