@@ -8,6 +8,8 @@ process's CPU time (``time.process_time``: on a machine shared with other jobs i
 time the process waited for a core), with the load average before and after. "torch.nn.LSTM +
 standard dropout" is the usual non-Bayesian baseline: ``nn.Dropout`` on the input and the output
 and ``nn.LSTM(dropout=...)`` between the layers, a fresh mask at every step, none on the state.
+"(PyTorch step ops)" is the hand-written backward with the fused numba step kernels switched off
+(the path taken without numba, off the CPU and in float64).
 
     python benchmarks/rnn_speed.py                 # hidden 200 and 650, seq 35, batch 20
     python benchmarks/rnn_speed.py --rounds 5 --hidden 200
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 import bayesdrop
+from bayesdrop.functional import _lstm_kernel
 
 
 class StandardDropoutLSTM(nn.Module):
@@ -40,6 +43,22 @@ class StandardDropoutLSTM(nn.Module):
         return self.out(out), state
 
 
+class PyTorchStepOps(nn.Module):
+    """``module`` run with the fused step kernels switched off (their decision is per forward)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor):
+        kernels = _lstm_kernel.kernels
+        _lstm_kernel.kernels = lambda *args: None
+        try:
+            return self.module(x)
+        finally:
+            _lstm_kernel.kernels = kernels
+
+
 def make_competitors(hidden: int, layers: int) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     ref = nn.LSTM(hidden, hidden, layers)
@@ -53,6 +72,8 @@ def make_competitors(hidden: int, layers: int) -> dict[str, nn.Module]:
             )
             lstm.load_state_dict(ref.state_dict())
             out[f"Variational {masks}, {backend}"] = lstm.train()
+            if backend == "manual":
+                out[f"Variational {masks}, (PyTorch step ops)"] = PyTorchStepOps(lstm)
     return out
 
 
@@ -80,10 +101,10 @@ def run(hidden: int, layers: int, seq: int, batch: int, rounds: int, reps: int) 
     base_cpu = statistics.median(cpu["torch.nn.LSTM"])
     print(f"\nhidden {hidden}, {layers} layers, seq {seq}, batch {batch} (forward + backward)")
     print(f"load average {load:.2f} before, {os.getloadavg()[0]:.2f} after")
-    print(f"{'model':<34}{'wall ms':>9}{'ratio':>7}{'CPU ms':>9}{'ratio':>7}")
+    print(f"{'model':<38}{'wall ms':>9}{'ratio':>7}{'CPU ms':>9}{'ratio':>7}")
     for name in competitors:
         med, med_cpu = statistics.median(times[name]), statistics.median(cpu[name])
-        print(f"{name:<34}{1e3 * med:>9.2f}{med / base:>7.2f}", end="")
+        print(f"{name:<38}{1e3 * med:>9.2f}{med / base:>7.2f}", end="")
         print(f"{1e3 * med_cpu:>9.2f}{med_cpu / base_cpu:>7.2f}")
 
 
