@@ -45,6 +45,7 @@ extensions = [
     "myst_parser",  # renders CHANGELOG.md into changelog.rst
     "sphinx_copybutton",
     "gallery_cards",  # data sets and run time on each gallery card (docs/_ext/gallery_cards.py)
+    "generated_numbers",  # the :number: role (docs/_ext/generated_numbers.py)
 ]
 # the copy button copies code without its prompts (">>> ", "... ", "$ ") and doctest output
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
@@ -225,6 +226,8 @@ from bayesdrop.datasets import smoke_mode  # noqa: E402
 
 _GALLERY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "auto_tutorials")
 _GALLERY_MODE = "smoke" if smoke_mode() else "full"
+# where the tutorials write the numbers other pages quote (docs/_ext/generated_numbers.py)
+os.environ.setdefault("BAYESDROP_NUMBERS", os.path.join(_GALLERY_DIR, "_numbers"))
 
 
 def _forget_other_mode_runs() -> None:
