@@ -11,6 +11,7 @@ from bayesdrop.datasets._images import (
 from bayesdrop.datasets._ptb import PTB, batchify, bptt_batches, load_ptb
 from bayesdrop.datasets._remote import MIRROR_ENV, DataSource, RemoteFile, download, sources
 from bayesdrop.datasets._root import DATA_ENV, SMOKE_ENV, data_root, smoke_mode
+from bayesdrop.datasets._text import load_polarity
 from bayesdrop.datasets._uci import PublishedResult, UCIDataset, available_uci, load_uci
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "load_notmnist",
+    "load_polarity",
     "load_ptb",
     "load_uci",
     "read_idx",
