@@ -66,6 +66,17 @@ def run_tutorial(name: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         # claims 2 and 4 (only the LoRA adapters' dropout sampled; MI a small part of the
         # predictive entropy of generated words) in every run
         ("language/plot_lora_language_model.py", True),
+        # claims 1-5 (noise check, accuracy, MI of mistakes, AUROC, HTML report written)
+        ("language/plot_hf_text_classifier.py", True),
+        # claims 1-4 (cached engine, MI of wrong pixels, background most certain, interiors
+        # as uncertain as edges)
+        ("dense_prediction/plot_segmentation_map.py", False),
+        # claims 1-5 but the MI part of 5 (no-dropout refusal, cached engine runs the backbone
+        # once, MC accuracy, misclassification AUROC, MNIST more uncertain)
+        ("classification/plot_torchvision_dropout_head.py", True),
+        # claims 1-5 but the "five times" of 3 (DropPath and head dropout found, functional
+        # dropout refused by noise=, head-only faster with about the same mean MI)
+        ("classification/plot_timm_drop_path.py", True),
     ],
 )
 def test_tutorial_runs_and_its_smoke_claims_hold(name: str, needs_data: bool, tmp_path: Path):
