@@ -41,6 +41,7 @@ The full run shown here trains for 300 steps on 1,024 images; the short smoke ru
 (``BAYESDROP_SMOKE=1``) that the tests use trains for 60 steps on 256 and checks claims 1-4.
 The run time is printed at the end.
 """
+# sphinx_gallery_tags = ["synthetic"]
 
 # %%
 # Synthetic shapes

@@ -34,6 +34,7 @@ The full run shown here trains on 9,662 sentences for two epochs and tests on 1,
 smoke run (``BAYESDROP_SMOKE=1``) that the tests use trains on 6,000 and checks the same
 claims with the weaker bounds. The run time is printed at the end.
 """
+# sphinx_gallery_tags = ["rt-polarity"]
 
 # %%
 # The data
