@@ -1,7 +1,7 @@
 """The order of the tutorial gallery: a reading path, not the alphabet.
 
 sphinx-gallery imports this class by name (``within_subsection_order``) and sorts each
-gallery folder with it. Tutorials named in :data:`PATH` come first, in that order; any other
+gallery folder (a group: classification, language, ...) with it. Tutorials named in :data:`PATH` come first, in that order; any other
 file follows, sorted by name (so a new ``plot_NN_*.py`` lands after the path without an edit).
 """
 
@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 
-# First steps, then uncertainty in use, then training the dropout, then the specialised models.
+# Inside each group of the gallery (a folder of tutorials/): first steps, then the recipes for
+# pretrained models, then uncertainty in use, then training the dropout, then the specialised
+# models.
 PATH = (
     "plot_00_own_model_digits.py",
+    "plot_torchvision_dropout_head.py",
+    "plot_timm_drop_path.py",
+    "plot_hf_text_classifier.py",
     "plot_mc_predict_ood.py",
     "plot_calibration_report.py",
     "plot_concrete_dropout_regression.py",
