@@ -1,8 +1,9 @@
 """The order of the tutorial gallery: a reading path, not the alphabet.
 
 sphinx-gallery imports this class by name (``within_subsection_order``) and sorts each
-gallery folder (a group: classification, language, ...) with it. Tutorials named in :data:`PATH` come first, in that order; any other
-file follows, sorted by name (so a new ``plot_NN_*.py`` lands after the path without an edit).
+gallery folder (a group: classification, language, ...) with it. Tutorials named in
+:data:`PATH` come first, in that order; any other file follows, sorted by name (so a new
+``plot_NN_*.py`` lands after the path without an edit).
 """
 
 from __future__ import annotations
