@@ -34,6 +34,7 @@ the "five times" of claim 3, in the short smoke run that the tests use (25 steps
 samples). ``BAYESDROP_DATA`` names the folder holding ``fashion-mnist/``; the run time is printed
 at the end.
 """
+# sphinx_gallery_tags = ["Fashion-MNIST"]
 
 # %%
 # A ConvNeXt with both kinds of noise
