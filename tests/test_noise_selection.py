@@ -152,7 +152,7 @@ class Nested(nn.Module):
         (TwoStage(), 3, TypeError, "Expected `noise` to be None or a regular expression"),
         (TwoStage(), "(", ValueError, "a valid regular expression"),
         (TwoStage(), "nothing", ValueError, "a pattern that finds a noise module"),
-        (Functional(), "drop", ValueError, "None for a model with functional dropout"),
+        (Functional(), "drop", ValueError, "in the code of the model (Functional)"),
         (Nested(), r"layer\.dropout1", ValueError, "selects `layer.dropout1` but not `layer`"),
     ],
 )

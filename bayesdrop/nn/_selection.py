@@ -66,8 +66,15 @@ def selected_names(model: nn.Module, noise: str | None) -> list[str]:
     pattern = check_pattern(noise)
     if pattern is None:
         return names
-    if find_functional_dropout(model):
-        fix = "Functional dropout (F.dropout in a forward) cannot be told apart by module."
+    owners = find_functional_dropout(model)
+    if owners:
+        where = ", ".join(f"{name or 'the model'} ({type(model.get_submodule(name)).__name__})"
+                          for name in owners[:3])  # fmt: skip
+        fix = (
+            f"Functional dropout (F.dropout called in the code of {where}) cannot be switched "
+            "on or off by module name. Sample all the noise (noise=None), or replace that call "
+            "by an nn.Dropout module (for timm models: drop_rate=0 and a dropout head)."
+        )
         fail("noise", "None for a model with functional dropout", repr(noise), fix)
     chosen = [name for name in names if pattern.search(name)]
     if not chosen:

@@ -144,8 +144,9 @@ def mc_predict(
         A model with at least one noise module whose rate is not 0 (``nn.Dropout`` family,
         bayesdrop layers, attention with dropout, torchvision's ``StochasticDepth``, timm's
         ``DropPath`` and fused attention, Hugging Face attention; see
-        :func:`bayesdrop.nn.is_stochastic`). Functional dropout is not sampled (a warning says
-        so). When every sample comes out the same, :func:`bayesdrop.predict.check_noise`
+        :func:`bayesdrop.nn.is_stochastic`). Functional dropout
+        (``F.dropout(x, p, training=self.training)`` in a ``forward``) is sampled too, as in
+        training mode. When every sample comes out the same, :func:`bayesdrop.predict.check_noise`
         compares with training-mode noise and the error says which modules were looked at.
     x : Tensor, tuple of tensors or mapping of tensors
         What the model takes, on the model's device: a tensor ``model(x)``, a tuple of
