@@ -286,4 +286,13 @@ sphinx_gallery_conf = {
     # no execution-time pages: sphinx-gallery's load scripts from a CDN (the docs are read
     # offline); each card and each tutorial's page give its run time instead
     "write_computation_times": False,
+    # two tutorials at a time inside a group (each runs on one thread): the full-mode gallery
+    # is most of CI's time
+    "parallel": 2,
+    # before each tutorial, in the worker that runs it (docs/_ext/gallery_setup.py)
+    "reset_modules": ("matplotlib", "gallery_setup.stub_torchvision"),
 }
+# the workers find docs/_ext (gallery_setup, tutorial_order) through the environment
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [os.path.abspath("_ext"), os.path.abspath(".."), os.environ.get("PYTHONPATH", "")]
+).rstrip(os.pathsep)
