@@ -24,7 +24,6 @@ fails to build if a claim stops holding:
 The claims are checked in the full run shown here and in the smoke run
 (``BAYESDROP_SMOKE=1``) that the tests use. The run time is printed at the end (a few seconds).
 """
-# sphinx_gallery_tags = ["digits (scikit-learn)"]
 
 # %%
 # An over-confident network
@@ -162,5 +161,5 @@ ReliabilityDisplay.from_predictions(probs_scaled, y_test, name="after").plot(axe
 axes[1].set_ylabel("")
 fig.tight_layout()
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
-
 # sphinx_gallery_thumbnail_number = 2
+# sphinx_gallery_tags = ["digits (scikit-learn)"]

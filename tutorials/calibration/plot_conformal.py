@@ -38,7 +38,6 @@ printed at the end). The smoke run (``BAYESDROP_SMOKE=1``: 3,000 images, one epo
 regression fit) checks only that the code runs and that the coverage of claim 1 holds.
 ``BAYESDROP_DATA`` names the folder holding ``fashion-mnist/``, ``notmnist/`` and ``uci/``.
 """
-# sphinx_gallery_tags = ["Fashion-MNIST", "notMNIST", "UCI concrete"]
 
 # %%
 # A small CNN with dropout, trained on Fashion-MNIST
@@ -414,3 +413,4 @@ fig.tight_layout()
 # the model, and the MC dropout uncertainty decides where the sets grow. Neither repairs a
 # shift: there the mutual information is what warns.
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
+# sphinx_gallery_tags = ["Fashion-MNIST", "notMNIST", "UCI concrete"]

@@ -39,7 +39,6 @@ claim 2 and claims 6 and 10 are checked in the full run only (after 10 epochs th
 still under-confident). The full run takes under half a minute on one CPU core; the time is
 printed at the end.
 """
-# sphinx_gallery_tags = ["digits (scikit-learn)"]
 
 # %%
 # Data and an ordinary dropout network
@@ -348,3 +347,4 @@ if os.environ.get("BAYESDROP_NUMBERS"):
 
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
 plt.show()
+# sphinx_gallery_tags = ["digits (scikit-learn)"]

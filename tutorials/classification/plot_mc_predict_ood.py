@@ -30,7 +30,6 @@ epoch) checks claim 1 only. The run time is printed at the end (about a minute o
 core). ``BAYESDROP_DATA`` names the folder holding ``fashion-mnist/``, ``mnist/`` and
 ``notmnist/``.
 """
-# sphinx_gallery_tags = ["Fashion-MNIST", "MNIST", "notMNIST"]
 
 # %%
 # Data and a small convolutional network
@@ -241,5 +240,5 @@ fig.tight_layout()
 # With ``num_samples="auto"`` the predictor picks the number of samples from the Monte-Carlo
 # standard error of the probabilities and of the mutual information.
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
-
 # sphinx_gallery_thumbnail_number = 1
+# sphinx_gallery_tags = ["Fashion-MNIST", "MNIST", "notMNIST"]

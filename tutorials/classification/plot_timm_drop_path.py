@@ -34,7 +34,6 @@ the "five times" of claim 3, in the short smoke run that the tests use (25 steps
 samples). ``BAYESDROP_DATA`` names the folder holding ``fashion-mnist/``; the run time is printed
 at the end.
 """
-# sphinx_gallery_tags = ["Fashion-MNIST"]
 
 # %%
 # A ConvNeXt with both kinds of noise
@@ -218,3 +217,4 @@ fig.tight_layout()
 
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
 plt.show()
+# sphinx_gallery_tags = ["Fashion-MNIST"]

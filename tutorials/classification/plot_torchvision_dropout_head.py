@@ -36,7 +36,6 @@ smoke run that the tests use (20 steps, 20 samples) checks all but the mutual in
 of claim 5. ``BAYESDROP_DATA`` names the folder holding ``fashion-mnist/`` and ``mnist/``; the run
 time is printed at the end.
 """
-# sphinx_gallery_tags = ["Fashion-MNIST", "MNIST"]
 
 # %%
 # A pretrained model without dropout
@@ -271,3 +270,4 @@ fig.tight_layout()
 
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
 plt.show()
+# sphinx_gallery_tags = ["Fashion-MNIST", "MNIST"]

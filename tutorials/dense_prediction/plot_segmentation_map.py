@@ -41,7 +41,6 @@ The full run shown here trains for 300 steps on 1,024 images; the short smoke ru
 (``BAYESDROP_SMOKE=1``) that the tests use trains for 60 steps on 256 and checks claims 1-4.
 The run time is printed at the end.
 """
-# sphinx_gallery_tags = ["synthetic"]
 
 # %%
 # Synthetic shapes
@@ -244,3 +243,4 @@ ax.tick_params(labelsize=11)
 
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
 plt.show()
+# sphinx_gallery_tags = ["synthetic"]

@@ -33,7 +33,6 @@ run (``BAYESDROP_SMOKE=1``) trains for a few steps only, to check that the code 
 time is printed at the end (about three minutes on one CPU core). ``BAYESDROP_DATA`` names the
 folder holding ``ptb/`` and ``rt-polarity/``.
 """
-# sphinx_gallery_tags = ["Penn Treebank", "rt-polarity"]
 
 # %%
 # A small GPT-2 from a configuration
@@ -313,5 +312,5 @@ last_block = bayesdrop.generate(
 print(f"noise=r'\\.h\\.1\\.' sampled {len(last_block.noise_modules)} of {len(lora_layers)} layers")
 assert all(".h.1." in n for n in last_block.noise_modules)
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
-
 # sphinx_gallery_thumbnail_number = 1
+# sphinx_gallery_tags = ["Penn Treebank", "rt-polarity"]

@@ -25,7 +25,6 @@ training tokens, 3 epochs, 128 hidden units); the smoke run (``BAYESDROP_SMOKE=1
 tokens, 32 units) only checks that the code runs. The run time is printed at the end (one to two
 minutes on one CPU core).
 """
-# sphinx_gallery_tags = ["Penn Treebank"]
 
 # %%
 # Data and model
@@ -176,5 +175,5 @@ print(f"mask set {draw}:")
 for token, value in zip(tokens, word_mask.tolist(), strict=True):
     print(f"{corpus.vocab[token]:>12s}  {'kept' if value > 0 else 'DROPPED'}")
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
-
 # sphinx_gallery_thumbnail_number = 1
+# sphinx_gallery_tags = ["Penn Treebank"]

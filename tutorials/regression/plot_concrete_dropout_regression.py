@@ -30,7 +30,6 @@ Claims 1-4 are checked in the full run shown here (1,500 epochs); the smoke run
 (``BAYESDROP_SMOKE=1``, 150 epochs) checks that the code runs. The run time is printed at the
 end (about half a minute on one CPU core).
 """
-# sphinx_gallery_tags = ["synthetic"]
 
 # %%
 # Data with a gap
@@ -195,5 +194,5 @@ fig.tight_layout()
 # training regions. Foong et al. (2019) show that exact inference in the same network (HMC)
 # or a Gaussian process does not share this failure.
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
-
 # sphinx_gallery_thumbnail_number = 2
+# sphinx_gallery_tags = ["synthetic"]

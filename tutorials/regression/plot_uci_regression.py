@@ -26,7 +26,6 @@ search uses more, ``benchmarks/uci.py`` follows it). The smoke run (``BAYESDROP_
 epochs) only checks that the code runs. The run time is printed at the end (about a minute on
 one CPU core).
 """
-# sphinx_gallery_tags = ["UCI yacht"]
 
 # %%
 # Data and the protocol's split
@@ -276,5 +275,5 @@ fig.tight_layout()
 # factor fitted on the validation split closes most of that gap, but that is a fit on held-out
 # data again. Check the learned rates before trusting the intervals.
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
-
 # sphinx_gallery_thumbnail_number = 1
+# sphinx_gallery_tags = ["UCI yacht"]

@@ -14,7 +14,6 @@ the CPU (gloo), and checks what comes back against a prediction in this process.
 scikit-learn's digits, so nothing needs downloading. The claims are checked by ``assert``
 statements, in smoke mode as in full mode.
 """
-# sphinx_gallery_tags = ["digits (scikit-learn)"]
 
 # %%
 # A model to predict with
@@ -160,3 +159,4 @@ assert abs(sharded["misclassification"]["auroc"] - here.misclassification.auroc)
 assert abs(sharded["rejection"]["aurc"] - here.rejection.aurc) < 1e-5
 
 print(f"run time: {time.perf_counter() - start_time:.0f} s")
+# sphinx_gallery_tags = ["digits (scikit-learn)"]

@@ -29,7 +29,6 @@ one seed; ``benchmarks/early_dropout.py`` repeats it over five seeds). The short
 (``BAYESDROP_SMOKE=1``: 3,000 images, 4 epochs) leaves too few steps after the cutoff for the
 effect to appear. The run time is printed at the end (about half a minute on one CPU core).
 """
-# sphinx_gallery_tags = ["Fashion-MNIST"]
 
 # %%
 # The schedules
@@ -181,5 +180,5 @@ if not smoke:  # claim 2, full run
 # seeds and on the full training set. The paper proposes late dropout for models that overfit,
 # which this MLP does not.
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
-
 # sphinx_gallery_thumbnail_number = 2
+# sphinx_gallery_tags = ["Fashion-MNIST"]

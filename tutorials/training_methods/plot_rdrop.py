@@ -37,7 +37,6 @@ Claims 1, 3 and 4 are checked in every run, claims 2 and 5 in the full run shown
 images, 10 epochs); the smoke run (``BAYESDROP_SMOKE=1``: 1,500 images, 2 epochs) checks
 that the code runs. The run time is printed at the end (a quarter of a minute on one CPU core).
 """
-# sphinx_gallery_tags = ["Fashion-MNIST"]
 
 # %%
 # The loss on two sets of logits
@@ -209,5 +208,5 @@ mse_loss = bayesdrop.functional.rdrop_mse_loss(pred1, pred2, y_reg, alpha=0.5)
 print(f"rdrop_mse_loss: {mse_loss.item():.1f}")
 assert mse_loss.item() == 4.0
 print(f"this tutorial ran in {time.perf_counter() - start:.1f} s")
-
 # sphinx_gallery_thumbnail_number = 1
+# sphinx_gallery_tags = ["Fashion-MNIST"]
