@@ -281,7 +281,6 @@ sphinx_gallery_conf = {
     # tutorials linked to the API reference
     "backreferences_dir": "api/generated/backreferences",
     "doc_module": ("bayesdrop",),
-    "reference_url": {"bayesdrop": None},
     "show_api_usage": False,
     # no execution-time pages: sphinx-gallery's load scripts from a CDN (the docs are read
     # offline); each card and each tutorial's page give its run time instead
