@@ -220,8 +220,9 @@ class _LSTMRecurrence(torch.autograd.Function):
         for t in range(T - 1, -1, -1):
             # dh := d_out[t] + the masked product of the step after; d_gates[t]; dc := dc * f
             step(*flat, m_flat, nm, dh_flat, dc_flat, dg_flat, t, N, H, st, sg, sn, t == T - 1)
-            torch.bmm(dg_t[t], w, out=rec)
-        dh = rec.sum(0) if mask is None else (rec * mask).sum(0)
+            if t > 0:
+                torch.bmm(dg_t[t], w, out=rec)
+        dh = _recurrent_grad(dg_t[0], w, mask)
         return d_gates, dh, dc, _lstm_weight_grad(ctx, d_gates, hm, h0, out), None
 
 
