@@ -15,11 +15,11 @@ os.environ.setdefault("BAYESDROP_DATA", os.path.abspath(os.path.join("..", "..",
 # The Makefile pins PyPI's torchvision wheel, a CUDA build whose operator registrations do not
 # load beside the CPU torch; transformers imports torchvision when it is installed. As in
 # tests/conftest.py, the two registration modules are stubbed (the tutorials use no torchvision
-# operator). Build set-up only: the library never imports torchvision.
-import types
+# operator), here and in each gallery worker (docs/_ext/gallery_setup.py, reset_modules below).
+# Build set-up only: the library never imports torchvision.
+import gallery_setup
 
-for _name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
-    sys.modules.setdefault(_name, types.ModuleType(_name))
+gallery_setup.stub_torchvision(None, None)
 
 import fetch_mathjax  # noqa: E402
 
@@ -226,8 +226,6 @@ from bayesdrop.datasets import smoke_mode  # noqa: E402
 
 _GALLERY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "auto_tutorials")
 _GALLERY_MODE = "smoke" if smoke_mode() else "full"
-# where the tutorials write the numbers other pages quote (docs/_ext/generated_numbers.py)
-os.environ.setdefault("BAYESDROP_NUMBERS", os.path.join(_GALLERY_DIR, "_numbers"))
 
 
 def _forget_other_mode_runs() -> None:

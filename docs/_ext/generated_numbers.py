@@ -33,8 +33,9 @@ from typing import Any
 
 from docutils import nodes
 
+from bayesdrop.datasets import smoke_mode
+
 ENV = "BAYESDROP_NUMBERS"
-SMOKE_ENV = "BAYESDROP_SMOKE"
 # "digits.auroc_entropy" or "digits.auroc_entropy:.3f"
 _TARGET = re.compile(r"^(?P<file>[A-Za-z0-9_-]+)\.(?P<key>[A-Za-z0-9_.-]+)(?::(?P<spec>.*))?$")
 
@@ -44,9 +45,8 @@ class NumberError(LookupError):
 
 
 def current_mode() -> str:
-    """``"smoke"`` when ``BAYESDROP_SMOKE`` is true (as :func:`bayesdrop.datasets.smoke_mode`)."""
-    value = os.environ.get(SMOKE_ENV, "0").strip().lower()
-    return "full" if value in ("", "0", "false", "no") else "smoke"
+    """``"smoke"`` when :func:`bayesdrop.datasets.smoke_mode` is on, else ``"full"``."""
+    return "smoke" if smoke_mode() else "full"
 
 
 def producer(name: str, sources: list[Path]) -> str | None:
@@ -151,7 +151,8 @@ def number_role(name, rawtext, text, lineno, inliner, options=None, content=None
 
 def _config_inited(app, config) -> None:
     """Resolve the folder against the configuration directory and export it to the tutorials
-    (sphinx-gallery runs them in this process, after this event)."""
+    (sphinx-gallery runs them after this event, in this process or in worker processes, which
+    inherit the environment)."""
     folder = config.generated_numbers_dir or os.environ.get(ENV) or "auto_tutorials/_numbers"
     folder = (Path(app.confdir) / folder).resolve()
     config.generated_numbers_dir = str(folder)
